@@ -1,0 +1,1 @@
+"""The standalone compliant crawler and the ``optout`` command line."""

@@ -1,0 +1,109 @@
+"""RFC 9309 path patterns (`*`, `$`, percent-encoding), shared by robots.txt, tdmrep.json, ai.txt, RSL and
+robots.txt Content-Usage rules, which all reuse the same matching.
+
+Matching is linear in the path length per pattern segment: a pattern is split at `*` and each literal segment is
+located with ``str.find`` from left to right. With `*` as the only wildcard, the leftmost occurrence is always
+the right choice, so no backtracking is ever needed and `/*a*a*a*a*b` costs no more than its segments. Regular
+expressions (what Protego and urllib use) backtrack on such patterns.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _normalise(text: str, *, escape_wildcards: bool) -> str:
+    """Bring a path (or a pattern with its wildcards protected) to the canonical octet form of RFC 9309
+    §2.2.2: non-ASCII and controls percent-encoded as UTF-8, hex digits upper-case, encoded unreserved
+    characters decoded. ``escape_wildcards`` encodes `*` and `$` so a URL's literal characters can only match a
+    pattern's `%2A` / `%24`."""
+    if text.isascii() and "%" not in text and not (escape_wildcards and ("*" in text or "$" in text)):
+        if all(c > " " and c != "\x7f" for c in text):
+            return text
+    out: list[str] = []
+    raw = text.encode("utf-8", "surrogatepass")
+    i, n = 0, len(raw)
+    while i < n:
+        b = raw[i]
+        if b == 0x25 and i + 2 < n and chr(raw[i + 1]) in _HEX and chr(raw[i + 2]) in _HEX:
+            v = int(raw[i + 1 : i + 3], 16)
+            out.append(chr(v) if v in _UNRESERVED else "%%%02X" % v)
+            i += 3
+            continue
+        if b <= 0x20 or b >= 0x7F:
+            out.append("%%%02X" % b)
+        elif escape_wildcards and b in (0x2A, 0x24):
+            out.append("%%%02X" % b)
+        else:
+            out.append(chr(b))
+        i += 1
+    return "".join(out)
+
+
+def normalise_path(path: str) -> str:
+    """Canonical form of a URL path (+ query) for matching against patterns."""
+    return _normalise(path or "/", escape_wildcards=True)
+
+
+def url_path(url: str) -> str:
+    """The part of a URL that RFC 9309 rules match: path and query, starting with `/`."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    if parts.query:
+        path += "?" + parts.query
+    return path
+
+
+class Pattern:
+    """A compiled path pattern. ``length`` is the specificity used for longest-match precedence."""
+
+    __slots__ = ("text", "length", "_segments", "_anchored", "_literal")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        anchored = text.endswith("$")
+        body = text[:-1] if anchored else text
+        # Inside a pattern `$` is only special at the end; elsewhere it is a literal character.
+        segments = [_normalise(s, escape_wildcards=True) for s in body.split("*")]
+        self._segments = segments
+        self._anchored = anchored
+        self._literal = segments[0] if len(segments) == 1 and not anchored else None
+        self.length = sum(len(s) for s in segments) + (len(segments) - 1) + (1 if anchored else 0)
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.text!r})"
+
+    def matches(self, path: str) -> bool:
+        """Match an already normalised path (see :func:`normalise_path`)."""
+        literal = self._literal
+        if literal is not None:
+            return path.startswith(literal)
+        segments = self._segments
+        first = segments[0]
+        if not path.startswith(first):
+            return False
+        if len(segments) == 1:  # anchored literal
+            return len(path) == len(first)
+        pos = len(first)
+        last = len(segments) - 1
+        for i in range(1, last):
+            seg = segments[i]
+            found = path.find(seg, pos)
+            if found < 0:
+                return False
+            pos = found + len(seg)
+        tail = segments[last]
+        if self._anchored:
+            return len(path) - len(tail) >= pos and path.endswith(tail)
+        return path.find(tail, pos) >= 0
+
+
+@lru_cache(maxsize=4096)
+def compile_pattern(text: str) -> Pattern:
+    return Pattern(text)

@@ -1,0 +1,1 @@
+"""The append-only, verifiable registry of honoured opt-outs (REGISTRY.md)."""
