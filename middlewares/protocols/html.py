@@ -2,16 +2,14 @@
 tags, the title, JSON-LD blocks, password forms and the amount of visible text.
 
 A full DOM parse (lxml) costs hundreds of microseconds on a typical page; the usage stage runs on every fetched
-page, so we scan with one compiled regular expression instead. The expression has no nested quantifiers, so its
-cost is linear in the document size, and the document is capped. Comments, scripts and styles are skipped so a
-commented-out directive does not count.
+page, so we walk the head tag by tag with small expressions that cannot backtrack, skipping comments, scripts
+and styles so a commented-out directive does not count. The document is capped.
 """
 
 from __future__ import annotations
 
 import html as _html
 import re
-from dataclasses import dataclass
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 
@@ -58,24 +56,41 @@ class HtmlHead:
     """What :func:`scan_html` found. ``text_length`` is computed on first use: only login-wall detection needs it
     and it costs a pass over the whole body."""
 
-    __slots__ = ("_body", "_text_length", "has_password_form", "json_ld", "links", "metas", "title")
+    __slots__ = ("_body", "_json_ld", "_password", "_text_length", "links", "metas", "title")
 
     def __init__(
         self,
         metas: tuple[Tag, ...] = (),
         links: tuple[Tag, ...] = (),
         title: str = "",
-        has_password_form: bool = False,
-        json_ld: tuple[str, ...] = (),
         body: bytes = b"",
     ) -> None:
         self.metas = metas
         self.links = links
         self.title = title
-        self.has_password_form = has_password_form
-        self.json_ld = json_ld
         self._body = body
         self._text_length: int | None = None
+        self._password: bool | None = None
+        self._json_ld: tuple[str, ...] | None = None
+
+    @property
+    def has_password_form(self) -> bool:
+        """A form with a password field anywhere in the document (login walls)."""
+        if self._password is None:
+            body = self._body
+            self._password = (b"assword" in body or b"ASSWORD" in body) and bool(
+                _PASSWORD.search(body) and _FORM.search(body)
+            )
+        return self._password
+
+    @property
+    def json_ld(self) -> tuple[str, ...]:
+        """Raw contents of every ``application/ld+json`` script (paywall markup lives there)."""
+        if self._json_ld is None:
+            body = self._body
+            found = _JSON_LD.findall(body) if b"ld+json" in body or b"LD+JSON" in body else []
+            self._json_ld = tuple(_decode(b[:1_000_000]) for b in found)
+        return self._json_ld
 
     def __repr__(self) -> str:
         return f"HtmlHead(metas={self.metas!r}, links={self.links!r}, title={self.title!r})"
@@ -113,7 +128,10 @@ def _decode(body: bytes) -> str:
 
 
 _HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)
-_WANTED = frozenset(("meta", "link", "form", "input"))
+_WANTED = frozenset(("meta", "link"))
+_PASSWORD = re.compile(rb"""<input\b[^>]*\btype\s*=\s*["']?password""", re.IGNORECASE)
+_FORM = re.compile(rb"<form\b", re.IGNORECASE)
+_JSON_LD = re.compile(rb"<script\b[^>]*ld\+json[^>]*>(.*?)</script", re.IGNORECASE | re.DOTALL)
 
 
 def _find_close(text: str, name: str, start: int, end: int) -> int:
@@ -128,18 +146,16 @@ def _find_close(text: str, name: str, start: int, end: int) -> int:
 def scan_html(body: bytes) -> HtmlHead:
     """Scan an HTML document; never raises. Only the first :data:`MAX_HTML_BYTES` are read.
 
-    The tokenising expression runs over the head; the body is only tokenised when a cheap substring test shows
-    it holds something we read (a meta/link tag, a password field, JSON-LD), which keeps typical pages fast."""
+    Meta and link tags are read from the head only (up to `</head>` or `<body>`), where HTML places them; every
+    pass over a whole page costs tens of microseconds, so facts that live in the body (password forms, JSON-LD)
+    are computed on first use."""
     body = body[:MAX_HTML_BYTES]
     head_end = _HEAD_END.search(body)
     text = _decode(body if head_end is None else body[: head_end.start()])
     end = len(text)
     metas: list[Tag] = []
     links: list[Tag] = []
-    json_ld: list[str] = []
     title = ""
-    password = False
-    forms = 0
     line, pos = 1, 0
     i = 0
     while True:
@@ -156,12 +172,9 @@ def scan_html(body: bytes) -> HtmlHead:
         i = rest.end()
         if name in ("script", "style", "title"):
             close = _find_close(text, name, i, end)
-            content = text[i:close]
+            if name == "title" and not title:
+                title = _html.unescape(text[i:close]).strip()[:500]
             i = end if close == end else text.find(">", close, end) + 1 or end
-            if name == "script" and "ld+json" in raw.lower():
-                json_ld.append(content[:1_000_000])
-            elif name == "title" and not title:
-                title = _html.unescape(content).strip()[:500]
             continue
         if name not in _WANTED:
             continue
@@ -169,20 +182,9 @@ def scan_html(body: bytes) -> HtmlHead:
         pos = m.start()
         if name == "meta":
             metas.append(Tag("meta", raw, line))
-        elif name == "link":
+        else:
             links.append(Tag("link", raw, line))
-        elif name == "form":
-            forms += 1
-        elif "password" in raw.lower() and _attrs(raw).get("type", "").strip().lower() == "password":
-            password = True
-    return HtmlHead(
-        metas=tuple(metas),
-        links=tuple(links),
-        title=title,
-        has_password_form=password and forms > 0,
-        json_ld=tuple(json_ld),
-        body=body,
-    )
+    return HtmlHead(metas=tuple(metas), links=tuple(links), title=title, body=body)
 
 
 _SKIP = re.compile(rb"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
