@@ -1,0 +1,133 @@
+"""`optout check`: the access and usage stages for single URLs, with `requests` as the fetcher.
+
+Per origin, robots.txt and the site-level policy files are fetched once per run and cached. The resource is
+fetched only when robots.txt lets our token fetch it, and redirects are followed by hand so that every hop is
+checked against its own origin's robots.txt: a redirect must never carry the crawler into a disallowed path.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit
+
+from middlewares.protocols.blocklist import Blocklist
+
+from crawler.fetcher import RequestsFetcher
+from middlewares.engine import (
+    AI_TXT_PATH,
+    MAX_REDIRECTS,
+    POLICY_FILE_LIMIT,
+    ROBOTS_LIMIT,
+    TDMREP_PATH,
+    Fetched,
+    LoadedLicense,
+    SitePolicy,
+    fetch_failure,
+    load_license,
+    origin_of,
+    response_signals,
+)
+from middlewares.policy import Decision, Policy
+from middlewares.protocols.signals import ALL_PURPOSES, Purpose, Signal
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+def validate_url(url: str) -> str:
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid URL {url!r}: expected an absolute http:// or https:// URL")
+    del port
+    return text
+
+
+class Checker:
+    """Answers "may this URL be used for the policy's purpose?" for many URLs, sharing per-origin state."""
+
+    def __init__(self, policy: Policy, fetcher: RequestsFetcher, blocklist: Blocklist | None = None) -> None:
+        self.policy = policy
+        self.fetcher = fetcher
+        self.blocklist = blocklist
+        self.sites: dict[str, SitePolicy] = {}
+        self.linked_licenses: dict[str, LoadedLicense] = {}
+
+    def site(self, origin: str) -> SitePolicy:
+        site = self.sites.get(origin)
+        if site is not None:
+            return site
+        policy = self.policy
+        site = SitePolicy.from_robots(origin, self.fetcher.get(origin + "/robots.txt", limit=ROBOTS_LIMIT), policy)
+        if policy.purpose in (Purpose.TRAIN_AI, Purpose.AI_INPUT) and "tdmrep" not in policy.disabled:
+            site.add_tdmrep(self.fetcher.get(origin + TDMREP_PATH, limit=POLICY_FILE_LIMIT), policy)
+        if policy.purpose is Purpose.TRAIN_AI and "ai-txt" not in policy.disabled:
+            site.add_ai_txt(self.fetcher.get(origin + AI_TXT_PATH, limit=POLICY_FILE_LIMIT))
+        if "rsl" not in policy.disabled:
+            for url in site.license_urls(policy):
+                site.add_license(url, self.fetcher.get(url, limit=POLICY_FILE_LIMIT), policy)
+        self.sites[origin] = site
+        return site
+
+    def check(self, url: str) -> Decision:
+        policy = self.policy
+        signals: list[Signal] = []
+        errors: list[str] = []
+        if self.blocklist is not None:
+            listed = self.blocklist.signal(url)
+            if listed is not None:
+                return policy.decide(url, [listed])
+        current = url
+        visited: list[SitePolicy] = []
+        fetched: Fetched | None = None
+        for _hop in range(MAX_REDIRECTS + 1):
+            site = self.site(origin_of(current))
+            if site not in visited:
+                visited.append(site)
+            denied = site.access_signals(current, policy)
+            if denied:
+                signals += denied + site.failures
+                errors += site.notes
+                return policy.decide(url, signals, errors)
+            fetched = self.fetcher.get(current, follow=False)
+            location = fetched.header("location")
+            if fetched.status in (301, 302, 303, 307, 308) and location:
+                current = urljoin(current, location[-1].strip())
+                if not current.startswith(("http://", "https://")):
+                    break
+                continue
+            break
+        assert fetched is not None
+        fetched.url, fetched.final_url = url, current
+        if fetched.status is not None and 300 <= fetched.status < 400:
+            fetched.error = fetched.error or f"more than {MAX_REDIRECTS} redirects"
+            signals.append(fetch_failure("the resource", "url", current, fetched, ALL_PURPOSES))
+        for site in visited:
+            signals += site.usage_signals(current, policy)
+            errors += site.notes
+        facts = response_signals(fetched, policy)
+        signals += facts.signals
+        if fetched.error:
+            errors.append(f"{current}: {fetched.error}")
+        if "rsl" not in policy.disabled:
+            signals += self._linked_licenses(facts.license_urls, current)
+        return policy.decide(url, signals, _unique(errors))
+
+    def _linked_licenses(self, urls: list[str], page_url: str) -> list[Signal]:
+        """RSL licences linked from the resource (Link header or HTML link), fetched once per run."""
+        found: list[Signal] = []
+        for lic in urls:
+            loaded = self.linked_licenses.get(lic)
+            if loaded is None:
+                loaded = load_license(lic, self.fetcher.get(lic, limit=POLICY_FILE_LIMIT))
+                self.linked_licenses[lic] = loaded
+            found += loaded.signals(page_url, self.policy, lic)
+        return found
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

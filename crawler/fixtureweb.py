@@ -1,0 +1,128 @@
+"""A small web of fixture sites on loopback, one port per origin, for the demo and the end-to-end tests.
+
+Each site is a real HTTP server (``http.server``) on 127.0.0.1, so checks and crawls exercise real sockets,
+status lines, duplicate header lines, redirects and slow answers. Every request is logged, which lets tests
+assert what was fetched, and just as important, what was never fetched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes | str = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/html; charset=utf-8"
+    delay: float = 0.0  # seconds before answering (slow servers, timeouts)
+
+    def payload(self) -> bytes:
+        return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
+
+
+def page(title: str, body: str = "", head: str = "") -> str:
+    """A plain HTML page with optional extra head markup."""
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>{head}</head>"
+        f"<body><h1>{title}</h1>{body}</body></html>"
+    )
+
+
+@dataclass
+class Hit:
+    site: str
+    method: str
+    path: str
+    time: float
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, web: FixtureWeb, name: str) -> None:
+        self.web = web
+        self.name = name
+        self.routes: dict[str, Route] = {}
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(send_body=False)
+
+    def do_GET(self) -> None:
+        self._answer(send_body=True)
+
+    def _answer(self, send_body: bool) -> None:
+        server = self.server
+        server.web.log.append(Hit(server.name, self.command, self.path, time.time()))
+        route = server.routes.get(self.path) or server.routes.get(self.path.split("?", 1)[0])
+        if route is None:
+            route = Route(404, "not found", content_type="text/plain")
+        if route.delay:
+            time.sleep(route.delay)
+        payload = route.payload()
+        try:
+            self.send_response(route.status)
+            if route.content_type:
+                self.send_header("Content-Type", route.content_type)
+            for name, value in route.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if send_body:
+                self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class FixtureWeb:
+    """Start with ``with FixtureWeb() as web: base = web.site("news", {...})``."""
+
+    def __init__(self) -> None:
+        self.log: list[Hit] = []
+        self.servers: dict[str, _Server] = {}
+        self._threads: list[threading.Thread] = []
+
+    def site(self, name: str, routes: dict[str, Route | str] | None = None) -> str:
+        """Start (or extend) a site; returns its origin, e.g. ``http://127.0.0.1:41234``."""
+        server = self.servers.get(name)
+        if server is None:
+            server = _Server(self, name)
+            self.servers[name] = server
+            thread = threading.Thread(target=server.serve_forever, name=f"fixture-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for path, route in (routes or {}).items():
+            server.routes[path] = route if isinstance(route, Route) else Route(body=route)
+        return self.origin(name)
+
+    def origin(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.servers[name].server_address[1]}"
+
+    def hits(self, name: str | None = None, path: str | None = None) -> list[Hit]:
+        return [h for h in self.log if (name is None or h.site == name) and (path is None or h.path == path)]
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
+        self.servers.clear()
+
+    def __enter__(self) -> FixtureWeb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,304 @@
+"""Turn fetch results into signals: the shared core of `optout check` (requests) and the Scrapy middlewares.
+
+Nothing here does I/O. A fetcher hands over :class:`Fetched` results (robots.txt, the site-level policy files, the
+resource, linked licences) and gets back signals; :class:`~middlewares.policy.Policy` turns them into a decision.
+That split is what guarantees a URL gets the same answer from the command line and from a crawl.
+
+Fetch semantics follow RFC 9309 §2.3.1 for robots.txt and PROTOCOLS.md §10.4 for the other files: whatever
+cannot be established is denied (a ``fetch`` signal) for the purposes that file could have reserved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from middlewares.policy import Policy, with_source
+from middlewares.protocols import (
+    access,
+    ai_txt,
+    content_signal,
+    content_usage,
+    media,
+    robots,
+    robots_tag,
+    rsl,
+    tdmrep,
+)
+from middlewares.protocols.html import HtmlHead, scan_html
+from middlewares.protocols.signals import AI_PURPOSES, ALL_PURPOSES, Mode, Purpose, Signal, Verdict, verdicts
+
+ROBOTS_LIMIT = 512_000
+POLICY_FILE_LIMIT = 1024 * 1024
+MAX_REDIRECTS = 5
+TDMREP_PATH = "/.well-known/tdmrep.json"
+AI_TXT_PATH = "/ai.txt"
+
+
+@dataclass
+class Fetched:
+    """One HTTP exchange as the engine needs it. ``status`` is None when no HTTP answer arrived (DNS, refused,
+    timeout, too many redirects); ``error`` then says why in one line."""
+
+    url: str
+    status: int | None
+    headers: Mapping[str, list[str]] = field(default_factory=dict)
+    body: bytes = b""
+    final_url: str = ""
+    error: str = ""
+    redirects: int = 0
+
+    def header(self, name: str) -> list[str]:
+        return list(self.headers.get(name.lower(), ()))
+
+    @property
+    def content_type(self) -> str:
+        values = self.header("content-type")
+        return values[-1].split(";")[0].strip().lower() if values else ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] — the unit RFC 9309 scopes robots.txt to (§2.3)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def fetch_failure(what: str, where: str, source: str, fetched: Fetched, purposes: Iterable[Purpose]) -> Signal:
+    reason = fetched.error or f"HTTP {fetched.status}"
+    return Signal(
+        protocol="fetch",
+        where=where,
+        value=str(fetched.status) if fetched.status is not None else "no response",
+        rule=f"{what} could not be fetched ({reason}); the safe answer is no",
+        verdicts=verdicts(Verdict.DISALLOW, *purposes),
+        source=source,
+    )
+
+
+def _looks_like_html(fetched: Fetched) -> bool:
+    head = fetched.body[:512].lstrip().lower()
+    return fetched.content_type in ("text/html", "application/xhtml+xml") or head.startswith((b"<!doctype", b"<html"))
+
+
+@dataclass
+class SitePolicy:
+    """Everything fetched once per origin: robots.txt and the site-level policy files, parsed."""
+
+    origin: str
+    robots: robots.RobotsTxt
+    robots_url: str
+    tdmrep: tdmrep.TdmrepFile | None = None
+    ai_txt: ai_txt.AiTxt | None = None
+    licenses: dict[str, rsl.RslDocument] = field(default_factory=dict)
+    failures: list[Signal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_robots(cls, origin: str, fetched: Fetched | None, policy: Policy) -> SitePolicy:
+        """RFC 9309 §2.3.1: 2xx parse; 4xx "unavailable" allows all; 5xx and network errors "unreachable"
+        disallow all. Conservative mode also treats 429 and a redirect chain longer than 5 as unreachable."""
+        url = origin + "/robots.txt"
+        site = cls(origin=origin, robots=robots.ALLOW_ALL, robots_url=url)
+        if fetched is None:
+            return site
+        status = fetched.status
+        if fetched.ok:
+            site.robots = robots.parse_robots(fetched.body, limit=ROBOTS_LIMIT)
+            if site.robots.truncated:
+                site.notes.append(f"{url}: larger than {ROBOTS_LIMIT} bytes, the rest was ignored (RFC 9309 §2.5)")
+            return site
+        too_many_redirects = status is not None and 300 <= status < 400
+        unreachable = status is None or status >= 500 or (policy.conservative and status == 429)
+        if too_many_redirects and policy.conservative:
+            unreachable = True
+        if unreachable:
+            site.robots = robots.DISALLOW_ALL
+            site.failures.append(fetch_failure("robots.txt", "robots.txt", url, fetched, ALL_PURPOSES))
+            site.notes.append(f"{url}: unreachable ({fetched.error or f'HTTP {status}'}), everything disallowed")
+        return site
+
+    def add_tdmrep(self, fetched: Fetched | None, policy: Policy) -> None:
+        body = self._policy_file("tdmrep.json", "well-known", fetched, AI_PURPOSES)
+        if body is None:
+            return
+        try:
+            self.tdmrep = tdmrep.parse_tdmrep_json(body, mode=policy.mode)
+        except tdmrep.TdmrepError as exc:
+            self.notes.append(f"{self.origin}{TDMREP_PATH}: {exc}")
+            if policy.conservative:
+                # The site evidently tried to say something here; when in doubt, do not use the content.
+                self.failures.append(
+                    Signal(
+                        protocol="tdmrep",
+                        where="well-known",
+                        value="invalid",
+                        rule=f"invalid tdmrep.json ({exc}); treated as a reservation",
+                        verdicts=verdicts(Verdict.DISALLOW, *AI_PURPOSES),
+                        source=self.origin + TDMREP_PATH,
+                    )
+                )
+
+    def add_ai_txt(self, fetched: Fetched | None) -> None:
+        body = self._policy_file("ai.txt", "ai.txt", fetched, (Purpose.TRAIN_AI,))
+        if body is not None:
+            self.ai_txt = ai_txt.parse_ai_txt(body)
+
+    def add_license(self, url: str, fetched: Fetched | None, policy: Policy) -> None:
+        """An RSL licence named in robots.txt: it applies to the whole origin, by its own `<content>` URLs."""
+        if fetched is None:
+            return
+        loaded = load_license(url, fetched)
+        if loaded.note:
+            self.notes.append(loaded.note)
+        if loaded.failure is not None:
+            self.failures.append(loaded.failure)
+        if loaded.document is not None:
+            self.licenses[url] = loaded.document
+
+    def _policy_file(self, name: str, where: str, fetched: Fetched | None, purposes: Iterable[Purpose]) -> bytes | None:
+        """Body of a site-level file, or None when the site does not implement it. Servers that answer every
+        path with their home page (a "soft 404") do not implement the protocol either."""
+        if fetched is None:
+            return None
+        source = fetched.url
+        if fetched.ok:
+            if _looks_like_html(fetched):
+                return None
+            if len(fetched.body) > POLICY_FILE_LIMIT:
+                self.notes.append(f"{source}: larger than {POLICY_FILE_LIMIT} bytes, ignored beyond that")
+            return fetched.body[:POLICY_FILE_LIMIT]
+        status = fetched.status
+        if status is not None and 400 <= status < 500 and status != 429:
+            return None
+        self.failures.append(fetch_failure(name, where, source, fetched, purposes))
+        self.notes.append(f"{source}: {fetched.error or f'HTTP {status}'}; reserved until it can be read")
+        return None
+
+    # -- what the site-level files say about one URL ---------------------------------------------------------
+
+    def license_urls(self, policy: Policy) -> list[str]:
+        """RSL licences named in robots.txt (global `License:` lines), to fetch once per origin."""
+        pairs = rsl.license_urls_from_robots(self.robots.licenses, self.origin + "/", mode=policy.mode)
+        for _url, note in pairs:
+            if note:
+                self.notes.append(note)
+        return [u for u, _ in pairs]
+
+    def access_signals(self, url: str, policy: Policy) -> list[Signal]:
+        signal = robots.access_signal(self.robots, policy.agent, url, lenient=policy.lenient)
+        return [] if signal is None else with_source([signal], self.robots_url)
+
+    def usage_signals(self, url: str, policy: Policy) -> list[Signal]:
+        """Site-level reservations that apply to ``url`` (robots.txt extensions, tdmrep.json, ai.txt, RSL)."""
+        mode = policy.mode
+        found: list[Signal] = list(self.failures)
+        group = self.robots.select(policy.agent, lenient=policy.lenient)
+        cu_lines = [e for e in group.extensions if e.key == "content-usage"]
+        cs_lines = [e for e in group.extensions if e.key == "content-signal"]
+        if cu_lines:
+            found += content_usage.robots_signals(cu_lines, url, mode=mode)
+        if cs_lines:
+            found += content_signal.robots_signals(cs_lines, mode=mode)
+        if policy.cross_token and mode is Mode.CONSERVATIVE:
+            found += robots.cross_token_signals(self.robots, url, policy.agent)
+        found = with_source(found, self.robots_url)
+        if self.tdmrep is not None:
+            found += with_source(tdmrep.file_signals(self.tdmrep, url, mode=mode), self.origin + TDMREP_PATH)
+        if self.ai_txt is not None:
+            found += with_source(ai_txt.signals(self.ai_txt, url, policy.agent, mode=mode), self.origin + AI_TXT_PATH)
+        for lic_url, doc in self.licenses.items():
+            found += with_source(rsl.signals(doc, url, mode=mode, source=lic_url), lic_url)
+        return found
+
+
+@dataclass
+class LoadedLicense:
+    document: rsl.RslDocument | None = None
+    failure: Signal | None = None
+    note: str = ""
+
+    def signals(self, url: str, policy: Policy, source: str) -> list[Signal]:
+        if self.failure is not None:
+            return [self.failure]
+        if self.document is None:
+            return []
+        return with_source(rsl.signals(self.document, url, mode=policy.mode, source=source), source)
+
+
+def load_license(url: str, fetched: Fetched) -> LoadedLicense:
+    """Parse a fetched RSL licence. RSL asks crawlers to obtain and follow the licence before using content,
+    so a licence that is named but cannot be read leaves AI use unlicensed: a failure signal."""
+    if not fetched.ok:
+        if fetched.status in (404, 410):
+            return LoadedLicense(note=f"{url}: RSL licence not found (HTTP {fetched.status})")
+        return LoadedLicense(failure=fetch_failure("RSL licence", "license", url, fetched, AI_PURPOSES))
+    try:
+        return LoadedLicense(document=rsl.parse_license(fetched.body[:POLICY_FILE_LIMIT]))
+    except rsl.RslError as exc:
+        failure = Signal(
+            protocol="rsl",
+            where="license",
+            value="invalid",
+            rule=f"RSL licence unreadable ({exc}); no licence, no use",
+            verdicts=verdicts(Verdict.DISALLOW, *AI_PURPOSES),
+            source=url,
+        )
+        return LoadedLicense(failure=failure, note=f"{url}: {exc}")
+
+
+@dataclass
+class ResponseFacts:
+    """Signals read from the resource itself, and the RSL licences it links to (fetched by the caller)."""
+
+    signals: list[Signal]
+    license_urls: list[str]
+    head: HtmlHead | None = None
+
+
+def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
+    """Usage-stage signals of one fetched resource: status, headers, HTML head, embedded media metadata.
+
+    TDMRep signals are returned in TDMRep's processing order (header, HTML, file metadata) so the policy can
+    resolve them by that order (§2.6)."""
+    url = fetched.final_url or fetched.url
+    mode = policy.mode
+    status = fetched.status
+    if status is None or not 200 <= status < 300:
+        denied = access.status_signal(status, url) if status is not None else None
+        if denied is None:
+            denied = fetch_failure("the resource", "url", url, fetched, ALL_PURPOSES)
+        return ResponseFacts(with_source([denied], url), [])
+    found: list[Signal] = []
+    reservation = fetched.header("tdm-reservation")
+    if reservation:
+        sig = tdmrep.header_signal(reservation, fetched.header("tdm-policy"), mode=mode)
+        if sig is not None:
+            found.append(sig)
+    if fetched.header("content-usage"):
+        found += content_usage.header_signals(fetched.header("content-usage"), mode=mode)
+    if fetched.header("content-signal"):
+        found += content_signal.header_signals(fetched.header("content-signal"), mode=mode)
+    ctype = fetched.content_type
+    is_image = ctype.startswith("image/")
+    if fetched.header("x-robots-tag"):
+        found += robots_tag.header_signals(fetched.header("x-robots-tag"), policy.agent, is_image=is_image, mode=mode)
+    licenses = rsl.license_urls_from_headers(fetched.header("link"), url) if fetched.header("link") else []
+    head: HtmlHead | None = None
+    if _looks_like_html(fetched):
+        head = scan_html(fetched.body)
+        sig = tdmrep.html_signal(head, mode=mode)
+        if sig is not None:
+            found.append(sig)
+        found += robots_tag.meta_signals(head, policy.agent, mode=mode)
+        licenses += [u for u in rsl.license_urls_from_html(head, url) if u not in licenses]
+    else:
+        found += media.signals(fetched.body, ctype, mode=mode)
+    wall = access.login_wall_signal(fetched.url, url, head)
+    if wall is not None:
+        found.append(wall)
+    return ResponseFacts(with_source(found, url), licenses, head)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a fixture web on loopback, and helpers to run the engine and the real CLI against it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crawler.check import Checker
+from crawler.cli import user_agent_for
+from crawler.fetcher import RequestsFetcher
+from crawler.fixtureweb import FixtureWeb
+from middlewares.policy import Decision, Policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def web() -> Iterator[FixtureWeb]:
+    with FixtureWeb() as fixture:
+        yield fixture
+
+
+def check(urls: list[str] | str, timeout: float = 5.0, blocklist=None, **policy: object) -> list[Decision]:
+    """Run the same engine as `optout check`, in-process, against real loopback servers."""
+    pol = Policy.build(**{"agent": "ExampleBot", **policy})  # type: ignore[arg-type]
+    fetcher = RequestsFetcher(user_agent_for(pol.agent), timeout=timeout)
+    try:
+        checker = Checker(pol, fetcher, blocklist)
+        return [checker.check(u) for u in ([urls] if isinstance(urls, str) else urls)]
+    finally:
+        fetcher.close()
+
+
+def protocols(decision: Decision) -> set[str]:
+    return {s.protocol for s in decision.reservations}
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crawler.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def cli_json(*args: str) -> tuple[int, list[dict[str, object]]]:
+    proc = run_cli("check", "--json", *args)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, lines
