@@ -7,14 +7,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from crawler.check import Checker
-from crawler.cli import user_agent_for
-from crawler.fetcher import RequestsFetcher
 from crawler.fixtureweb import FixtureWeb
-from middlewares.policy import Decision, Policy
+
+if TYPE_CHECKING:
+    from middlewares.policy import Decision
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +27,12 @@ def web() -> Iterator[FixtureWeb]:
 
 def check(urls: list[str] | str, timeout: float = 5.0, blocklist=None, **policy: object) -> list[Decision]:
     """Run the same engine as `optout check`, in-process, against real loopback servers."""
+    # Imported here so the parser unit tests do not depend on the whole engine importing.
+    from crawler.check import Checker
+    from crawler.cli import user_agent_for
+    from crawler.fetcher import RequestsFetcher
+    from middlewares.policy import Policy
+
     pol = Policy.build(**{"agent": "ExampleBot", **policy})  # type: ignore[arg-type]
     fetcher = RequestsFetcher(user_agent_for(pol.agent), timeout=timeout)
     try:
