@@ -13,7 +13,8 @@ import re
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 
-_OPEN = re.compile(r"<(!--|[A-Za-z][A-Za-z0-9]*)")
+# Only the elements we read or must skip; other tags are stepped over by the regex engine, not by Python.
+_OPEN = re.compile(r"<(!--|(?i:meta|link|script|style|title)(?=[\s/>]))")
 _TAG_REST = re.compile(r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>?""")
 _ATTR = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
 _TAGS = re.compile(rb"<[^>]*>")
@@ -24,15 +25,17 @@ class Tag:
     """A `<meta>` or `<link>` tag. Attributes are parsed on first access: pages carry dozens of tags we never
     read (Open Graph, preload links), and parsing them all would dominate the cost of a scan."""
 
-    __slots__ = ("_attrs", "_raw", "line", "name")
+    __slots__ = ("_attrs", "_lower", "_raw", "line", "name")
 
     def __init__(self, name: str, raw: str | dict[str, str], line: int) -> None:
         self.name = name
         self.line = line
         if isinstance(raw, dict):
             self._raw, self._attrs = "", raw
+            self._lower = " ".join(f"{k}={v}" for k, v in raw.items()).lower()
         else:
             self._raw, self._attrs = raw, None
+            self._lower = raw.lower()
 
     def __repr__(self) -> str:
         return f"Tag({self.name!r}, {self.attrs!r}, line={self.line})"
@@ -49,7 +52,7 @@ class Tag:
 
     def mentions(self, text: str) -> bool:
         """Cheap pre-filter: could this tag carry ``text`` (lower-case) in any attribute?"""
-        return self._attrs is not None or text in self._raw.lower()
+        return text in self._lower
 
 
 class HtmlHead:
