@@ -1,0 +1,141 @@
+"""Site blocklist (persistently infringing sites, PROTOCOLS.md §9.1, vector 89)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from middlewares.protocols.blocklist import Blocklist, normalise_host, registrable_domain
+from middlewares.protocols.signals import ALL_PURPOSES, Verdict
+
+LIST = """# EU list of persistently infringing sites (example)
+pirate.example
+*.warez.example
+.torrents.example
+https://www.moviez.co.uk/path?q=1   # a URL: its host is used
+0.0.0.0 hosts-format.example
+Bücher-Piraten.example
+user1.github.io
+streams.example:8080
+
+not a host/with spaces
+"""
+
+
+@pytest.fixture(scope="module")
+def bl() -> Blocklist:
+    return Blocklist.parse(LIST, source="file:///etc/optout/blocklist.txt")
+
+
+def test_vector_89_listed_domain_excluded(bl: Blocklist) -> None:
+    sig = bl.signal("https://pirate.example/movies/1")
+    assert sig is not None
+    assert sig.protocol == "blocklist" and sig.where == "blocklist"
+    assert sig.verdicts == {p: Verdict.DISALLOW for p in ALL_PURPOSES}
+    assert sig.value == "pirate.example" and sig.rule == "listed: pirate.example"
+    assert sig.source == "file:///etc/optout/blocklist.txt"
+
+
+@pytest.mark.parametrize(
+    ("target", "entry"),
+    [
+        ("pirate.example", "pirate.example"),
+        ("https://PIRATE.example.:443/x", "pirate.example"),
+        ("https://cdn.pirate.example/x", "pirate.example"),
+        ("http://a.b.warez.example/", "warez.example"),
+        ("warez.example", "warez.example"),
+        ("https://x.torrents.example/", "torrents.example"),
+        ("https://moviez.co.uk/", "www.moviez.co.uk"),  # www entry covers the site
+        ("https://img.moviez.co.uk/", "www.moviez.co.uk"),
+        ("https://www.moviez.co.uk/", "www.moviez.co.uk"),
+        ("hosts-format.example", "hosts-format.example"),
+        ("https://xn--bcher-piraten-wob.example/", "xn--bcher-piraten-wob.example"),
+        ("https://bücher-piraten.example/", "xn--bcher-piraten-wob.example"),
+        ("https://user1.github.io/repo", "user1.github.io"),
+        ("http://streams.example:9999/", "streams.example"),
+        ("https://user:pw@pirate.example/", "pirate.example"),
+    ],
+)
+def test_matches(bl: Blocklist, target: str, entry: str) -> None:
+    assert bl.match(target) == entry
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://example.com/",
+        "https://notpirate.example/",
+        "https://pirate.example.com/",
+        "https://user2.github.io/",  # a private suffix: one user's site does not cover GitHub Pages
+        "https://github.io/",
+        "https://other.co.uk/",
+        "https://moviez.com/",
+        "",
+        "https://",
+        "http://[::1]/",
+    ],
+)
+def test_non_matches(bl: Blocklist, target: str) -> None:
+    assert bl.match(target) is None
+    assert bl.signal(target) is None
+
+
+def test_public_suffix_entries_match_only_themselves() -> None:
+    bl = Blocklist.parse("co.uk\ncom\ngithub.io\n")
+    assert bl.match("https://bbc.co.uk/") is None
+    assert bl.match("https://example.com/") is None
+    assert bl.match("https://someone.github.io/") is None
+    assert bl.match("co.uk") == "co.uk"
+
+
+def test_non_www_subdomain_entry_does_not_cover_siblings() -> None:
+    bl = Blocklist.parse("files.cdn-host.example\n")
+    assert bl.match("https://a.files.cdn-host.example/") == "files.cdn-host.example"
+    assert bl.match("https://cdn-host.example/") is None
+    assert bl.match("https://other.cdn-host.example/") is None
+
+
+def test_ip_entries() -> None:
+    bl = Blocklist.parse("192.0.2.7\n2001:db8::1\n")
+    assert bl.match("http://192.0.2.7:8080/x") == "192.0.2.7"
+    assert bl.match("http://[2001:db8::1]/") == "2001:db8::1"
+    assert bl.match("http://192.0.2.8/") is None
+
+
+def test_parse_notes_and_len(bl: Blocklist) -> None:
+    assert "pirate.example" in bl.entries and len(bl) >= 8
+    assert any("skipped" in n for n in bl.notes)
+    assert len(Blocklist.parse("")) == 0
+    assert Blocklist.parse(b"pirate.example\n").match("pirate.example") == "pirate.example"  # type: ignore[arg-type]
+    assert len(Blocklist.parse(None)) == 0  # type: ignore[arg-type]
+
+
+def test_normalise_host_and_registrable_domain() -> None:
+    assert normalise_host("https://WWW.Example.COM./a") == "www.example.com"
+    assert normalise_host("straße.example") == "xn--strae-oqa.example"
+    assert normalise_host("") == ""
+    assert normalise_host("a" * 2000) == ""
+    assert registrable_domain("a.b.example.co.uk") == "example.co.uk"
+    assert registrable_domain("co.uk") == ""
+    assert registrable_domain("127.0.0.1") == ""
+
+
+FUZZ = settings(max_examples=300, deadline=1000)
+
+
+@FUZZ
+@given(st.text(max_size=500))
+def test_fuzz_parse(text: str) -> None:
+    bl = Blocklist.parse(text)
+    for entry in list(bl.entries)[:5]:
+        assert bl.match(entry) == entry
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_fuzz_match(target: str) -> None:
+    bl = Blocklist.parse(LIST)
+    result = bl.match(target)
+    assert result is None or result in bl.entries
+    bl.signal(target)
