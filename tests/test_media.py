@@ -758,3 +758,28 @@ def test_fuzz_iptc_values(value: str, style: str) -> None:
         for mode in (C, S):
             for sig in iptc.signals(doc, mode=mode):
                 assert set(sig.verdicts) <= {TRAIN, INPUT, SEARCH}
+
+
+def test_c2pa_box_budget_bounds_flat_stores() -> None:
+    # 400k empty boxes inside one store: parsing stops at the box budget instead of walking them all.
+    filler = b"\x00\x00\x00\x08free" * 400_000
+    store = jumbf_superbox(jumbf_uuid(b"c2pa"), "c2pa", [filler])
+    found = c2pa.signals(
+        store + jumbf_manifest("cawg.training-mining", {"cawg.ai_training": {"use": "notAllowed"}}), None, mode=C
+    )
+    # The budget is spent on the filler, so the second store is not reached: bounded work wins over completeness
+    # here, and only the file's own author can hide its own statement this way.
+    assert found == []
+    assert c2pa.signals(
+        jumbf_manifest("cawg.training-mining", {"cawg.ai_training": {"use": "notAllowed"}}), None, mode=C
+    )
+
+
+def test_several_rdf_descriptions_are_merged() -> None:
+    packet = xmp_packet(tdm_reservation="1").replace(
+        b"</rdf:RDF>",
+        b'<rdf:Description rdf:about="" xmlns:z="http://ns.useplus.org/ldf/xmp/1.0/" '
+        b'z:DataMining="DMI-PROHIBITED"/></rdf:RDF>',
+    )
+    found = media.signals(make_webp(packet), "image/webp", mode=S)
+    assert {s.protocol for s in found} == {"iptc", "tdmrep"}

@@ -83,7 +83,7 @@ def _raw(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value
+        return value[:200]
     try:
         return json.dumps(value)[:200]
     except (TypeError, ValueError):
@@ -143,8 +143,8 @@ def _signal(where: str, value: str, rule: str, reservation: int | None, policy: 
     return Signal(
         protocol=PROTOCOL,
         where=where,
-        value=value,
-        rule=rule,
+        value=value[:200],
+        rule=rule[:300],
         verdicts=_verdicts(reservation),
         note=_join(*notes, _policy_note(reservation, policy)),
     )
@@ -317,12 +317,12 @@ def _combine_values(
     if not values:
         return None
     parsed = [parse_value(v, mode=mode) for v in values]
-    notes = [n for _, n in parsed if n]
+    notes = [n for _, n in parsed if n][:8]
     results = [r for r, _ in parsed]
     distinct = {r for r in results if r is not None}
     policy = next((p for p in policies if p), None)
     if len(values) > 1 and len(set(values)) > 1:
-        notes.append(f"multiple values {values[:8]}")
+        notes.append(f"multiple values {[v[:50] for v in values[:8]]}")
     if mode is Mode.CONSERVATIVE and 1 in results:
         value = values[results.index(1)]
         return _signal(where, value, rule, 1, policy, extra_note, *notes)
