@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
-from middlewares.protocols.blocklist import Blocklist
-
 from crawler.fetcher import RequestsFetcher
 from middlewares.engine import (
     AI_TXT_PATH,
@@ -27,6 +25,7 @@ from middlewares.engine import (
     response_signals,
 )
 from middlewares.policy import Decision, Policy
+from middlewares.protocols.blocklist import Blocklist
 from middlewares.protocols.signals import ALL_PURPOSES, Purpose, Signal
 
 
@@ -111,6 +110,7 @@ class Checker:
             errors += site.notes
         facts = response_signals(fetched, policy)
         signals += facts.signals
+        errors += facts.notes
         if fetched.error:
             errors.append(f"{current}: {fetched.error}")
         if "rsl" not in policy.disabled:
@@ -123,7 +123,7 @@ class Checker:
         for lic in urls:
             loaded = self.linked_licenses.get(lic)
             if loaded is None:
-                loaded = load_license(lic, self.fetcher.get(lic, limit=POLICY_FILE_LIMIT))
+                loaded = load_license(lic, self.fetcher.get(lic, limit=POLICY_FILE_LIMIT), self.policy.mode)
                 self.linked_licenses[lic] = loaded
             found += loaded.signals(page_url, self.policy, lic)
         return found

@@ -15,10 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from middlewares.protocols.blocklist import Blocklist
-
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.policy import Decision, Policy
+from middlewares.protocols.blocklist import Blocklist
 
 AGENT = "OptOutBot"
 

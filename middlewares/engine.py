@@ -152,7 +152,7 @@ class SitePolicy:
         """An RSL licence named in robots.txt: it applies to the whole origin, by its own `<content>` URLs."""
         if fetched is None:
             return
-        loaded = load_license(url, fetched)
+        loaded = load_license(url, fetched, policy.mode)
         if loaded.note:
             self.notes.append(loaded.note)
         if loaded.failure is not None:
@@ -201,9 +201,9 @@ class SitePolicy:
         cu_lines = [e for e in group.extensions if e.key == "content-usage"]
         cs_lines = [e for e in group.extensions if e.key == "content-signal"]
         if cu_lines:
-            found += content_usage.robots_signals(cu_lines, url, mode=mode)
+            found += content_usage.robots_signals(cu_lines, url, mode=mode, group=group.describe())
         if cs_lines:
-            found += content_signal.robots_signals(cs_lines, mode=mode)
+            found += content_signal.robots_signals(cs_lines, mode=mode, group=group.describe())
         if policy.cross_token and mode is Mode.CONSERVATIVE:
             found += robots.cross_token_signals(self.robots, url, policy.agent)
         found = with_source(found, self.robots_url)
@@ -230,7 +230,7 @@ class LoadedLicense:
         return with_source(rsl.signals(self.document, url, mode=policy.mode, source=source), source)
 
 
-def load_license(url: str, fetched: Fetched) -> LoadedLicense:
+def load_license(url: str, fetched: Fetched, mode: Mode) -> LoadedLicense:
     """Parse a fetched RSL licence. RSL asks crawlers to obtain and follow the licence before using content,
     so a licence that is named but cannot be read leaves AI use unlicensed: a failure signal."""
     if not fetched.ok:
@@ -238,7 +238,7 @@ def load_license(url: str, fetched: Fetched) -> LoadedLicense:
             return LoadedLicense(note=f"{url}: RSL licence not found (HTTP {fetched.status})")
         return LoadedLicense(failure=fetch_failure("RSL licence", "license", url, fetched, AI_PURPOSES))
     try:
-        return LoadedLicense(document=rsl.parse_license(fetched.body[:POLICY_FILE_LIMIT]))
+        return LoadedLicense(document=rsl.parse_license(fetched.body[:POLICY_FILE_LIMIT], mode=mode))
     except rsl.RslError as exc:
         failure = Signal(
             protocol="rsl",
@@ -258,6 +258,7 @@ class ResponseFacts:
     signals: list[Signal]
     license_urls: list[str]
     head: HtmlHead | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
@@ -279,8 +280,14 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
         sig = tdmrep.header_signal(reservation, fetched.header("tdm-policy"), mode=mode)
         if sig is not None:
             found.append(sig)
+    notes: list[str] = []
     if fetched.header("content-usage"):
-        found += content_usage.header_signals(fetched.header("content-usage"), mode=mode)
+        usage = content_usage.header_signals(fetched.header("content-usage"), mode=mode)
+        found += usage
+        if not usage:
+            reason = content_usage.parse_error(", ".join(fetched.header("content-usage")))
+            if reason:
+                notes.append(f"{url}: Content-Usage header ignored: {reason}")
     if fetched.header("content-signal"):
         found += content_signal.header_signals(fetched.header("content-signal"), mode=mode)
     ctype = fetched.content_type
@@ -301,4 +308,4 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
     wall = access.login_wall_signal(fetched.url, url, head)
     if wall is not None:
         found.append(wall)
-    return ResponseFacts(with_source(found, url), licenses, head)
+    return ResponseFacts(with_source(found, url), licenses, head, notes)

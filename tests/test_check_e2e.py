@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from middlewares.protocols.blocklist import Blocklist
 
 from crawler.fixtureweb import FixtureWeb, Route, page
+from middlewares.protocols.blocklist import Blocklist
 from tests.conftest import check, cli_json, protocols, run_cli
 
 ROBOTS = "text/plain"

@@ -21,9 +21,9 @@ def _normalise(text: str, *, escape_wildcards: bool) -> str:
     §2.2.2: non-ASCII and controls percent-encoded as UTF-8, hex digits upper-case, encoded unreserved
     characters decoded. ``escape_wildcards`` encodes `*` and `$` so a URL's literal characters can only match a
     pattern's `%2A` / `%24`."""
-    if text.isascii() and "%" not in text and not (escape_wildcards and ("*" in text or "$" in text)):
-        if all(c > " " and c != "\x7f" for c in text):
-            return text
+    plain = text.isascii() and "%" not in text and not (escape_wildcards and ("*" in text or "$" in text))
+    if plain and all(c > " " and c != "\x7f" for c in text):
+        return text
     out: list[str] = []
     raw = text.encode("utf-8", "surrogatepass")
     i, n = 0, len(raw)
@@ -31,13 +31,11 @@ def _normalise(text: str, *, escape_wildcards: bool) -> str:
         b = raw[i]
         if b == 0x25 and i + 2 < n and chr(raw[i + 1]) in _HEX and chr(raw[i + 2]) in _HEX:
             v = int(raw[i + 1 : i + 3], 16)
-            out.append(chr(v) if v in _UNRESERVED else "%%%02X" % v)
+            out.append(chr(v) if v in _UNRESERVED else f"%{v:02X}")
             i += 3
             continue
-        if b <= 0x20 or b >= 0x7F:
-            out.append("%%%02X" % b)
-        elif escape_wildcards and b in (0x2A, 0x24):
-            out.append("%%%02X" % b)
+        if b <= 0x20 or b >= 0x7F or (escape_wildcards and b in (0x2A, 0x24)):
+            out.append(f"%{b:02X}")
         else:
             out.append(chr(b))
         i += 1
@@ -63,7 +61,7 @@ def url_path(url: str) -> str:
 class Pattern:
     """A compiled path pattern. ``length`` is the specificity used for longest-match precedence."""
 
-    __slots__ = ("text", "length", "_segments", "_anchored", "_literal")
+    __slots__ = ("_anchored", "_literal", "_segments", "length", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
