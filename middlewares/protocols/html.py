@@ -13,23 +13,33 @@ import re
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 
-# Only the elements we read or must skip; other tags are stepped over by the regex engine, not by Python.
-_OPEN = re.compile(r"<(!--|(?i:meta|link|script|style|title)(?=[\s/>]))")
-_TAG_REST = re.compile(r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>?""")
+# Comments, scripts and styles are matched whole so that tags inside them are never reported; quoted attribute
+# values may contain `>`. Every repetition is an "unrolled loop" (a character class run, then one delimiter
+# character that the class excludes), so matching is linear and runs in the regex engine's tight class loop.
+_HEAD_TOKENS = re.compile(
+    r"<!--[^-]*(?:-(?!->)[^-]*)*"
+    r"|<(?i:script)\b[^<]*(?:<(?!/(?i:script))[^<]*)*"
+    r"|<(?i:style)\b[^<]*(?:<(?!/(?i:style))[^<]*)*"
+    r"""|<((?i:meta|link))(?=[\s/>])([^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*)>?""",
+    re.DOTALL,
+)
+_TITLE = re.compile(r"<(?i:title)\b[^>]*>(.*?)</(?i:title)", re.DOTALL)
 _ATTR = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
 _TAGS = re.compile(rb"<[^>]*>")
 _SPACE = re.compile(rb"\s+")
 
 
 class Tag:
-    """A `<meta>` or `<link>` tag. Attributes are parsed on first access: pages carry dozens of tags we never
-    read (Open Graph, preload links), and parsing them all would dominate the cost of a scan."""
+    """A `<meta>` or `<link>` tag. Attributes and the line number are computed on first access: pages carry
+    dozens of tags we never read (Open Graph, preload links), and working them all out would dominate a scan."""
 
-    __slots__ = ("_attrs", "_lower", "_raw", "line", "name")
+    __slots__ = ("_attrs", "_line", "_lower", "_pos", "_raw", "_text", "name")
 
-    def __init__(self, name: str, raw: str | dict[str, str], line: int) -> None:
+    def __init__(self, name: str, raw: str | dict[str, str], line: int = 0, *, text: str = "", pos: int = 0) -> None:
         self.name = name
-        self.line = line
+        self._line = line
+        self._text = text
+        self._pos = pos
         if isinstance(raw, dict):
             self._raw, self._attrs = "", raw
             self._lower = " ".join(f"{k}={v}" for k, v in raw.items()).lower()
@@ -39,6 +49,13 @@ class Tag:
 
     def __repr__(self) -> str:
         return f"Tag({self.name!r}, {self.attrs!r}, line={self.line})"
+
+    @property
+    def line(self) -> int:
+        """1-based line of the tag in the document."""
+        if not self._line:
+            self._line = self._text.count("\n", 0, self._pos) + 1
+        return self._line
 
     @property
     def attrs(self) -> dict[str, str]:
@@ -131,19 +148,9 @@ def _decode(body: bytes) -> str:
 
 
 _HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)
-_WANTED = frozenset(("meta", "link"))
 _PASSWORD = re.compile(rb"""<input\b[^>]*\btype\s*=\s*["']?password""", re.IGNORECASE)
 _FORM = re.compile(rb"<form\b", re.IGNORECASE)
 _JSON_LD = re.compile(rb"<script\b[^>]*ld\+json[^>]*>(.*?)</script", re.IGNORECASE | re.DOTALL)
-
-
-def _find_close(text: str, name: str, start: int, end: int) -> int:
-    """Position of the closing tag of a raw-text element, or ``end`` when it is missing."""
-    for variant in (f"</{name}", f"</{name.upper()}", f"</{name.capitalize()}"):
-        found = text.find(variant, start, end)
-        if found >= 0:
-            return found
-    return end
 
 
 def scan_html(body: bytes) -> HtmlHead:
@@ -151,42 +158,21 @@ def scan_html(body: bytes) -> HtmlHead:
 
     Meta and link tags are read from the head only (up to `</head>` or `<body>`), where HTML places them; every
     pass over a whole page costs tens of microseconds, so facts that live in the body (password forms, JSON-LD)
-    are computed on first use."""
+    are computed on first use. One expression walks the head, consuming comments, scripts and styles whole, so the
+    Python loop only sees the meta and link tags themselves."""
     body = body[:MAX_HTML_BYTES]
     head_end = _HEAD_END.search(body)
     text = _decode(body if head_end is None else body[: head_end.start()])
-    end = len(text)
     metas: list[Tag] = []
     links: list[Tag] = []
-    title = ""
-    line, pos = 1, 0
-    i = 0
-    while True:
-        m = _OPEN.search(text, i, end)
-        if m is None:
-            break
-        name = m.group(1).lower()
-        if name == "!--":
-            close = text.find("-->", m.end(), end)
-            i = end if close < 0 else close + 3
+    for m in _HEAD_TOKENS.finditer(text):
+        kind = m.group(1)
+        if kind is None:
             continue
-        rest = _TAG_REST.match(text, m.end(), end)
-        raw = rest.group()[:-1] if rest.group().endswith(">") else rest.group()
-        i = rest.end()
-        if name in ("script", "style", "title"):
-            close = _find_close(text, name, i, end)
-            if name == "title" and not title:
-                title = _html.unescape(text[i:close]).strip()[:500]
-            i = end if close == end else text.find(">", close, end) + 1 or end
-            continue
-        if name not in _WANTED:
-            continue
-        line += text.count("\n", pos, m.start())
-        pos = m.start()
-        if name == "meta":
-            metas.append(Tag("meta", raw, line))
-        else:
-            links.append(Tag("link", raw, line))
+        tag = Tag("meta" if kind[0] in "mM" else "link", m.group(2), text=text, pos=m.start())
+        (metas if tag.name == "meta" else links).append(tag)
+    found = _TITLE.search(text)
+    title = _html.unescape(found.group(1)).strip()[:500] if found else ""
     return HtmlHead(metas=tuple(metas), links=tuple(links), title=title, body=body)
 
 

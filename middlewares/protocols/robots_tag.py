@@ -222,6 +222,9 @@ def meta_signals(head: HtmlHead, token: str, *, mode: Mode) -> list[Signal]:
     out: list[Signal] = []
     wanted = {"robots", token.strip().lower()}
     for tag in _iter(getattr(head, "metas", ())):
+        # Cheap pre-filter: most meta tags (Open Graph, viewport) name neither; skip parsing their attributes.
+        if not any(tag.mentions(w) for w in wanted):
+            continue
         attrs = getattr(tag, "attrs", None) or {}
         name = str(attrs.get("name", "")).strip()
         if name.lower() not in wanted:
