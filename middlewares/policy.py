@@ -10,7 +10,7 @@ later source supersedes an earlier one; conservative mode keeps every reservatio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from middlewares.protocols import tdmrep
 from middlewares.protocols.signals import PROTOCOLS, Mode, Purpose, Signal
@@ -156,4 +156,4 @@ def signal_json(signal: Signal) -> dict[str, object]:
 
 def with_source(signals: Iterable[Signal], source: str) -> list[Signal]:
     """Fill in the document URL on signals whose parser could not know it."""
-    return [s if s.source else replace(s, source=source) for s in signals]
+    return [s if s.source else s.sourced(source) for s in signals]

@@ -13,16 +13,7 @@ import re
 
 MAX_HTML_BYTES = 5 * 1024 * 1024
 
-# Comments, scripts and styles are matched whole so that tags inside them are never reported; quoted attribute
-# values may contain `>`. Every repetition is an "unrolled loop" (a character class run, then one delimiter
-# character that the class excludes), so matching is linear and runs in the regex engine's tight class loop.
-_HEAD_TOKENS = re.compile(
-    r"<!--[^-]*(?:-(?!->)[^-]*)*"
-    r"|<(?i:script)\b[^<]*(?:<(?!/(?i:script))[^<]*)*"
-    r"|<(?i:style)\b[^<]*(?:<(?!/(?i:style))[^<]*)*"
-    r"""|<((?i:meta|link))(?=[\s/>])([^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*)>?""",
-    re.DOTALL,
-)
+_TAG_REST = re.compile(r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>?""")
 _TITLE = re.compile(r"<(?i:title)\b[^>]*>(.*?)</(?i:title)", re.DOTALL)
 _ATTR = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
 _TAGS = re.compile(rb"<[^>]*>")
@@ -73,34 +64,85 @@ class Tag:
 
 
 class HtmlHead:
-    """What :func:`scan_html` found. ``text_length`` is computed on first use: only login-wall detection needs it
-    and it costs a pass over the whole body."""
+    """What :func:`scan_html` found. Everything is computed on first use: consumers mostly ask for the few tags
+    that mention a word they care about (``robots``, ``tdm-``, their token), which :meth:`metas_mentioning`
+    answers with ``str.find`` without walking every tag; only a caller that wants all tags pays for the walk."""
 
-    __slots__ = ("_body", "_json_ld", "_password", "_text_length", "links", "metas", "title")
+    __slots__ = (
+        "_body",
+        "_json_ld",
+        "_links",
+        "_lower",
+        "_metas",
+        "_password",
+        "_spans",
+        "_text",
+        "_text_length",
+        "_title",
+    )
 
     def __init__(
         self,
-        metas: tuple[Tag, ...] = (),
-        links: tuple[Tag, ...] = (),
-        title: str = "",
+        metas: tuple[Tag, ...] | None = None,
+        links: tuple[Tag, ...] | None = None,
+        title: str | None = None,
         body: bytes = b"",
+        text: str = "",
     ) -> None:
-        self.metas = metas
-        self.links = links
-        self.title = title
+        self._metas = metas
+        self._links = links
+        self._title = title
         self._body = body
+        self._text = text
+        self._lower: str | None = None
+        self._spans: list[tuple[int, int]] | None = None
         self._text_length: int | None = None
         self._password: bool | None = None
         self._json_ld: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"HtmlHead(metas={self.metas!r}, links={self.links!r}, title={self.title!r})"
+
+    def _prepared(self) -> tuple[str, str, list[tuple[int, int]]]:
+        if self._lower is None:
+            text = self._text
+            lower = text.lower()
+            if len(lower) != len(text):  # a few characters change length when lower-cased; keep positions exact
+                lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+            self._lower = lower
+            self._spans = _skipped_ranges(lower)
+        assert self._spans is not None
+        return self._text, self._lower, self._spans
+
+    @property
+    def metas(self) -> tuple[Tag, ...]:
+        if self._metas is None:
+            self._metas = tuple(_tags(*self._prepared(), "meta"))
+        return self._metas
+
+    @property
+    def links(self) -> tuple[Tag, ...]:
+        if self._links is None:
+            self._links = tuple(_tags(*self._prepared(), "link"))
+        return self._links
+
+    @property
+    def title(self) -> str:
+        if self._title is None:
+            text, _, spans = self._prepared()
+            found = _TITLE.search(text)
+            ok = found is not None and not _inside(found.start(), spans)
+            self._title = _html.unescape(found.group(1)).strip()[:500] if ok and found else ""
+        return self._title
 
     @property
     def has_password_form(self) -> bool:
         """A form with a password field anywhere in the document (login walls)."""
         if self._password is None:
             body = self._body
-            self._password = (b"assword" in body or b"ASSWORD" in body) and bool(
-                _PASSWORD.search(body) and _FORM.search(body)
-            )
+            # Lower-case spellings only: each substring test is a pass over the whole page, and upper-case
+            # `type=PASSWORD` is vanishingly rare; the expression below is case-insensitive anyway.
+            self._password = b"assword" in body and bool(_PASSWORD.search(body) and _FORM.search(body))
         return self._password
 
     @property
@@ -108,18 +150,50 @@ class HtmlHead:
         """Raw contents of every ``application/ld+json`` script (paywall markup lives there)."""
         if self._json_ld is None:
             body = self._body
-            found = _JSON_LD.findall(body) if b"ld+json" in body or b"LD+JSON" in body else []
+            found = _JSON_LD.findall(body) if b"ld+json" in body else []
             self._json_ld = tuple(_decode(b[:1_000_000]) for b in found)
         return self._json_ld
-
-    def __repr__(self) -> str:
-        return f"HtmlHead(metas={self.metas!r}, links={self.links!r}, title={self.title!r})"
 
     @property
     def text_length(self) -> int:
         if self._text_length is None:
             self._text_length = _visible_text_length(self._body)
         return self._text_length
+
+    def metas_mentioning(self, *words: str) -> list[Tag]:
+        """Meta tags whose attributes contain any of ``words`` (lower-case), in document order."""
+        return self._mentioning("meta", words) if self._metas is None else self._filter(self._metas, words)
+
+    def links_mentioning(self, *words: str) -> list[Tag]:
+        """Link tags whose attributes contain any of ``words`` (lower-case), in document order."""
+        return self._mentioning("link", words) if self._links is None else self._filter(self._links, words)
+
+    @staticmethod
+    def _filter(tags: tuple[Tag, ...], words: tuple[str, ...]) -> list[Tag]:
+        return [t for t in tags if any(w in t._lower for w in words)]
+
+    def _mentioning(self, kind: str, words: tuple[str, ...]) -> list[Tag]:
+        text, lower, spans = self._prepared()
+        opener = "<" + kind
+        found: dict[int, Tag] = {}
+        for word in words:
+            if not word:
+                continue
+            i = lower.find(word)
+            while i >= 0:
+                start = lower.rfind("<", 0, i)
+                if (
+                    start >= 0
+                    and start not in found
+                    and lower.startswith(opener, start)
+                    and lower[start + len(opener) : start + len(opener) + 1] in _TAG_NAME_END
+                    and not _inside(start, spans)
+                ):
+                    end = _tag_end(text, start + len(opener))
+                    if end >= i:  # the word lies inside this tag, not in text after it
+                        found[start] = Tag(kind, text[start + len(opener) : end], text=text, pos=start)
+                i = lower.find(word, i + len(word))
+        return [found[k] for k in sorted(found)]
 
     def meta_values(self, name: str) -> list[Tag]:
         """Meta tags whose ``name`` equals ``name`` case-insensitively."""
@@ -153,27 +227,61 @@ _FORM = re.compile(rb"<form\b", re.IGNORECASE)
 _JSON_LD = re.compile(rb"<script\b[^>]*ld\+json[^>]*>(.*?)</script", re.IGNORECASE | re.DOTALL)
 
 
-def scan_html(body: bytes) -> HtmlHead:
-    """Scan an HTML document; never raises. Only the first :data:`MAX_HTML_BYTES` are read.
+def _skipped_ranges(lower: str) -> list[tuple[int, int]]:
+    """Spans of comments, scripts and styles, whose contents are not markup."""
+    spans: list[tuple[int, int]] = []
+    for opener, closer in (("<!--", "-->"), ("<script", "</script"), ("<style", "</style")):
+        i = lower.find(opener)
+        while i >= 0:
+            j = lower.find(closer, i + len(opener))
+            end = len(lower) if j < 0 else j + len(closer)
+            spans.append((i, end))
+            i = lower.find(opener, end)
+    spans.sort()
+    return spans
 
-    Meta and link tags are read from the head only (up to `</head>` or `<body>`), where HTML places them; every
-    pass over a whole page costs tens of microseconds, so facts that live in the body (password forms, JSON-LD)
-    are computed on first use. One expression walks the head, consuming comments, scripts and styles whole, so the
-    Python loop only sees the meta and link tags themselves."""
+
+def _tags(text: str, lower: str, spans: list[tuple[int, int]], name: str) -> list[Tag]:
+    out: list[Tag] = []
+    opener = "<" + name
+    i = lower.find(opener)
+    while i >= 0:
+        after = lower[i + len(opener) : i + len(opener) + 1]
+        end = _tag_end(text, i + len(opener))
+        if after in _TAG_NAME_END and not _inside(i, spans):
+            out.append(Tag(name, text[i + len(opener) : end], text=text, pos=i))
+        i = lower.find(opener, end)
+    return out
+
+
+_TAG_NAME_END = frozenset((" ", "\t", "\n", "\r", "\f", "/", ">"))
+
+
+def _tag_end(text: str, start: int) -> int:
+    """Position of the `>` closing a tag, skipping `>` inside quoted attribute values."""
+    end = text.find(">", start)
+    if end < 0:
+        return len(text)
+    chunk = text[start:end]
+    if chunk.count('"') % 2 == 0 and chunk.count("'") % 2 == 0:  # common case: every quote closed before `>`
+        return end
+    m = _TAG_REST.match(text, start)
+    return m.end() - 1 if m.group().endswith(">") else m.end()
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a < pos < b for a, b in spans)
+
+
+def scan_html(body: bytes) -> HtmlHead:
+    """Prepare an HTML document for the protocol parsers; never raises. Only the first :data:`MAX_HTML_BYTES`
+    are read, and meta/link tags only from the head (up to `</head>` or `<body>`), where HTML places them.
+
+    Nothing is parsed here: :class:`HtmlHead` works out what each consumer asks for, on first use, because the
+    usage stage runs on every fetched page and most pages carry nothing it looks for."""
     body = body[:MAX_HTML_BYTES]
     head_end = _HEAD_END.search(body)
-    text = _decode(body if head_end is None else body[: head_end.start()])
-    metas: list[Tag] = []
-    links: list[Tag] = []
-    for m in _HEAD_TOKENS.finditer(text):
-        kind = m.group(1)
-        if kind is None:
-            continue
-        tag = Tag("meta" if kind[0] in "mM" else "link", m.group(2), text=text, pos=m.start())
-        (metas if tag.name == "meta" else links).append(tag)
-    found = _TITLE.search(text)
-    title = _html.unescape(found.group(1)).strip()[:500] if found else ""
-    return HtmlHead(metas=tuple(metas), links=tuple(links), title=title, body=body)
+    return HtmlHead(body=body, text=_decode(body if head_end is None else body[: head_end.start()]))
 
 
 _SKIP = re.compile(rb"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)

@@ -244,6 +244,7 @@ class RobotsTxt:
 
     __slots__ = (
         "_cache",
+        "_explicit",
         "_fixed",
         "_reason",
         "groups",
@@ -268,6 +269,7 @@ class RobotsTxt:
         self.warnings: list[str] = []
         self.size: int = 0  # bytes of the body that were parsed
         self._cache: dict[tuple[str, bool], SelectedGroup] = {}
+        self._explicit: dict[tuple[tuple[str, ...], str, bool], list[str]] = {}
         self._fixed: bool | None = None  # ALLOW_ALL / DISALLOW_ALL answer regardless of rules
         self._reason: str = ""
 
@@ -741,11 +743,17 @@ def cross_token_signals(
     training token that has its *own* group (``*`` does not count) disallowing ``url``, a signal that AI training
     is reserved. It never affects fetching or search. Tokens sharing one rule produce one signal naming them all."""
     own = own_token.strip().lower()
+    # Which training tokens have a group of their own depends only on the file: work it out once per file, since
+    # this runs for every URL and most files name none of them.
+    key = (tuple(tokens), own, lenient)
+    named = robots._explicit.get(key)
+    if named is None:
+        named = [t for t in tokens if t.strip().lower() != own and robots.has_explicit_group(t, lenient=lenient)]
+        robots._explicit[key] = named
     found: dict[tuple[int, bool], tuple[RobotsMatch, list[str]]] = {}
-    for token in tokens:
-        if token.strip().lower() == own or not robots.has_explicit_group(token, lenient=lenient):
-            continue
-        m = robots.match(token, url, lenient=lenient)
+    path = request_path(url) if named else "/"
+    for token in named:
+        m = robots.match(token, path, lenient=lenient)
         if m.allowed or m.rule is None:
             continue
         key = (m.rule.line, m.rule.allow)

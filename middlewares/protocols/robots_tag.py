@@ -19,7 +19,6 @@ reservation only in conservative mode), directives separated by spaces instead o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -221,10 +220,8 @@ def meta_signals(head: HtmlHead, token: str, *, mode: Mode) -> list[Signal]:
     and content are case-insensitive. The page is HTML, so ``noimageai`` is reported for its images only."""
     out: list[Signal] = []
     wanted = {"robots", token.strip().lower()}
-    for tag in _iter(getattr(head, "metas", ())):
-        # Cheap pre-filter: most meta tags (Open Graph, viewport) name neither; skip parsing their attributes.
-        if not any(tag.mentions(w) for w in wanted):
-            continue
+    # Cheap pre-filter: most meta tags (Open Graph, viewport) name neither; skip parsing their attributes.
+    for tag in head.metas_mentioning(*wanted):
         attrs = getattr(tag, "attrs", None) or {}
         name = str(attrs.get("name", "")).strip()
         if name.lower() not in wanted:
@@ -236,10 +233,3 @@ def meta_signals(head: HtmlHead, token: str, *, mode: Mode) -> list[Signal]:
         if len(out) > MAX_ELEMENTS:
             break
     return out
-
-
-def _iter(items: Iterable[object]) -> Iterable[object]:
-    try:
-        yield from items
-    except TypeError:  # pragma: no cover - defensive: not iterable
-        return

@@ -244,9 +244,7 @@ def license_urls_from_headers(link_values: list[str], base_url: str) -> list[str
 def license_urls_from_html(head: HtmlHead, base_url: str) -> list[str]:
     """Licence URLs from ``<link rel="license" type="application/rsl+xml" href="…">`` in the page head."""
     out: list[str] = []
-    for tag in getattr(head, "links", ()) or ():
-        if not tag.mentions("license"):
-            continue
+    for tag in head.links_mentioning("license"):
         attrs = getattr(tag, "attrs", None) or {}
         if not _is_rsl_link(str(attrs.get("rel", "")), str(attrs.get("type", ""))):
             continue

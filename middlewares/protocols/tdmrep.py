@@ -354,9 +354,7 @@ def html_signal(head: HtmlHead, *, mode: Mode) -> Signal | None:
     policies: list[str] = []
     lines: list[int] = []
     notes: list[str] = []
-    for tag in getattr(head, "metas", ()):
-        if not tag.mentions("tdm-"):
-            continue
+    for tag in head.metas_mentioning("tdm-"):
         attrs = tag.attrs
         name = attrs.get("name", "").strip().lower()
         if not name and mode is Mode.CONSERVATIVE:
