@@ -11,11 +11,8 @@ from urllib.parse import urljoin, urlsplit
 
 from crawler.fetcher import RequestsFetcher
 from middlewares.engine import (
-    AI_TXT_PATH,
     MAX_REDIRECTS,
     POLICY_FILE_LIMIT,
-    ROBOTS_LIMIT,
-    TDMREP_PATH,
     Fetched,
     LoadedLicense,
     SitePolicy,
@@ -23,10 +20,11 @@ from middlewares.engine import (
     load_license,
     origin_of,
     response_signals,
+    site_files,
 )
 from middlewares.policy import Decision, Policy
 from middlewares.protocols.blocklist import Blocklist
-from middlewares.protocols.signals import ALL_PURPOSES, Purpose, Signal
+from middlewares.protocols.signals import ALL_PURPOSES, Signal
 
 
 class UsageError(ValueError):
@@ -58,18 +56,15 @@ class Checker:
 
     def site(self, origin: str) -> SitePolicy:
         site = self.sites.get(origin)
-        if site is not None:
-            return site
-        policy = self.policy
-        site = SitePolicy.from_robots(origin, self.fetcher.get(origin + "/robots.txt", limit=ROBOTS_LIMIT), policy)
-        if policy.purpose in (Purpose.TRAIN_AI, Purpose.AI_INPUT) and "tdmrep" not in policy.disabled:
-            site.add_tdmrep(self.fetcher.get(origin + TDMREP_PATH, limit=POLICY_FILE_LIMIT), policy)
-        if policy.purpose is Purpose.TRAIN_AI and "ai-txt" not in policy.disabled:
-            site.add_ai_txt(self.fetcher.get(origin + AI_TXT_PATH, limit=POLICY_FILE_LIMIT))
-        if "rsl" not in policy.disabled:
+        if site is None:
+            policy = self.policy
+            answers = {
+                key: self.fetcher.get(url, limit=limit) for key, (url, limit) in site_files(origin, policy).items()
+            }
+            site = SitePolicy.assemble(origin, policy, answers)
             for url in site.license_urls(policy):
                 site.add_license(url, self.fetcher.get(url, limit=POLICY_FILE_LIMIT), policy)
-        self.sites[origin] = site
+            self.sites[origin] = site
         return site
 
     def check(self, url: str) -> Decision:

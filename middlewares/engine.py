@@ -85,6 +85,17 @@ def _looks_like_html(fetched: Fetched) -> bool:
     return fetched.content_type in ("text/html", "application/xhtml+xml") or head.startswith((b"<!doctype", b"<html"))
 
 
+def site_files(origin: str, policy: Policy) -> dict[str, tuple[str, int]]:
+    """The site-level files to fetch once per origin for this policy: key -> (URL, size limit). tdmrep.json can
+    only reserve AI uses and ai.txt only training, so a search crawler does not ask for them."""
+    files = {"robots": (origin + "/robots.txt", ROBOTS_LIMIT)}
+    if policy.purpose in (Purpose.TRAIN_AI, Purpose.AI_INPUT) and "tdmrep" not in policy.disabled:
+        files["tdmrep"] = (origin + TDMREP_PATH, POLICY_FILE_LIMIT)
+    if policy.purpose is Purpose.TRAIN_AI and "ai-txt" not in policy.disabled:
+        files["ai.txt"] = (origin + AI_TXT_PATH, POLICY_FILE_LIMIT)
+    return files
+
+
 @dataclass
 class SitePolicy:
     """Everything fetched once per origin: robots.txt and the site-level policy files, parsed."""
@@ -97,6 +108,28 @@ class SitePolicy:
     licenses: dict[str, rsl.RslDocument] = field(default_factory=dict)
     failures: list[Signal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Raw answers by URL, kept as evidence: the registry stores exactly the bytes a decision rested on.
+    files: dict[str, Fetched] = field(default_factory=dict)
+
+    @classmethod
+    def assemble(cls, origin: str, policy: Policy, fetched: Mapping[str, Fetched | None]) -> SitePolicy:
+        """Build from the answers to :func:`site_files` (missing keys were not fetched). RSL licences named in
+        robots.txt come second: see :meth:`license_urls` and :meth:`add_license`."""
+        site = cls.from_robots(origin, fetched.get("robots"), policy)
+        if "tdmrep" in fetched:
+            site.add_tdmrep(fetched["tdmrep"], policy)
+        if "ai.txt" in fetched:
+            site.add_ai_txt(fetched["ai.txt"])
+        for answer in fetched.values():
+            if answer is not None:
+                site.files[answer.url] = answer
+        return site
+
+    @property
+    def unreachable(self) -> bool:
+        """robots.txt could not be fetched: everything is disallowed, and the answer must be re-checked soon
+        rather than cached for the usual 24 hours (RFC 9309 §2.3.1.4)."""
+        return any(f.protocol == "fetch" and f.where == "robots.txt" for f in self.failures)
 
     @classmethod
     def from_robots(cls, origin: str, fetched: Fetched | None, policy: Policy) -> SitePolicy:
@@ -152,6 +185,7 @@ class SitePolicy:
         """An RSL licence named in robots.txt: it applies to the whole origin, by its own `<content>` URLs."""
         if fetched is None:
             return
+        self.files[url] = fetched
         loaded = load_license(url, fetched, policy.mode)
         if loaded.note:
             self.notes.append(loaded.note)
@@ -183,6 +217,8 @@ class SitePolicy:
 
     def license_urls(self, policy: Policy) -> list[str]:
         """RSL licences named in robots.txt (global `License:` lines), to fetch once per origin."""
+        if "rsl" in policy.disabled:
+            return []
         pairs = rsl.license_urls_from_robots(self.robots.licenses, self.origin + "/", mode=policy.mode)
         for _url, note in pairs:
             if note:
