@@ -85,6 +85,8 @@ def _take(data: bytes | None, width: int, level: int, n: int) -> bytes:
     """The first ``width`` hashes of a stored tile, with clear errors for missing or malformed tiles."""
     if data is None:
         raise LookupError(f"tile {tile_path(level, n)} is missing (need {width} hashes)")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise VerificationError(f"tile {tile_path(level, n)} is not bytes ({type(data).__name__})")
     data = bytes(data)
     if len(data) % HASH_SIZE or len(data) > FULL_TILE_BYTES or not data:
         raise VerificationError(f"tile {tile_path(level, n)} has an invalid length of {len(data)} bytes")
