@@ -1,1 +1,8 @@
-"""Opt-out enforcement layer: protocol parsers, the policy engine and (later) Scrapy middlewares."""
+"""Opt-out enforcement for Scrapy: protocol parsers, the policy engine, downloader middlewares and the add-on.
+
+Enable everything in a project's settings with ``ADDONS = {"middlewares.OptOutAddon": 0}``.
+"""
+
+from middlewares.addon import OptOutAddon
+
+__all__ = ["OptOutAddon"]

@@ -10,6 +10,7 @@ cannot be established is denied (a ``fetch`` signal) for the purposes that file 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -48,6 +49,7 @@ class Fetched:
     final_url: str = ""
     error: str = ""
     redirects: int = 0
+    fetched_at: float = field(default_factory=time.time)
 
     def header(self, name: str) -> list[str]:
         return list(self.headers.get(name.lower(), ()))

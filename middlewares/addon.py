@@ -1,0 +1,32 @@
+"""``ADDONS = {"middlewares.OptOutAddon": 0}``: full opt-out enforcement for an existing Scrapy project.
+
+The add-on replaces Scrapy's RobotsTxtMiddleware (which allows everything when robots.txt answers 5xx, lets
+concurrent requests through while it is being fetched, and records nothing) with the access middleware in the same
+slot, adds the usage middleware next to the engine, the spider middleware that stamps items and the pipeline that
+drops items from reserved pages. ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROBOTSTXT_MW = "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"
+
+DOWNLOADER_MIDDLEWARES = {
+    "middlewares.downloader.OptOutAccessMiddleware": 100,
+    "middlewares.downloader.OptOutUsageMiddleware": 50,
+}
+SPIDER_MIDDLEWARES = {"middlewares.items.OptOutSpiderMiddleware": 950}
+ITEM_PIPELINES = {"middlewares.items.OptOutItemPipeline": 50}
+
+
+class OptOutAddon:
+    def update_settings(self, settings: Any) -> None:
+        settings.set("ROBOTSTXT_OBEY", False, "addon")
+        settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", ROBOTSTXT_MW, None)
+        for name, order in DOWNLOADER_MIDDLEWARES.items():
+            settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", name, order)
+        for name, order in SPIDER_MIDDLEWARES.items():
+            settings.set_in_component_priority_dict("SPIDER_MIDDLEWARES", name, order)
+        for name, order in ITEM_PIPELINES.items():
+            settings.set_in_component_priority_dict("ITEM_PIPELINES", name, order)

@@ -1,0 +1,146 @@
+"""Reading the ``OPTOUT_*`` settings once, with safe defaults: enabling the add-on with nothing else configured
+gives conservative train-ai enforcement and a local SQLite registry (DESIGN.md "Settings naming").
+
+A bad value stops the crawl at start-up with one line naming the setting: a compliance layer that silently falls
+back to something else on a typo would be worse than none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from middlewares.policy import DEFAULT_AGENT, Policy, PolicyError
+from middlewares.protocols.blocklist import Blocklist
+
+ON_RESERVED = ("drop", "annotate")
+DAY = 24 * 3600.0
+
+_PRODUCT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)/")
+_GENERIC = {"mozilla", "applewebkit", "chrome", "safari", "gecko", "firefox", "version", "khtml", "edg"}
+
+
+class ConfigError(ValueError):
+    """An ``OPTOUT_*`` setting that cannot be used; the message names it."""
+
+
+def agent_from_user_agent(user_agent: str) -> str:
+    """The robots.txt product token inside a User-Agent string (RFC 9309 §2.2.1: it SHOULD be a substring):
+    ``Mozilla/5.0 (compatible; ExampleBot/0.1; +https://…)`` gives ``ExampleBot``, Scrapy's default gives
+    ``Scrapy``. Browser boilerplate tokens are skipped."""
+    for token in _PRODUCT.findall(user_agent or ""):
+        if token.lower() not in _GENERIC:
+            return token
+    return DEFAULT_AGENT
+
+
+@dataclass(frozen=True)
+class OptOutConfig:
+    policy: Policy
+    on_reserved: str = "drop"
+    registry_url: str | None = None
+    cache_url: str | None = None
+    blocklist: Blocklist | None = None
+    robots_ttl: float = DAY
+    recheck_unreachable: float = 300.0
+    policy_timeout: float = 20.0
+    operator: str = "localhost"
+    node: str = ""
+    record_allowed: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> OptOutConfig:
+        agent = settings.get("OPTOUT_AGENT") or settings.get("ROBOTSTXT_USER_AGENT")
+        if not agent:
+            agent = agent_from_user_agent(settings.get("USER_AGENT") or "")
+        protocols = settings.get("OPTOUT_PROTOCOLS") or {}
+        if isinstance(protocols, dict):
+            disabled = [name for name, on in protocols.items() if not on]
+        else:
+            raise ConfigError("OPTOUT_PROTOCOLS must be a dict like {'ai-txt': False}")
+        try:
+            policy = Policy.build(
+                purpose=settings.get("OPTOUT_PURPOSE") or "train-ai",
+                agent=str(agent),
+                mode=settings.get("OPTOUT_MODE") or "conservative",
+                disabled=disabled,
+                cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", True),
+            )
+        except PolicyError as exc:
+            raise ConfigError(f"OPTOUT settings: {exc}") from None
+        on_reserved = str(settings.get("OPTOUT_ON_RESERVED") or "drop").lower()
+        if on_reserved not in ON_RESERVED:
+            raise ConfigError(f"OPTOUT_ON_RESERVED must be 'drop' or 'annotate', not {on_reserved!r}")
+        registry_url = settings.get("OPTOUT_REGISTRY_URL")
+        if registry_url is None:
+            registry_url = default_registry_url()
+        cache_url = settings.get("OPTOUT_CACHE_URL")
+        if cache_url is None and registry_url:
+            cache_url = default_cache_url(registry_url)
+        return cls(
+            policy=policy,
+            on_reserved=on_reserved,
+            registry_url=registry_url or None,
+            cache_url=cache_url or None,
+            blocklist=load_blocklist(settings.get("OPTOUT_BLOCKLIST")),
+            robots_ttl=_positive(settings, "OPTOUT_ROBOTS_TTL", DAY, maximum=DAY),
+            recheck_unreachable=_positive(settings, "OPTOUT_RECHECK_UNREACHABLE", 300.0),
+            policy_timeout=_positive(settings, "OPTOUT_POLICY_TIMEOUT", 20.0),
+            operator=str(settings.get("OPTOUT_OPERATOR") or "localhost"),
+            node=str(settings.get("OPTOUT_NODE") or ""),
+            record_allowed=settings.getbool("OPTOUT_RECORD_ALLOWED", False),
+        )
+
+
+def _positive(settings: Any, name: str, default: float, maximum: float | None = None) -> float:
+    try:
+        value = settings.getfloat(name, default)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    # RFC 9309 §2.4: a cached robots.txt SHOULD NOT be used for more than 24 hours.
+    return min(value, maximum) if maximum else value
+
+
+def default_registry_url() -> str:
+    """A SQLite registry in the Scrapy project's data folder (``.scrapy/``), or the working directory."""
+    try:
+        from scrapy.utils.project import data_path
+
+        path = Path(data_path("optout-registry.db", createdir=True))
+    except Exception:
+        path = Path("optout-registry.db")
+    return f"sqlite:///{path.resolve()}"
+
+
+def default_cache_url(registry_url: str) -> str | None:
+    """The persistent policy cache lives next to a SQLite registry; with PostgreSQL, in the data folder."""
+    if registry_url.startswith("sqlite:///"):
+        path = Path(registry_url[len("sqlite:///") :])
+        return f"sqlite:///{path.with_name(path.stem + '-cache.db')}"
+    return None
+
+
+def load_blocklist(value: Any) -> Blocklist | None:
+    """``OPTOUT_BLOCKLIST``: a file path, an http(s) URL, or a list of domains."""
+    if not value:
+        return None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return Blocklist.parse("\n".join(str(v) for v in value), source="OPTOUT_BLOCKLIST")
+    text = str(value)
+    if text.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            resp = requests.get(text, timeout=20)
+            resp.raise_for_status()
+        except requests.RequestException as exc:
+            raise ConfigError(f"OPTOUT_BLOCKLIST: cannot fetch {text}: {exc}") from None
+        return Blocklist.parse(resp.text, source=text)
+    try:
+        return Blocklist.parse(Path(text).read_text(encoding="utf-8", errors="replace"), source=text)
+    except OSError as exc:
+        raise ConfigError(f"OPTOUT_BLOCKLIST: cannot read {text}: {exc.strerror or exc}") from None

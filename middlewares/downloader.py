@@ -1,0 +1,137 @@
+"""Scrapy downloader middlewares enforcing opt-outs: access before download, usage after.
+
+``OptOutAccessMiddleware`` replaces Scrapy's RobotsTxtMiddleware (same place in the chain, priority 100): it
+waits, without blocking the reactor, for the origin's policy (robots.txt and the site-level files fetched through
+Scrapy's own downloader), refuses blocklisted and disallowed URLs with ``IgnoreRequest``, and routes each origin to
+its own download slot carrying the robots.txt Crawl-delay, so a slow origin never slows the others.
+
+``OptOutUsageMiddleware`` sits next to the engine (priority 50), so it sees the final response after redirects
+and decompression: it evaluates headers, HTML and media metadata with the policy engine and drops a reserved
+response before it reaches the spider (``OPTOUT_ON_RESERVED = "drop"``), or passes it on with
+``response.meta["optout_decision"]`` for spiders that only follow links (``"annotate"``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scrapy.exceptions import IgnoreRequest
+
+from middlewares.engine import Fetched, LoadedLicense, load_license, origin_of, response_signals
+from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
+from middlewares.state import INTERNAL, OptOutState, fetched_from_response, logger
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Request, Response
+
+DECISION_META = "optout_decision"
+
+
+def _skip(request: Request) -> bool:
+    return bool(request.meta.get(INTERNAL)) or not request.url.startswith(("http://", "https://"))
+
+
+class OptOutAccessMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.state = OptOutState.of(crawler)
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> OptOutAccessMiddleware:
+        return cls(crawler)
+
+    async def process_request(self, request: Request, spider: object = None) -> None:
+        if _skip(request):
+            return
+        state = self.state
+        policy = state.policy
+        url = request.url
+        blocklist = state.config.blocklist
+        if blocklist is not None:
+            listed = blocklist.signal(url)
+            if listed is not None:
+                self._refuse(request, policy.decide(url, [listed]), None)
+        site = await state.cache.get(origin_of(url))
+        denied = site.access_signals(url, policy)
+        if denied:
+            decision = policy.decide(url, denied + site.failures, site.notes)
+            self._refuse(request, decision, site)
+        state.stats.inc_value("optout/access/allowed")
+        self._apply_crawl_delay(request, site.robots.crawl_delay(policy.agent, lenient=policy.lenient))
+
+    def _refuse(self, request: Request, decision, site) -> None:  # type: ignore[no-untyped-def]
+        state = self.state
+        request.meta[DECISION_META] = decision
+        state.stats.inc_value("optout/access/denied")
+        state.honour(decision, NOT_FETCHED, site=site)
+        reasons = "; ".join(f"{s.protocol}: {s.rule}" for s in decision.reservations)
+        logger.debug("optout: not fetching %s (%s)", request.url, reasons)
+        raise IgnoreRequest(f"optout: {reasons}")
+
+    def _apply_crawl_delay(self, request: Request, delay: float | None) -> None:
+        """One download slot per origin (RFC 9309 scopes robots.txt to scheme+host+port); when the origin asks
+        for a Crawl-delay, its slot fetches one request at a time, that far apart. Other origins keep theirs."""
+        engine = self.crawler.engine
+        if engine is None or not delay or "download_slot" in request.meta:
+            return
+        key = "optout:" + origin_of(request.url)
+        request.meta["download_slot"] = key
+        downloader = engine.downloader
+        slot = downloader.slots.get(key)
+        if slot is None:
+            _, slot = downloader._get_slot(request)
+        if slot.delay < delay:
+            slot.delay = delay
+            slot.jitter = 0.0
+            slot.concurrency = 1
+            self.state.stats.set_value(f"optout/crawl_delay/{key[len('optout:') :]}", delay)
+
+
+class OptOutUsageMiddleware:
+    def __init__(self, crawler: Crawler) -> None:
+        self.state = OptOutState.of(crawler)
+        self.licenses: dict[str, LoadedLicense] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> OptOutUsageMiddleware:
+        return cls(crawler)
+
+    async def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
+        if _skip(request) or 300 <= response.status < 400:
+            return response
+        state = self.state
+        policy = state.policy
+        first_url = (request.meta.get("redirect_urls") or [request.url])[0]
+        fetched = fetched_from_response(response, url=first_url)
+        site = await state.cache.get(origin_of(response.url))
+        facts = response_signals(fetched, policy)
+        if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
+            return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
+        signals = site.usage_signals(response.url, policy) + facts.signals
+        if facts.license_urls and "rsl" not in policy.disabled:
+            signals += await self._linked_licenses(facts.license_urls, response.url)
+        decision = policy.decide(response.url, signals, site.notes + facts.notes)
+        request.meta[DECISION_META] = decision
+        if decision.allowed:
+            state.stats.inc_value("optout/usage/allowed")
+            return response
+        state.stats.inc_value("optout/usage/reserved")
+        drop = state.config.on_reserved == "drop"
+        state.honour(decision, FETCHED_NOT_STORED if drop else EXCLUDED, site=site, response=fetched)
+        if drop:
+            reasons = "; ".join(f"{s.protocol}: {s.rule}" for s in decision.reservations)
+            raise IgnoreRequest(f"optout: reserved for {policy.purpose.value} ({reasons})")
+        return response
+
+    async def _linked_licenses(self, urls: list[str], page_url: str) -> list:  # type: ignore[type-arg]
+        """RSL licences linked from responses, fetched once per crawl through Scrapy's downloader."""
+        out = []
+        for url in urls:
+            loaded = self.licenses.get(url)
+            if loaded is None:
+                fetched: Fetched = await self.state._download(url, 1024 * 1024)
+                loaded = load_license(url, fetched, self.state.policy.mode)
+                self.licenses[url] = loaded
+            out += loaded.signals(page_url, self.state.policy, url)
+        return out

@@ -1,0 +1,95 @@
+"""Stamping items with the decision about the page they came from, and dropping items from reserved pages.
+
+Scrapy does not link an item to the response it was extracted from, so a spider middleware does it: every item a
+callback yields is stamped with ``optout`` (the response's decision, in a compact JSON-friendly form). The item
+pipeline then drops items whose source is reserved for the purpose — which happens with
+``OPTOUT_ON_RESERVED = "annotate"``, where reserved pages still reach the spider so it can follow their links —
+and records that exclusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from itemadapter import ItemAdapter
+from scrapy import Request
+from scrapy.exceptions import DropItem
+
+from middlewares.downloader import DECISION_META
+from middlewares.policy import Decision, signal_json
+from middlewares.state import OptOutState
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+STAMP = "optout"
+_UNSTAMPABLE: dict[int, dict[str, Any]] = {}
+
+
+def stamp_of(decision: Decision) -> dict[str, Any]:
+    return {
+        "url": decision.url,
+        "purpose": decision.purpose.value,
+        "agent": decision.agent,
+        "mode": decision.mode.value,
+        "allowed": decision.allowed,
+        "reservations": [signal_json(s) for s in decision.reservations],
+        "signals": sorted({s.protocol for s in decision.signals}),
+    }
+
+
+def _stamp(item: Any, stamp: dict[str, Any]) -> None:
+    adapter = ItemAdapter(item)
+    try:
+        adapter[STAMP] = stamp
+    except KeyError:  # an Item class without an `optout` field: keep the stamp aside for the pipeline
+        _UNSTAMPABLE[id(item)] = stamp
+
+
+class OptOutSpiderMiddleware:
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> OptOutSpiderMiddleware:
+        OptOutState.of(crawler)
+        return cls()
+
+    async def process_spider_output_async(
+        self, response: Response, result: AsyncIterator[Any], spider: object = None
+    ) -> AsyncIterator[Any]:
+        decision = response.meta.get(DECISION_META)
+        stamp = stamp_of(decision) if isinstance(decision, Decision) else None
+        async for obj in result:
+            if stamp is not None and not isinstance(obj, Request):
+                _stamp(obj, stamp)
+            yield obj
+
+    def process_spider_output(self, response: Response, result: Iterable[Any], spider: object = None) -> Iterable[Any]:
+        decision = response.meta.get(DECISION_META)
+        stamp = stamp_of(decision) if isinstance(decision, Decision) else None
+        for obj in result:
+            if stamp is not None and not isinstance(obj, Request):
+                _stamp(obj, stamp)
+            yield obj
+
+
+class OptOutItemPipeline:
+    def __init__(self, state: OptOutState) -> None:
+        self.state = state
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> OptOutItemPipeline:
+        return cls(OptOutState.of(crawler))
+
+    def process_item(self, item: Any, spider: object = None) -> Any:
+        adapter = ItemAdapter(item)
+        stamp = _UNSTAMPABLE.pop(id(item), None) or (adapter.get(STAMP) if STAMP in adapter.field_names() else None)
+        if stamp is None:
+            self.state.stats.inc_value("optout/items/unstamped")
+            return item
+        if not stamp.get("allowed", False):
+            self.state.stats.inc_value("optout/items/dropped")
+            protocols = ", ".join(sorted({r["protocol"] for r in stamp.get("reservations", [])}))
+            raise DropItem(f"optout: source {stamp.get('url')} is reserved for {stamp.get('purpose')} ({protocols})")
+        self.state.stats.inc_value("optout/items/allowed")
+        return item

@@ -1,0 +1,269 @@
+"""Turning honoured opt-outs into registry records, written off the reactor thread in batches.
+
+One record per reservation signal that changed what the crawler did (not fetched, fetched but dropped, or
+excluded downstream), with the evidence it rested on (the robots.txt body, the response header block, the
+tdmrep.json file, the HTML head) stored once by SHA-256. The crawl never waits on the disk: records go into a
+queue that a writer thread drains into the registry every half second or every few hundred records.
+
+If the registry cannot be written, records are not silently lost: the batch is kept, retried at close, and as a
+last resort written to a JSON Lines spill file next to the registry, with an error in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from middlewares.engine import Fetched, SitePolicy
+from middlewares.policy import Decision
+from middlewares.protocols.signals import Signal
+
+logger = logging.getLogger(__name__)
+
+NOT_FETCHED = "not_fetched"
+FETCHED_NOT_STORED = "fetched_not_stored"
+EXCLUDED = "excluded_from_corpus"
+
+MAX_EVIDENCE = 4 * 1024 * 1024
+_MECHANISMS = {
+    ("robots", "robots.txt"): "robots.txt",
+    ("tdmrep", "well-known"): "tdmrep.wellknown",
+    ("tdmrep", "header"): "tdmrep.header",
+    ("tdmrep", "html-meta"): "tdmrep.meta",
+    ("tdmrep", "opf"): "tdmrep.epub",
+    ("tdmrep", "xmp"): "tdmrep.xmp",
+    ("content-usage", "header"): "aipref.header",
+    ("content-usage", "robots.txt"): "aipref.robots",
+    ("robots-tag", "header"): "x-robots-tag",
+    ("robots-tag", "html-meta"): "meta-robots",
+    ("iptc", "xmp"): "iptc.xmp",
+    ("fetch", "robots.txt"): "robots.txt.unreachable",
+}
+
+
+def mechanism(signal: Signal) -> str:
+    """The registry's mechanism name (REGISTRY.md §6.2) for a signal."""
+    found = _MECHANISMS.get((signal.protocol, signal.where))
+    if found:
+        return found
+    if signal.protocol == "fetch":
+        return f"{signal.where}.unreachable" if signal.where != "url" else "fetch.failed"
+    return signal.protocol
+
+
+def header_block(fetched: Fetched) -> bytes:
+    """The response status and headers as bytes, the evidence for header-borne signals."""
+    lines = [f"HTTP {fetched.status}"] + [f"{k}: {v}" for k, vs in sorted(fetched.headers.items()) for v in vs]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "replace")
+
+
+@dataclass
+class Evidence:
+    url: str
+    status: int
+    body: bytes
+    fetched_at: float
+
+
+def evidence_for(signal: Signal, site: SitePolicy | None, response: Fetched | None) -> Evidence | None:
+    """The bytes a signal rests on: the site file it came from, or the response's headers, head or body."""
+    if site is not None and signal.source in site.files:
+        f = site.files[signal.source]
+        body = f.body if f.status is not None else f.error.encode()
+        return Evidence(f.url, f.status or 0, body[:MAX_EVIDENCE], f.fetched_at)
+    if response is None:
+        return None
+    url = response.final_url or response.url
+    if signal.where in ("header", "status", "url") or response.status is None:
+        return Evidence(url, response.status or 0, header_block(response), response.fetched_at)
+    body = response.body
+    if signal.where in ("html-meta", "html-link"):
+        end = body.lower().find(b"</head")
+        body = body if end < 0 else body[:end]
+    return Evidence(url, response.status or 0, body[:MAX_EVIDENCE], response.fetched_at)
+
+
+class Recorder:
+    """Builds records on the caller's thread (cheap) and appends them to the registry on a writer thread."""
+
+    def __init__(
+        self,
+        registry_url: str,
+        *,
+        agent: str,
+        operator: str,
+        node: str = "",
+        software: str = "optout/0.1",
+        batch: int = 500,
+        interval: float = 0.5,
+    ) -> None:
+        self.registry_url = registry_url
+        self.agent = agent
+        self.operator = operator
+        self.node = node
+        self.software = software
+        self.batch = batch
+        self.interval = interval
+        self.queue: queue.Queue[tuple[dict[str, Any], bytes | None] | None] = queue.Queue()
+        self.written = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self.checkpoint: str | None = None
+        self.vkey: str | None = None
+        self._pending: list[tuple[dict[str, Any], bytes | None]] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="optout-registry-writer", daemon=True)
+        self._thread.start()
+
+    # -- producer side (reactor thread) ------------------------------------------------------------------------
+
+    def record(
+        self,
+        decision: Decision,
+        action: str,
+        *,
+        site: SitePolicy | None = None,
+        response: Fetched | None = None,
+        signals: Iterable[Signal] | None = None,
+    ) -> int:
+        """Queue one record per reservation; returns how many were queued. Never raises: a record that does
+        not validate is logged and counted, and the crawl goes on."""
+        from optout_registry.record import PURPOSE_MAP, RecordError, evidence_ref, new_record
+
+        queued = 0
+        for signal in signals if signals is not None else decision.reservations:
+            evidence = evidence_for(signal, site, response)
+            purposes = sorted({p for name in signal.denied_purposes() for p in PURPOSE_MAP.get(name, ())})
+            try:
+                ref = None
+                if evidence is not None:
+                    when = datetime.fromtimestamp(evidence.fetched_at, timezone.utc)
+                    ref = evidence_ref(evidence.url, evidence.status, evidence.body, when)
+                rec = new_record(
+                    url=decision.url,
+                    mechanism=mechanism(signal),
+                    purposes=purposes or list(PURPOSE_MAP[decision.purpose.value]),
+                    rule={
+                        "protocol": signal.protocol,
+                        "where": signal.where,
+                        "value": signal.value[:2000],
+                        "rule": signal.rule[:2000],
+                        "source": signal.source[:2000],
+                        "mode": decision.mode.value,
+                    },
+                    decision=action,
+                    agent_token=self.agent,
+                    operator=self.operator,
+                    node=self.node,
+                    software=self.software,
+                    evidence=ref,
+                )
+            except (RecordError, ValueError) as exc:
+                self.failed += 1
+                logger.error("optout: could not build a registry record for %s: %s", decision.url, exc)
+                continue
+            self.queue.put((rec, evidence.body if evidence is not None else None))
+            queued += 1
+        return queued
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Flush everything, sign a checkpoint and close the registry (blocks: call from a thread)."""
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+    # -- writer thread -------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        from optout_registry import Registry
+
+        try:
+            registry = Registry.open(self.registry_url)
+        except Exception as exc:
+            self.errors.append(f"cannot open registry {self.registry_url}: {exc}")
+            logger.error("optout: cannot open registry %s: %s", self.registry_url, exc)
+            self._drain_to_spill()
+            return
+        try:
+            self.vkey = registry.vkey
+            while not self._closed:
+                self._collect()
+                if self._pending:
+                    self._write(registry)
+            if self._pending:
+                self._write(registry)  # one more try for a batch that failed before
+            if self._pending:
+                self._spill()
+            self.checkpoint = registry.checkpoint()
+        except Exception as exc:  # the writer must never die silently with records in hand
+            self.errors.append(f"registry writer failed: {exc}")
+            logger.error("optout: registry writer failed: %s", exc)
+            self._drain_to_spill()
+        finally:
+            registry.close()
+
+    def _collect(self) -> None:
+        """Wait for the next batch; sets ``_closed`` once the producer has closed."""
+        try:
+            item = self.queue.get(timeout=self.interval)
+        except queue.Empty:
+            return
+        while True:
+            if item is None:
+                self._closed = True
+                return
+            self._pending.append(item)
+            if len(self._pending) >= self.batch:
+                return
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _write(self, registry: Any) -> None:
+        records = [r for r, _ in self._pending]
+        bodies = [b for _, b in self._pending if b is not None]
+        try:
+            registry.append(records, evidence=bodies)
+        except Exception as exc:
+            self.errors.append(f"append failed: {exc}")
+            logger.error("optout: registry append failed (%d records kept for retry): %s", len(records), exc)
+            return
+        self.written += len(records)
+        self._pending.clear()
+
+    def _drain_to_spill(self) -> None:
+        """Keep collecting until the producer closes, then spill everything still in hand."""
+        while not self._closed:
+            item = self.queue.get()
+            if item is None:
+                self._closed = True
+            else:
+                self._pending.append(item)
+        if self._pending:
+            self._spill()
+
+    def _spill(self) -> None:
+        path = spill_path(self.registry_url)
+        try:
+            with path.open("a", encoding="utf-8") as out:
+                for rec, _ in self._pending:
+                    out.write(json.dumps(rec, sort_keys=True) + "\n")
+            logger.error("optout: %d records could not be logged; kept in %s", len(self._pending), path)
+        except OSError as exc:
+            logger.critical(
+                "optout: %d records lost: registry and spill file %s failed: %s", len(self._pending), path, exc
+            )
+        self._pending.clear()
+
+
+def spill_path(registry_url: str) -> Path:
+    if registry_url.startswith("sqlite:///"):
+        return Path(registry_url[len("sqlite:///") :] + ".unlogged.jsonl")
+    return Path("optout-registry.unlogged.jsonl")

@@ -1,0 +1,150 @@
+"""The per-crawler state shared by the opt-out middlewares and the pipeline: configuration, the origin cache,
+the registry recorder and the stats. One instance per crawler, created by whichever component starts first."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from scrapy import signals
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.http import Request
+from scrapy.http.request import NO_CALLBACK
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.threads import deferToThread
+
+from middlewares.config import ConfigError, OptOutConfig
+from middlewares.engine import MAX_REDIRECTS, Fetched
+from middlewares.policy import Decision
+from middlewares.recording import Recorder
+from middlewares.sitecache import PolicyStore, SiteCache
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+logger = logging.getLogger("middlewares.optout")
+
+INTERNAL = "optout_internal"
+DOWNLOAD_PRIORITY = 1000
+
+
+def fetched_from_response(response: Response, url: str | None = None, limit: int | None = None) -> Fetched:
+    """A Scrapy response in the engine's terms (header names lower-cased, one list entry per field line)."""
+    headers: dict[str, list[str]] = {}
+    for key, values in response.headers.items():
+        name = key.decode("latin-1").lower()
+        headers[name] = [v.decode("latin-1") for v in values]
+    body = response.body if limit is None else response.body[:limit]
+    return Fetched(url or response.url, response.status, headers, body, final_url=response.url)
+
+
+class OptOutState:
+    def __init__(self, crawler: Crawler, config: OptOutConfig) -> None:
+        self.crawler = crawler
+        self.config = config
+        self.policy = config.policy
+        self.stats = crawler.stats
+        self.honoured: Counter[str] = Counter()
+        store = PolicyStore.from_url(config.cache_url)
+        self.cache = SiteCache(
+            config.policy,
+            self._download,
+            ttl=config.robots_ttl,
+            recheck=config.recheck_unreachable,
+            store=store,
+            on_fetch=self._count_fetch,
+        )
+        self.recorder: Recorder | None = None
+        if config.registry_url:
+            self.recorder = Recorder(
+                config.registry_url, agent=config.policy.agent, operator=config.operator, node=config.node
+            )
+        crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def of(cls, crawler: Crawler) -> OptOutState:
+        state = getattr(crawler, "_optout_state", None)
+        if state is None:
+            if not crawler.settings.getbool("OPTOUT_ENABLED", True):
+                raise NotConfigured("OPTOUT_ENABLED is False")
+            try:
+                config = OptOutConfig.from_settings(crawler.settings)
+                state = cls(crawler, config)
+            except ValueError as exc:  # a bad setting stops the crawl: never crawl unprotected
+                raise ConfigError(str(exc)) from None
+            crawler._optout_state = state  # type: ignore[attr-defined]
+            logger.info(
+                "optout: enforcing %s for agent %s (%s mode), registry %s",
+                config.policy.purpose.value,
+                config.policy.agent,
+                config.policy.mode.value,
+                config.registry_url or "off",
+            )
+        return state
+
+    # -- fetching policy files through Scrapy's own downloader ------------------------------------------------
+
+    async def _download(self, url: str, limit: int) -> Fetched:
+        request = Request(
+            url,
+            priority=DOWNLOAD_PRIORITY,
+            callback=NO_CALLBACK,
+            dont_filter=True,
+            meta={
+                INTERNAL: True,
+                "dont_obey_robotstxt": True,
+                "dont_retry": True,
+                "redirect_ttl": MAX_REDIRECTS,
+                "download_timeout": self.config.policy_timeout,
+                # Larger than what we parse: robots.txt beyond 500 KiB is truncated, not treated as a failure.
+                "download_maxsize": max(limit * 8, 10 * 1024 * 1024),
+                "download_warnsize": 0,
+            },
+        )
+        assert self.crawler.engine is not None
+        try:
+            response = await self.crawler.engine.download_async(request)
+        except IgnoreRequest as exc:  # e.g. more than 5 redirects
+            return Fetched(url, None, error=str(exc) or "redirect limit reached")
+        except Exception as exc:
+            return Fetched(url, None, error=f"{type(exc).__name__}: {exc}"[:300])
+        fetched = fetched_from_response(response, url=url, limit=limit)
+        if 300 <= response.status < 400:
+            fetched.error = f"more than {MAX_REDIRECTS} redirects"
+        return fetched
+
+    def _count_fetch(self, fetched: Fetched) -> None:
+        kind = fetched.url.rsplit("/", 1)[-1] or "file"
+        self.stats.inc_value(f"optout/fetch/{kind}")
+        self.stats.inc_value(f"optout/fetch/status/{fetched.status if fetched.status is not None else 'error'}")
+
+    # -- outcomes --------------------------------------------------------------------------------------------
+
+    def honour(self, decision: Decision, action: str, **evidence: Any) -> None:
+        """Count and record a decision that kept content out (or flagged it)."""
+        protocols = sorted({s.protocol for s in decision.reservations})
+        for protocol in protocols:
+            self.honoured[protocol] += 1
+            self.stats.inc_value(f"optout/honoured/{protocol}")
+        self.stats.inc_value(f"optout/decision/{action}")
+        if self.recorder is not None:
+            queued = self.recorder.record(decision, action, **evidence)
+            self.stats.inc_value("optout/registry/queued", queued)
+
+    async def _spider_closed(self, spider: Any, reason: str) -> None:
+        self.cache.close()
+        if self.recorder is not None:
+            await maybe_deferred_to_future(deferToThread(self.recorder.close))
+            self.stats.set_value("optout/registry/written", self.recorder.written)
+            if self.recorder.failed or self.recorder.errors:
+                self.stats.set_value("optout/registry/errors", self.recorder.failed + len(self.recorder.errors))
+        summary = ", ".join(f"{p} {n}" for p, n in self.honoured.most_common()) or "none"
+        written = self.recorder.written if self.recorder else 0
+        logger.info(
+            "optout: honoured opt-outs by protocol: %s; %d registry records written%s",
+            summary,
+            written,
+            f" ({self.config.registry_url})" if self.recorder else "",
+        )
