@@ -20,6 +20,7 @@ Usage: ``python -m optout_registry.verify EXPORT_DIR --vkey VKEY_OR_FILE [--prev
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -52,7 +53,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 # Files the layout allows but this tool does not check cryptographically (RFC 3161 tokens, TSA chains, notes).
 _INFORMATIONAL = re.compile(
     r"(?:checkpoint\.[A-Za-z0-9._-]+\.tsr|anchors/[0-9]+\.[A-Za-z0-9._-]+\.tsr|(?:anchors/)?[A-Za-z0-9._-]*\.pem"
-    r"|README[A-Za-z0-9._-]*|log\.vkey)\Z"
+    r"|README[A-Za-z0-9._-]*|summary\.txt|log\.vkey)\Z"
 )
 
 
@@ -266,8 +267,16 @@ def _check_records(
                 ctx.problem(f"{rel}: unexpected file name (proofs/<index>.tlog-proof)")
     for index in sorted(set(proofs) - set(records)):
         ctx.problem(f"{proofs[index]}: proof without records/{index}.json")
-    query = manifest.get("query") if isinstance(manifest, dict) else None
+    manifest = manifest if isinstance(manifest, dict) else {}
+    query = manifest.get("query")
     query_site = query.get("site") if isinstance(query, dict) and isinstance(query.get("site"), str) else None
+    missing = manifest.get("missing_evidence")
+    declared_missing = {m for m in missing if isinstance(m, str)} if isinstance(missing, list) else set()
+    listed = manifest.get("records")
+    if isinstance(listed, list) and (
+        not all(type(i) is int for i in listed) or sorted(listed) != sorted(records)  # type: ignore[type-var]
+    ):
+        ctx.problem("manifest.json: 'records' does not match the records/ files present")
 
     verified = 0
     used_evidence: set[str] = set()
@@ -284,7 +293,7 @@ def _check_records(
             ctx.problem(f"{rel}: {exc}")
         _check_inclusion(ctx, index, leaf, proofs.get(index), cp, cp_text)
         if record is not None:
-            used_evidence.update(_check_evidence(ctx, rel, record))
+            used_evidence.update(_check_evidence(ctx, rel, record, declared_missing))
         if len(ctx.problems) == before and record is not None:
             verified += 1
             target = record["target"]
@@ -326,21 +335,32 @@ def _check_inclusion(
         ctx.problem(f"{proof_rel}: {exc}")
 
 
-def _check_evidence(ctx: _Ctx, rel: str, record: dict[str, Any]) -> set[str]:
+def _check_evidence(ctx: _Ctx, rel: str, record: dict[str, Any], declared_missing: set[str]) -> set[str]:
+    """Evidence blobs named by the record (body, and header block if hashed) must be present and match, unless
+    the manifest declares them as not stored by the operator (then it is a note: nothing to check, nothing
+    contradicted)."""
     ev = record.get("evidence")
     if not isinstance(ev, dict):
         return set()
-    sha = ev["sha256"]
-    ev_rel = f"evidence/{sha}"
-    if ev_rel not in ctx.files:
-        ctx.problem(f"{rel}: evidence {ev_rel} is missing from the export")
-        return {sha}
-    got = ctx.digest(ev_rel)
-    if got is not None and got != sha:
-        ctx.problem(f"{rel}: evidence {ev_rel} does not hash to {sha} (got {got})")
-    elif ctx.sizes[ev_rel] != ev["length"]:
-        ctx.problem(f"{rel}: evidence {ev_rel} is {ctx.sizes[ev_rel]} bytes, the record says {ev['length']}")
-    return {sha}
+    used = set()
+    for key in ("sha256", "headers_sha256"):
+        sha = ev.get(key)
+        if not isinstance(sha, str):
+            continue
+        used.add(sha)
+        ev_rel = f"evidence/{sha}"
+        if ev_rel not in ctx.files:
+            if sha in declared_missing:
+                ctx.lines.append(f"{rel}: evidence {sha} was not stored by the operator (declared in manifest.json)")
+            else:
+                ctx.problem(f"{rel}: evidence {ev_rel} is missing from the export")
+            continue
+        got = ctx.digest(ev_rel)
+        if got is not None and got != sha:
+            ctx.problem(f"{rel}: evidence {ev_rel} does not hash to {sha} (got {got})")
+        elif key == "sha256" and ctx.sizes[ev_rel] != ev["length"]:
+            ctx.problem(f"{rel}: evidence {ev_rel} is {ctx.sizes[ev_rel]} bytes, the record says {ev['length']}")
+    return used
 
 
 def _check_evidence_files(ctx: _Ctx, used: set[str]) -> None:
@@ -458,6 +478,11 @@ def _verify(ctx: _Ctx, vkey: str, previous_checkpoint: str | None) -> tuple[Chec
             ctx.lines.append(f"checkpoint: {cp.origin} size {cp.size} root {cp.root.hex()} (signature OK)")
 
     manifest = _check_manifest(ctx)
+    if isinstance(manifest, dict) and cp is not None and "checkpoint" in manifest:
+        claimed = manifest["checkpoint"]
+        want = {"origin": cp.origin, "size": cp.size, "root": base64.b64encode(cp.root).decode("ascii")}
+        if claimed != want:
+            ctx.problem("manifest.json: 'checkpoint' does not describe checkpoint.txt")
     verified, used = _check_records(ctx, cp, cp_text, manifest)
     _check_evidence_files(ctx, used)
     _check_anchors(ctx, verifier, cp)

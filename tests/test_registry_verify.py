@@ -5,6 +5,7 @@ core modules; end-to-end tamper tests against the real storage live with the sto
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import json
 import os
@@ -346,6 +347,49 @@ def test_missing_evidence(export):
     export.rel(f"evidence/{leaf['evidence']['sha256']}").unlink()
     export.rewrite_manifest()
     assert_reported(export.path, f"evidence/{leaf['evidence']['sha256']} is missing from the export")
+
+
+def test_declared_missing_evidence_is_a_note_not_a_problem(export):
+    sha = json.loads(export.leaves[4])["evidence"]["sha256"]
+    export.rel(f"evidence/{sha}").unlink()
+    export.rewrite_manifest(missing_evidence=[sha])
+    report = verify_export(export.path, VKEY)
+    assert report.ok, report.problems
+    assert any(f"evidence {sha} was not stored by the operator" in line for line in report.lines)
+
+
+def test_header_evidence_is_checked(tmp_path):
+    path = tmp_path / "headers"
+    build_export(path, size=3, anchored=(), exported=(2,))
+    leaf = json.loads((path / "records/2.json").read_bytes())
+    assert "headers_sha256" not in leaf["evidence"]
+    # Records that hash their header block reference a second blob; a wrong one is reported.
+    leaf["evidence"]["headers_sha256"] = hashlib.sha256(b"HTTP/1.1 200 OK\r\n\r\n").hexdigest()
+    (path / f"evidence/{leaf['evidence']['headers_sha256']}").write_bytes(b"HTTP/1.1 200 OK\r\n\r\n")
+    (path / "records/2.json").write_bytes(rfc8785.dumps(leaf))
+    Export(path, Signer.from_seed(NAME, SEED), [], {}).rewrite_manifest()
+    problems = problems_of(path)
+    assert problems == ["proofs/2.tlog-proof: inclusion: proof for index 2 does not lead to the root of size 3"]
+    (path / f"evidence/{leaf['evidence']['headers_sha256']}").write_bytes(b"HTTP/1.1 500\r\n\r\n")
+    Export(path, Signer.from_seed(NAME, SEED), [], {}).rewrite_manifest()
+    assert_reported(path, "records/2.json: evidence evidence/", "content hashes to")
+
+
+def test_manifest_summary_fields_are_cross_checked(export):
+    export.rewrite_manifest(records=[1, 4, 19, 38], checkpoint={"origin": NAME, "size": 40, "root": "x"})
+    assert_reported(export.path, "manifest.json: 'checkpoint' does not describe checkpoint.txt")
+    cp = open_checkpoint(export.notes[40], export.signer.verifier())
+    good = {"origin": NAME, "size": 40, "root": base64.b64encode(cp.root).decode()}
+    export.rewrite_manifest(records=[38, 1, 4, 19], checkpoint=good)
+    assert verify_export(export.path, VKEY).ok
+    export.rewrite_manifest(records=[1, 4, 19])
+    assert_reported(export.path, "manifest.json: 'records' does not match")
+    export.rewrite_manifest(records=[1, 4, 19, "38"])
+    assert_reported(export.path, "manifest.json: 'records' does not match")
+    (export.path / "summary.txt").write_text("cover sheet")
+    export.rewrite_manifest(records=[1, 4, 19, 38])
+    report = verify_export(export.path, VKEY)
+    assert report.ok and not any("summary.txt" in line for line in report.lines)
 
 
 def test_manifest_mismatches(export):
