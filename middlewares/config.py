@@ -48,7 +48,7 @@ class OptOutConfig:
     policy_timeout: float = 20.0
     operator: str = "localhost"
     node: str = ""
-    record_allowed: bool = False
+    max_origins: int = 5000
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
@@ -90,7 +90,7 @@ class OptOutConfig:
             policy_timeout=_positive(settings, "OPTOUT_POLICY_TIMEOUT", 20.0),
             operator=str(settings.get("OPTOUT_OPERATOR") or "localhost"),
             node=str(settings.get("OPTOUT_NODE") or ""),
-            record_allowed=settings.getbool("OPTOUT_RECORD_ALLOWED", False),
+            max_origins=max(1, settings.getint("OPTOUT_CACHE_MAX_ORIGINS", 5000)),
         )
 
 

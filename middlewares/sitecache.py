@@ -15,6 +15,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ class SiteCache:
         store: PolicyStore | None = None,
         clock: Callable[[], float] = time.time,
         on_fetch: Callable[[Fetched], None] | None = None,
+        max_origins: int = 5000,
     ) -> None:
         self.policy = policy
         self.fetch = fetch
@@ -110,12 +112,18 @@ class SiteCache:
         self.store = store
         self.clock = clock
         self.on_fetch = on_fetch
-        self._sites: dict[str, _Entry] = {}
+        # Least recently used origins are evicted beyond ``max_origins`` so memory stays flat however many
+        # origins a crawl touches; an evicted origin is reloaded from the persistent store, not refetched.
+        self.max_origins = max_origins
+        self._sites: OrderedDict[str, _Entry] = OrderedDict()
         self._waiting: dict[str, list[Deferred[SitePolicy]]] = {}
 
     def cached(self, origin: str) -> SitePolicy | None:
         entry = self._sites.get(origin)
-        return entry.site if entry is not None and entry.expires > self.clock() else None
+        if entry is None or entry.expires <= self.clock():
+            return None
+        self._sites.move_to_end(origin)
+        return entry.site
 
     async def get(self, origin: str) -> SitePolicy:
         site = self.cached(origin)
@@ -135,6 +143,9 @@ class SiteCache:
             failed = Fetched(origin + "/robots.txt", None, error=f"internal error: {exc}")
             site, expires = SitePolicy.assemble(origin, self.policy, {"robots": failed}), self.clock() + self.recheck
         self._sites[origin] = _Entry(site, expires)
+        self._sites.move_to_end(origin)
+        while len(self._sites) > self.max_origins:
+            self._sites.popitem(last=False)
         for waiter in self._waiting.pop(origin):
             waiter.callback(site)
         return site

@@ -55,6 +55,7 @@ class OptOutState:
             recheck=config.recheck_unreachable,
             store=store,
             on_fetch=self._count_fetch,
+            max_origins=config.max_origins,
         )
         self.recorder: Recorder | None = None
         if config.registry_url:
