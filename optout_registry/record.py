@@ -22,7 +22,6 @@ data mining, so an Art. 4 TDM reservation is what was honoured), ``ai-input`` ->
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import ipaddress
 import json
@@ -88,7 +87,7 @@ MAX_KEY_CHARS = 64
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}\Z")
-_SALT = re.compile(r"[A-Za-z0-9_-]{22}\Z")
+_SALT = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]\Z")  # 16 bytes: the last char carries 2 bits, low 4 bits zero
 _TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z\Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
@@ -141,15 +140,26 @@ def _check_value(value: object, path: str, depth: int) -> None:
 # Schema (REGISTRY.md §6.2)
 
 
-def _require(obj: Mapping[str, Any], path: str, required: Iterable[str], optional: Iterable[str] = ()) -> None:
-    required = tuple(required)
-    allowed = set(required) | set(optional)
-    missing = [k for k in required if k not in obj]
+def _require(obj: Mapping[str, Any], path: str, required: frozenset[str], allowed: frozenset[str]) -> None:
+    keys = obj.keys()
+    if required <= keys and keys <= allowed:
+        return
+    missing = sorted(required - keys)
     if missing:
         raise RecordError(f"{path}: missing required field(s) {', '.join(missing)}")
-    unknown = sorted(k for k in obj if k not in allowed)
-    if unknown:
-        raise RecordError(f"{path}: unknown field(s) {', '.join(unknown)} (schema v{SCHEMA_VERSION})")
+    unknown = sorted(keys - allowed)
+    raise RecordError(f"{path}: unknown field(s) {', '.join(unknown)} (schema v{SCHEMA_VERSION})")
+
+
+def _fields(required: str, optional: str = "") -> tuple[frozenset[str], frozenset[str]]:
+    req = frozenset(required.split())
+    return req, req | frozenset(optional.split())
+
+
+_TOP = _fields("v type id salt observed_at crawler target mechanism purposes rule decision", "evidence")
+_CRAWLER = _fields("operator agent_token node", "software")
+_TARGET = _fields("url site", "host")
+_EVIDENCE = _fields("url fetched_at status sha256 length", "headers_sha256")
 
 
 def _str(obj: Mapping[str, Any], key: str, path: str, *, empty: bool = False) -> str:
@@ -183,7 +193,7 @@ def _time(obj: Mapping[str, Any], key: str, path: str) -> None:
     if not m:
         raise RecordError(f"{path}.{key}: {value[:40]!r} is not RFC 3339 UTC 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z'")
     try:
-        datetime(*(int(g) for g in m.groups()[:6]), tzinfo=timezone.utc)
+        datetime.fromisoformat(value[:19])  # calendar check (Feb 30, hour 24...); format fixed by the regex
     except ValueError as exc:
         raise RecordError(f"{path}.{key}: invalid date/time {value!r} ({exc})") from None
 
@@ -195,12 +205,7 @@ def _url(obj: Mapping[str, Any], key: str, path: str) -> None:
 
 
 def _check_schema(record: Mapping[str, Any]) -> None:
-    _require(
-        record,
-        "record",
-        ("v", "type", "id", "salt", "observed_at", "crawler", "target", "mechanism", "purposes", "rule", "decision"),
-        ("evidence",),
-    )
+    _require(record, "record", *_TOP)
     v = record["v"]
     if type(v) is not int:
         raise RecordError(f"record.v: must be an integer, got {type(v).__name__}")
@@ -212,12 +217,12 @@ def _check_schema(record: Mapping[str, Any]) -> None:
     if not (_UUID.match(rid) or _ULID.match(rid)):
         raise RecordError(f"record.id: {rid[:40]!r} is not a lower-case UUID or a ULID")
     salt = _str(record, "salt", "record")
-    if not _SALT.match(salt) or _b64url_decode(salt) is None:
+    if not _SALT.match(salt):
         raise RecordError("record.salt: must be 16 bytes in base64url without padding (22 characters)")
     _time(record, "observed_at", "record")
 
     crawler = _obj(record, "crawler", "record")
-    _require(crawler, "record.crawler", ("operator", "agent_token", "node"), ("software",))
+    _require(crawler, "record.crawler", *_CRAWLER)
     _str(crawler, "operator", "record.crawler")
     _str(crawler, "agent_token", "record.crawler")
     _str(crawler, "node", "record.crawler", empty=True)
@@ -225,7 +230,7 @@ def _check_schema(record: Mapping[str, Any]) -> None:
         _str(crawler, "software", "record.crawler", empty=True)
 
     target = _obj(record, "target", "record")
-    _require(target, "record.target", ("url", "site"), ("host",))
+    _require(target, "record.target", *_TARGET)
     _url(target, "url", "record.target")
     _str(target, "site", "record.target")
     if "host" in target:
@@ -251,7 +256,7 @@ def _check_schema(record: Mapping[str, Any]) -> None:
 
     if "evidence" in record:
         ev = _obj(record, "evidence", "record")
-        _require(ev, "record.evidence", ("url", "fetched_at", "status", "sha256", "length"), ("headers_sha256",))
+        _require(ev, "record.evidence", *_EVIDENCE)
         _url(ev, "url", "record.evidence")
         _time(ev, "fetched_at", "record.evidence")
         _int(ev, "status", "record.evidence", 0, 999)
@@ -259,16 +264,6 @@ def _check_schema(record: Mapping[str, Any]) -> None:
         for key in ("sha256", "headers_sha256"):
             if key in ev and not _HEX64.match(_str(ev, key, "record.evidence")):
                 raise RecordError(f"record.evidence.{key}: must be 64 lower-case hex digits")
-
-
-def _b64url_decode(text: str) -> bytes | None:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text or len(raw) != 16:
-        return None
-    return raw
 
 
 # ---------------------------------------------------------------------------------------------------------------
