@@ -368,3 +368,30 @@ def test_demo_runs_and_writes_report(tmp_path) -> None:
     assert any(d["allowed"] for d in decisions) and any(not d["allowed"] for d in decisions)
     report = (tmp_path / "demo" / "report.html").read_text()
     assert "Opt-outs honoured" in report and "tdmrep" in report
+
+
+def test_media_metadata_end_to_end(web: FixtureWeb) -> None:
+    from tests import mediafixtures as mf
+
+    prohibited = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED"
+    c2pa = mf.jumbf_manifest("cawg.training-mining", {"cawg.ai_training": {"use": "notAllowed"}})
+    base = web.site(
+        "s",
+        {
+            "/a.pdf": Route(body=mf.make_pdf(mf.xmp_packet(tdm_reservation="1")), content_type="application/pdf"),
+            "/b.epub": Route(body=mf.make_epub(mf.opf_epub3("1")), content_type="application/epub+zip"),
+            "/c.png": Route(body=mf.make_png(mf.xmp_packet(data_mining=prohibited)), content_type="image/png"),
+            "/d.jpg": Route(body=mf.make_jpeg(None, c2pa), content_type="image/jpeg"),
+            "/e.webp": Route(body=mf.make_webp(mf.xmp_packet(data_mining=prohibited)), content_type="image/webp"),
+            "/f.jpg": Route(body=mf.make_jpeg(mf.xmp_packet(data_mining="DMI-UNSPECIFIED")), content_type="image/jpeg"),
+        },
+    )
+    pdf, epub, png, jpg, webp, plain = check(
+        [base + p for p in ("/a.pdf", "/b.epub", "/c.png", "/d.jpg", "/e.webp", "/f.jpg")]
+    )
+    assert protocols(pdf) == {"tdmrep"} and protocols(epub) == {"tdmrep"}
+    assert protocols(png) == {"iptc"} and protocols(webp) == {"iptc"}
+    assert protocols(jpg) == {"c2pa"}
+    assert plain.allowed
+    [png_search] = check(base + "/c.png", purpose="search")
+    assert not png_search.allowed  # DMI-PROHIBITED covers search indexing too
