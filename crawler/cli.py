@@ -14,6 +14,7 @@ from pathlib import Path
 
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
+from optout_registry.cli import add_registry_commands, run_registry
 
 EXIT_OK, EXIT_RESERVED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="check a local fixture web showing every kind of opt-out, write a report")
     demo.add_argument("--out", default="optout-demo", help="report folder (default ./optout-demo)")
     demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    add_registry_commands(sub)
     return parser
 
 
@@ -141,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"check": cmd_check, "demo": cmd_demo}[args.command]
+    handler = {"check": cmd_check, "demo": cmd_demo, "registry": run_registry}[args.command]
     try:
         return handler(args)
     except CliError as exc:

@@ -19,6 +19,7 @@ ON_RESERVED = ("drop", "annotate")
 DAY = 24 * 3600.0
 
 _PRODUCT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)/")
+_LEADING = re.compile(r"\s*([A-Za-z][A-Za-z0-9_-]*)(?:[\s;(]|$)")
 _GENERIC = {"mozilla", "applewebkit", "chrome", "safari", "gecko", "firefox", "version", "khtml", "edg"}
 
 
@@ -29,10 +30,14 @@ class ConfigError(ValueError):
 def agent_from_user_agent(user_agent: str) -> str:
     """The robots.txt product token inside a User-Agent string (RFC 9309 §2.2.1: it SHOULD be a substring):
     ``Mozilla/5.0 (compatible; ExampleBot/0.1; +https://…)`` gives ``ExampleBot``, Scrapy's default gives
-    ``Scrapy``. Browser boilerplate tokens are skipped."""
+    ``Scrapy``. Browser boilerplate tokens are skipped. A User-Agent without a version, like the one
+    ``scrapy startproject`` suggests (``plainbot (+http://www.yourdomain.com)``), gives its leading word."""
     for token in _PRODUCT.findall(user_agent or ""):
         if token.lower() not in _GENERIC:
             return token
+    leading = _LEADING.match(user_agent or "")
+    if leading and leading.group(1).lower() not in _GENERIC:
+        return leading.group(1)
     return DEFAULT_AGENT
 
 

@@ -252,16 +252,15 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
 def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """Raise VerificationError unless ``proof`` shows the tree (old, old_root) is a prefix of (new, new_root).
 
-    Sizes equal: the proof must be empty and the roots equal. Size 0 is refused even for 0 -> 0 (as
-    transparency-dev does): it proves nothing, and accepting it has hidden bugs elsewhere.
+    Check order and edge cases follow transparency-dev ``VerifyConsistency`` and its probes: equal sizes (including
+    0 -> 0) need an empty proof and equal roots; a proof from size 0 to a larger tree is refused as meaningless;
+    different sizes need a non-empty proof of exactly the expected length.
     """
     _check_int("old size", old)
     _check_int("new size", new)
     old_root = _check_hash("old root", old_root)
     new_root = _check_hash("new root", new_root)
     hashes = _check_proof(proof)
-    if old == 0:
-        raise VerificationError("consistency: a proof from the empty tree is meaningless")
     if new < old:
         raise VerificationError(f"consistency: new size {new} is smaller than old size {old}")
     if old == new:
@@ -270,6 +269,8 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, pro
         if old_root != new_root:
             raise VerificationError(f"consistency: two different roots for the same size {old}")
         return
+    if old == 0:
+        raise VerificationError("consistency: a proof from the empty tree is meaningless")
     if not hashes:
         raise VerificationError("consistency: empty proof for different sizes")
     inner, border = _decompose(old - 1, new)

@@ -300,7 +300,7 @@ def test_blocklist_never_fetches(web: FixtureWeb) -> None:
     assert not web.hits("s")
 
 
-def test_cross_token_training_reservation(web: FixtureWeb) -> None:
+def test_vector_91_cross_token_training_reservation_spares_search(web: FixtureWeb) -> None:
     base = web.site("s", {"/robots.txt": robots("User-agent: GPTBot\nDisallow: /\n"), "/p": page("p")})
     [train] = check(base + "/p")
     [search] = check(base + "/p", purpose="search")

@@ -348,7 +348,8 @@ def test_consistency_probe_style_mutations():
         (old, new * 2, r1, r2, proof),
         (new, old, r2, r1, proof),  # old > new
         (0, new, EMPTY_ROOT, r2, proof),  # from empty tree
-        (0, 0, EMPTY_ROOT, EMPTY_ROOT, []),  # 0 -> 0 is refused too (transparency-dev probe)
+        (0, 0, EMPTY_ROOT, LEAVES8[0], []),  # equal sizes (zero), different roots
+        (0, 0, EMPTY_ROOT, EMPTY_ROOT, [EMPTY_ROOT]),  # equal sizes (zero), proof not empty
         (old, new, r1, r2, []),
         (old, old, r1, r1, proof),  # equal sizes need an empty proof
         (old, old, r1, r2, []),  # equal sizes, different roots
@@ -360,6 +361,8 @@ def test_consistency_probe_style_mutations():
     for mutated in [*flips(proof), *length_mutations(proof, LEAVES8[0])]:
         _fails(verify_consistency, old, new, r1, r2, mutated)
     verify_consistency(old, old, r1, r1, [])
+    # transparency-dev probe "sizes are equal (zero) and proof is empty": accepted (wantErr false), as in Go.
+    verify_consistency(0, 0, EMPTY_ROOT, EMPTY_ROOT, [])
 
 
 def test_generation_refuses_out_of_range():
