@@ -115,7 +115,9 @@ def default_registry_url() -> str:
     try:
         from scrapy.utils.project import data_path
 
-        path = Path(data_path("optout-registry.db", createdir=True))
+        # Not data_path(..., createdir=True): that would create the database path itself as a directory.
+        path = Path(data_path("optout-registry.db"))
+        path.parent.mkdir(parents=True, exist_ok=True)
     except Exception:
         path = Path("optout-registry.db")
     return f"sqlite:///{path.resolve()}"
