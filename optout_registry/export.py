@@ -1,0 +1,260 @@
+"""Export bundles for one rights holder (REGISTRY.md §6.7), verifiable offline with the pinned key alone.
+
+Layout::
+
+    manifest.json                 JCS: format, query, generated_at, checkpoint, records, files {path: SHA-256 hex}
+    checkpoint.txt                the signed checkpoint every proof refers to (size N)
+    checkpoint.<tsa>.tsr          RFC 3161 token(s) on checkpoint.txt, when anchored
+    log.vkey                      informational copy of the verifier key (verifiers must pin their own)
+    records/<index>.json          exact leaf bytes (JCS)
+    proofs/<index>.tlog-proof     C2SP tlog-proof v1 against checkpoint.txt
+    evidence/<sha256-hex>         raw evidence bytes the records reference
+    anchors/<m>.txt               older checkpoints: anchored ones, and the holder's own (--previous)
+    anchors/<m>.<tsa>.tsr         their RFC 3161 tokens
+    consistency/<m>-<N>.txt       base64 consistency proof lines from checkpoint m to N
+    summary.txt                   what the bundle says, in words, and how to check it
+
+The bundle is written to a temporary sibling directory and renamed into place, so a crash never leaves a
+half-written bundle under the requested name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from optout_registry.registry import ForkError, IntegrityError, RegistryError, evidence_refs
+
+if TYPE_CHECKING:
+    from optout_registry.registry import Entry, Registry
+
+FORMAT = "optout-registry-export/v1"
+
+
+@dataclass
+class ExportResult:
+    """What was written: where, for which site, against which checkpoint size, and how many records."""
+
+    out: Path
+    site: str
+    size: int
+    records: int
+    missing_evidence: list[str] = field(default_factory=list)
+
+
+def _slug(tsa: str) -> str:
+    host = urlsplit(tsa).hostname or tsa
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", host).strip("._") or "tsa"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _prepare_out(out: Path) -> Path:
+    if out.exists():
+        if not out.is_dir():
+            raise RegistryError(f"{out} exists and is not a directory")
+        if any(out.iterdir()):
+            raise RegistryError(f"{out} is not empty; choose a new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def export_bundle(
+    reg: Registry,
+    site: str,
+    out: Path,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    previous: str | None = None,
+) -> ExportResult:
+    """Write the bundle of ``site``'s records (optionally an observed_at range) to the new directory ``out``.
+
+    ``previous`` is a signed checkpoint the holder kept from an earlier export; the bundle then carries the
+    consistency proof from it. If the registry cannot prove consistency with it, export refuses (ForkError):
+    that mismatch is itself the evidence the holder needs, and the operator must investigate, not paper over it.
+    """
+    import rfc8785
+
+    from optout_registry.merkle import VerificationError, verify_consistency
+    from optout_registry.note import NoteError, Verifier, open_checkpoint
+    from optout_registry.proof import format_hashes, format_proof
+
+    note = reg.checkpoint()
+    verifier = Verifier.from_vkey(reg.vkey)
+    cp = open_checkpoint(note, verifier, origin=reg.origin)
+    size = cp.size
+    key = reg.normalise_site(site)
+    entries: list[Entry] = list(reg.records(site=key, since=since, until=until, size=size))
+
+    older: dict[int, str] = {}
+    for m, _tsa, _tsr, _gen in reg._store.anchors():
+        if 0 < m < size:
+            row = reg._store.checkpoint_at(m)
+            if row is not None:
+                older[m] = row[2]
+    if previous is not None:
+        try:
+            prev = open_checkpoint(previous, verifier, origin=reg.origin)
+        except (NoteError, ValueError) as exc:
+            raise RegistryError(f"the previous checkpoint is not one of this registry's: {exc}") from None
+        if prev.size > size:
+            raise ForkError(f"the previous checkpoint (size {prev.size}) is larger than the log ({size})")
+        if prev.size == size and prev.root != cp.root:
+            raise ForkError(f"the previous checkpoint has the same size ({size}) but a different root")
+        if 0 < prev.size < size:
+            older[prev.size] = previous if previous.endswith("\n") else previous + "\n"
+
+    tmp = _prepare_out(out)
+    try:
+        files: dict[str, bytes] = {}
+        files["checkpoint.txt"] = note.encode("utf-8")
+        files["log.vkey"] = (reg.vkey + "\n").encode("ascii")
+        for _m, tsa, tsr, _gen in reg._store.anchors(size):
+            files[f"checkpoint.{_slug(tsa)}.tsr"] = tsr
+        for m, old_note in sorted(older.items()):
+            old = open_checkpoint(old_note, verifier, origin=reg.origin)
+            proof = reg.consistency_proof(m, size)
+            try:
+                verify_consistency(m, size, old.root, cp.root, proof)
+            except VerificationError:
+                raise ForkError(f"the log at size {size} is not consistent with its checkpoint {m}") from None
+            files[f"anchors/{m}.txt"] = old_note.encode("utf-8")
+            for _m2, tsa, tsr, _gen in reg._store.anchors(m):
+                files[f"anchors/{m}.{_slug(tsa)}.tsr"] = tsr
+            files[f"consistency/{m}-{size}.txt"] = format_hashes(proof).encode("ascii")
+        missing: list[str] = []
+        evidence_written: set[str] = set()
+        reader = reg.reader(size)
+        from optout_registry.merkle import inclusion_proof
+
+        for entry in entries:
+            files[f"records/{entry.index}.json"] = entry.leaf
+            proof = inclusion_proof(entry.index, size, reader.hash_at)
+            files[f"proofs/{entry.index}.tlog-proof"] = format_proof(entry.index, proof, note).encode("utf-8")
+            for ref in evidence_refs(entry.record):
+                if ref in evidence_written or ref in missing:
+                    continue
+                body = reg.evidence(ref)
+                if body is None:
+                    missing.append(ref)
+                else:
+                    files[f"evidence/{ref}"] = body
+                    evidence_written.add(ref)
+        generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        files["summary.txt"] = _summary(reg, key, since, until, cp, note, entries, missing, generated_at).encode(
+            "utf-8"
+        )
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "query": {"site": key, "since": since, "until": until},
+            "generated_at": generated_at,
+            "checkpoint": {"origin": cp.origin, "size": size, "root": _b64(cp.root)},
+            "records": [e.index for e in entries],
+            "missing_evidence": missing,
+            "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
+        }
+        if since is None:
+            del manifest["query"]["since"]
+        if until is None:
+            del manifest["query"]["until"]
+        files["manifest.json"] = rfc8785.dumps(manifest)
+        for path, data in files.items():
+            target = tmp / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if out.exists():
+            out.rmdir()  # checked empty above
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out=out, site=key, size=size, records=len(entries), missing_evidence=missing)
+
+
+def _summary(
+    reg: Registry,
+    site: str,
+    since: str | None,
+    until: str | None,
+    cp: Any,
+    note: str,
+    entries: list[Entry],
+    missing: list[str],
+    generated_at: str,
+) -> str:
+    """The human-readable cover sheet: what the operator claims, what the maths proves, how to check it."""
+    vkey = reg.vkey
+    span = ""
+    if since or until:
+        span = f", observed {'from ' + since if since else ''}{' ' if since and until else ''}"
+        span += f"{'until ' + until if until else ''}"
+    lines = [
+        f"Opt-out registry export for {site}{span}",
+        "=" * 72,
+        "",
+        f"Generated at     {generated_at}",
+        f"Registry (log)   {cp.origin}",
+        f"Verifier key     {vkey}",
+        f"Checkpoint       size {cp.size}, root {_b64(cp.root)}",
+        f"Records          {len(entries)}",
+        "",
+        "What this bundle shows",
+        "----------------------",
+        "Each file in records/ is a statement the crawler operator logged when its crawler honoured an opt-out",
+        "on your site (what it saw, which rule applied, what it did). Each proofs/ file proves that record is",
+        f"entry N of the operator's append-only log of {cp.size} entries, whose state is fixed by the signed",
+        "checkpoint in checkpoint.txt. Files in evidence/ are the exact bytes the crawler saw (e.g. robots.txt);",
+        "each record names its evidence by SHA-256.",
+        "",
+        "How to check it (offline, no trust in the operator's database needed)",
+        "-------------------------------------------------------------------",
+        f"  optout registry verify {'<this directory>'} --vkey '{vkey}'",
+        "Pin the key you got from the operator's published channel, not the copy in log.vkey.",
+        "Keep checkpoint.txt. Next time, ask for an export with --previous checkpoint.txt: it will carry a",
+        "consistency proof showing the log was only appended to in between, never rewritten.",
+        "",
+        "What it does not prove",
+        "----------------------",
+        "* Completeness: inclusion proofs show these records are in the log, not that no other record for your",
+        "  site exists (the full log can be audited for that).",
+        "* Truth: the log makes the operator's claims non-repudiable and not back-datable; it does not make them",
+        "  true. Timestamps in records are the crawler's clock unless an RFC 3161 token (*.tsr) anchors them.",
+        "",
+    ]
+    if missing:
+        lines += [f"Evidence not stored by the operator ({len(missing)}): " + ", ".join(missing), ""]
+    lines += ["Records", "-------", "index  observed_at  mechanism  purposes  decision  url  evidence-sha256"]
+    for e in entries:
+        rec = e.record
+        target = rec.get("target") if isinstance(rec.get("target"), dict) else {}
+        purposes = rec.get("purposes")
+        lines.append(
+            "  ".join(
+                [
+                    str(e.index),
+                    str(rec.get("observed_at", "-")),
+                    str(rec.get("mechanism", "-")),
+                    ",".join(map(str, purposes)) if isinstance(purposes, list) else "-",
+                    str(rec.get("decision", "-")),
+                    str(target.get("url", "-")),
+                    ",".join(r[:16] + "…" for r in evidence_refs(rec)) or "-",
+                ]
+            )
+        )
+    lines += ["", "Signed checkpoint", "-----------------", note.rstrip("\n"), ""]
+    return "\n".join(lines)
+
+
+__all__ = ["FORMAT", "ExportResult", "IntegrityError", "export_bundle"]

@@ -1,0 +1,411 @@
+"""PostgreSQL storage for many crawler nodes appending to one registry (REGISTRY.md §6.4/§6.5).
+
+The write side copies Tessera's protocol. *Sequencing*: each node, in one short transaction, locks the single
+``seq_coord`` row (``SELECT … FOR UPDATE``), inserts its batch at ``next, next+1, …`` and advances ``next``; the
+row lock serialises nodes only for that one multi-row insert, and because the entries and the new ``next`` commit
+together, indices are contiguous and an index handed back to a caller is durable. *Integration*: one integrator at
+a time (``pg_try_advisory_lock``, keyed by schema so separate registries in one database do not contend) reads the
+entries ``[int_coord.size, seq_coord.next)``, recomputes their leaf hashes from the stored bytes (nodes are not
+trusted to hash), rewrites the touched tiles, signs a checkpoint and commits with a compare-and-swap
+``UPDATE int_coord … WHERE size = <old size>``. The advisory lock keeps integrators from wasting work; the CAS is
+what makes divergent heads impossible even if two integrators ran at once (Sunlight's idea): the loser's
+transaction, tiles and checkpoint included, rolls back.
+
+Nodes that only append need no signing key; only the integrator does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from optout_registry.registry import ForkError, IntegrityError, RegistryError, SignFn
+
+SCHEMA_VERSION = "1"
+INTEGRATE_CHUNK = 65_536
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS entry(idx bigint PRIMARY KEY, leaf bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS tile(level int NOT NULL, n bigint NOT NULL, data bytea NOT NULL, PRIMARY KEY(level, n));
+CREATE TABLE IF NOT EXISTS checkpoint(size bigint PRIMARY KEY, root bytea NOT NULL, note text NOT NULL,
+                                      created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS anchor(size bigint NOT NULL REFERENCES checkpoint(size), tsa text NOT NULL,
+                                  tsr bytea NOT NULL, gen_time text NOT NULL, PRIMARY KEY(size, tsa));
+CREATE TABLE IF NOT EXISTS evidence(sha256 bytea PRIMARY KEY, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS site_index(site text NOT NULL, idx bigint NOT NULL, PRIMARY KEY(site, idx));
+CREATE TABLE IF NOT EXISTS seq_coord(id int PRIMARY KEY CHECK (id = 1), next bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS int_coord(id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, root bytea NOT NULL);
+INSERT INTO seq_coord(id, next) VALUES (1, 0) ON CONFLICT DO NOTHING;
+INSERT INTO int_coord(id, size, root) VALUES (1, 0, sha256(''::bytea)) ON CONFLICT DO NOTHING;
+CREATE OR REPLACE FUNCTION optout_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
+CREATE OR REPLACE FUNCTION optout_tile_extend_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF length(OLD.data) >= 8192 OR length(NEW.data) < length(OLD.data)
+     OR substring(NEW.data FROM 1 FOR length(OLD.data)) <> OLD.data THEN
+    RAISE EXCEPTION 'tile: only a partial tile may be extended';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER entry_append_only BEFORE UPDATE OR DELETE ON entry
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER entry_no_truncate BEFORE TRUNCATE ON entry
+  FOR EACH STATEMENT EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER checkpoint_append_only BEFORE UPDATE OR DELETE ON checkpoint
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER checkpoint_no_truncate BEFORE TRUNCATE ON checkpoint
+  FOR EACH STATEMENT EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER anchor_append_only BEFORE UPDATE OR DELETE ON anchor
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER evidence_append_only BEFORE UPDATE OR DELETE ON evidence
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER tile_extend_only BEFORE UPDATE ON tile
+  FOR EACH ROW EXECUTE FUNCTION optout_tile_extend_only();
+CREATE OR REPLACE TRIGGER tile_no_delete BEFORE DELETE ON tile
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+"""
+
+_UPSERT_TILE = (
+    "INSERT INTO tile(level, n, data) VALUES (%s, %s, %s) ON CONFLICT (level, n) DO UPDATE SET data = EXCLUDED.data"
+)
+
+
+class PostgresStore:
+    """The PostgreSQL backend: one connection per process, guarded by a lock (psycopg connections are not shared)."""
+
+    kind = "postgresql"
+    integrates_on_append = False
+
+    def __init__(self, url: str, *, create: bool = True, connect_timeout: int = 10) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise RegistryError("PostgreSQL registries need psycopg: pip install 'optout-toolkit[postgres]'") from None
+        self._psycopg = psycopg
+        self.location = _redact(url)
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
+        except psycopg.Error as exc:
+            raise RegistryError(f"cannot connect to {self.location}: {_first_line(exc)}") from None
+        self._lock = threading.RLock()
+        self._builder = None  # tiles.TileBuilder at int_coord.size, or None to rebuild
+        try:
+            schema = self._one("SELECT current_schema()")
+            if schema is None:
+                raise RegistryError(
+                    f"{self.location}: no schema to create tables in (check search_path / the schema exists)"
+                )
+            self.schema = str(schema)
+            self._lock_key = self._one("SELECT hashtext(%s)", (f"optout-registry-integrator:{self.schema}",))
+            exists = self._one("SELECT to_regclass('int_coord') IS NOT NULL")
+            if not exists and not create:
+                raise RegistryError(f"no registry in schema {self.schema!r} at {self.location}")
+            if not exists:
+                with self._conn.transaction():
+                    # Several nodes may start at once; DDL "IF NOT EXISTS" is not race-free, so serialise it.
+                    self._conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
+                    )
+                    if not self._one("SELECT to_regclass('int_coord') IS NOT NULL"):
+                        self._conn.execute(_SCHEMA)
+            self.set_meta_default("schema", SCHEMA_VERSION)
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise RegistryError(f"cannot initialise registry at {self.location}: {_first_line(exc)}") from None
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self._lock:
+            row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # -- meta ---------------------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        value = self._one("SELECT value FROM meta WHERE key = %s", (key,))
+        return None if value is None else str(value)
+
+    def set_meta_default(self, key: str, value: str) -> str:
+        with self._lock:
+            self._conn.execute("INSERT INTO meta(key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING", (key, value))
+            return self.get_meta(key) or value
+
+    # -- sequencing ---------------------------------------------------------------------------------------------
+
+    def append(
+        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+    ) -> int:
+        """Sequence one batch: contiguous indices, durable on return. Not integrated (no checkpoint) yet."""
+        del leaf_hashes, sign  # the integrator recomputes hashes from the stored bytes; nodes do not sign
+        psycopg = self._psycopg
+        with self._lock:
+            try:
+                with self._conn.transaction():
+                    if evidence:
+                        # Sorted, so two nodes inserting the same blobs lock them in the same order (no deadlock).
+                        with self._conn.cursor() as cur:
+                            cur.executemany(
+                                "INSERT INTO evidence(sha256, body) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                sorted(evidence),
+                            )
+                    first = self._conn.execute("SELECT next FROM seq_coord WHERE id = 1 FOR UPDATE").fetchone()[0]
+                    with self._conn.cursor() as cur, cur.copy("COPY entry(idx, leaf) FROM STDIN") as copy:
+                        for i, leaf in enumerate(leaves):
+                            copy.write_row((first + i, leaf))
+                    self._conn.execute("UPDATE seq_coord SET next = %s WHERE id = 1", (first + len(leaves),))
+            except psycopg.errors.UniqueViolation as exc:
+                raise IntegrityError(f"sequencing refused: {_first_line(exc)}") from None
+            except psycopg.Error as exc:
+                raise RegistryError(f"append failed: {_first_line(exc)}") from None
+            return int(first)
+
+    def put_evidence(self, rows: list[tuple[bytes, bytes]]) -> None:
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany("INSERT INTO evidence(sha256, body) VALUES (%s, %s) ON CONFLICT DO NOTHING", sorted(rows))
+
+    # -- integration --------------------------------------------------------------------------------------------
+
+    def integrate(self, sign: SignFn, wait: bool = True, use_lock: bool = True) -> bool:
+        """Integrate every sequenced entry. Returns False if another integrator holds the lock and wait is False.
+
+        ``use_lock=False`` exists for tests that prove the compare-and-swap alone prevents forks.
+        """
+        psycopg = self._psycopg
+        with self._lock:
+            if use_lock and not self._acquire(wait):
+                return False
+            try:
+                while self._integrate_chunk(sign):
+                    pass
+            except psycopg.Error as exc:
+                self._builder = None
+                raise RegistryError(f"integration failed: {_first_line(exc)}") from None
+            except BaseException:
+                self._builder = None
+                raise
+            finally:
+                if use_lock:
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
+            return True
+
+    def _acquire(self, wait: bool) -> bool:
+        deadline = time.monotonic() + 120
+        while True:
+            if self._one("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)):
+                return True
+            if not wait:
+                return False
+            if time.monotonic() > deadline:
+                raise RegistryError("timed out waiting for the other integrator to finish")
+            time.sleep(0.02)
+
+    def _integrate_chunk(self, sign: SignFn) -> bool:
+        """One transaction: up to INTEGRATE_CHUNK entries. Returns True if more may remain."""
+        from optout_registry.merkle import leaf_hash
+        from optout_registry.tiles import TileBuilder
+
+        conn = self._conn
+        with conn.transaction():
+            size, _old_root = conn.execute("SELECT size, root FROM int_coord WHERE id = 1").fetchone()
+            size = int(size)
+            # Read after int_coord: every entry below this `next` committed together with it.
+            nxt = int(conn.execute("SELECT next FROM seq_coord WHERE id = 1").fetchone()[0])
+            if nxt < size:
+                raise IntegrityError(f"sequencer is at {nxt} but {size} entries are integrated")
+            if self._builder is None or self._builder.size != size:
+                self._builder = TileBuilder(size, self.read_tile)
+            if nxt == size:
+                if conn.execute("SELECT 1 FROM checkpoint WHERE size = %s", (size,)).fetchone() is None:
+                    root = self._builder.root()
+                    self._insert_checkpoint(size, root, sign(size, root))
+                return False
+            end = min(nxt, size + INTEGRATE_CHUNK)
+            rows = conn.execute(
+                "SELECT idx, leaf FROM entry WHERE idx >= %s AND idx < %s ORDER BY idx", (size, end)
+            ).fetchall()
+            if len(rows) != end - size or (rows and (rows[0][0] != size or rows[-1][0] != end - 1)):
+                raise IntegrityError(f"entries {size}..{end - 1} are not contiguous ({len(rows)} found)")
+            touched = self._builder.add([leaf_hash(bytes(leaf)) for _, leaf in rows])
+            with conn.cursor() as cur:
+                cur.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
+            root = self._builder.root()
+            self._insert_checkpoint(end, root, sign(end, root))
+            cur = conn.execute(
+                "UPDATE int_coord SET size = %s, root = %s WHERE id = 1 AND size = %s", (end, root, size)
+            )
+            if cur.rowcount != 1:
+                raise ForkError(f"another integrator moved the tree head from {size}; this integration was discarded")
+        return end < nxt
+
+    def _insert_checkpoint(self, size: int, root: bytes, note: str) -> None:
+        self._conn.execute("INSERT INTO checkpoint(size, root, note) VALUES (%s, %s, %s)", (size, root, note))
+
+    def ensure_checkpoint(self, sign: SignFn) -> None:
+        self.integrate(sign)
+
+    def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO anchor(size, tsa, tsr, gen_time) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (size, tsa, tsr, gen_time),
+            )
+
+    def anchors(self, size: int | None = None) -> list[tuple[int, str, bytes, str]]:
+        with self._lock:
+            if size is None:
+                rows = self._conn.execute("SELECT size, tsa, tsr, gen_time FROM anchor ORDER BY size, tsa").fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT size, tsa, tsr, gen_time FROM anchor WHERE size = %s ORDER BY tsa", (size,)
+                ).fetchall()
+        return [(int(s), str(t), bytes(r), str(g)) for s, t, r, g in rows]
+
+    # -- read path ----------------------------------------------------------------------------------------------
+
+    def coordination(self) -> tuple[int, bytes, int]:
+        """(integrated size, integrated root, next index to sequence)."""
+        with self._lock:
+            size, root = self._conn.execute("SELECT size, root FROM int_coord WHERE id = 1").fetchone()
+            nxt = self._conn.execute("SELECT next FROM seq_coord WHERE id = 1").fetchone()[0]
+        return int(size), bytes(root), int(nxt)
+
+    def read_tile(self, level: int, n: int) -> bytes | None:
+        data = self._one("SELECT data FROM tile WHERE level = %s AND n = %s", (level, n))
+        return None if data is None else bytes(data)
+
+    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT level, n, data FROM tile ORDER BY level, n").fetchall()
+        for level, n, data in rows:
+            yield int(level), int(n), bytes(data)
+
+    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def checkpoint_at(self, size: int) -> tuple[int, bytes, str] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT size, root, note FROM checkpoint WHERE size = %s", (size,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def checkpoints(self) -> list[tuple[int, bytes, str]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size").fetchall()
+        return [(int(s), bytes(r), str(n)) for s, r, n in rows]
+
+    def sequenced(self) -> int:
+        return int(self._one("SELECT next FROM seq_coord WHERE id = 1"))
+
+    def entry_count(self) -> int:
+        return int(self._one("SELECT count(*) FROM entry"))
+
+    def leaf(self, idx: int) -> bytes | None:
+        data = self._one("SELECT leaf FROM entry WHERE idx = %s", (idx,))
+        return None if data is None else bytes(data)
+
+    def leaves(self, start: int, end: int, chunk: int = 50_000) -> Iterator[tuple[int, bytes]]:
+        pos = start
+        while pos < end:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT idx, leaf FROM entry WHERE idx >= %s AND idx < %s ORDER BY idx",
+                    (pos, min(end, pos + chunk)),
+                ).fetchall()
+            for idx, leaf in rows:
+                yield int(idx), bytes(leaf)
+            pos += chunk
+
+    def evidence(self, sha: bytes) -> bytes | None:
+        body = self._one("SELECT body FROM evidence WHERE sha256 = %s", (sha,))
+        return None if body is None else bytes(body)
+
+    def evidence_stats(self) -> tuple[int, int]:
+        with self._lock:
+            count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
+        return int(count), int(size)
+
+    def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT sha256, body FROM evidence").fetchall()
+        for sha, body in rows:
+            yield bytes(sha), bytes(body)
+
+    # -- site index ---------------------------------------------------------------------------------------------
+
+    def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None:
+        with self._lock, self._conn.transaction():
+            # Serialise indexers per registry; the index is derived data, so a lagging one is harmless.
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-index:{self.schema}",))
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
+            done = int(row[0]) if row else 0
+            if done >= upto:
+                return
+            rows = [(site, idx) for idx, leaf in self.leaves(done, upto) if (site := site_of(leaf))]
+            with self._conn.cursor() as cur:
+                cur.executemany("INSERT INTO site_index(site, idx) VALUES (%s, %s) ON CONFLICT DO NOTHING", rows)
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('indexed_upto', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (str(upto),),
+            )
+
+    def site_indices(self, site: str, upto: int) -> list[int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT idx FROM site_index WHERE site = %s AND idx < %s ORDER BY idx", (site, upto)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def snapshot(self) -> _Snapshot:
+        return _Snapshot(self)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Snapshot:
+    """A REPEATABLE READ transaction so an export reads one consistent state while nodes keep appending."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._tx: Any = None
+
+    def __enter__(self) -> PostgresStore:
+        self._store._lock.acquire()
+        try:
+            self._tx = self._store._conn.transaction()
+            self._tx.__enter__()
+            self._store._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except BaseException:
+            self._store._lock.release()
+            raise
+        return self._store
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._tx.__exit__(*exc)
+        finally:
+            self._store._lock.release()
+
+
+def _redact(url: str) -> str:
+    """The URL without a password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "postgresql://…"
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,349 @@
+"""SQLite storage for the registry (REGISTRY.md §6.4/§6.5, single node).
+
+One file in WAL mode, one writer at a time. Every batch is one ``BEGIN IMMEDIATE … COMMIT`` that inserts the
+entries, rewrites the touched tiles and inserts a signed checkpoint for the new size, so the database can never hold
+entries that the latest signed checkpoint does not cover, nor a checkpoint whose tiles are missing: a crash (even
+``kill -9``) either loses the whole uncommitted batch or nothing. Callers get their indices only after COMMIT, so an
+acknowledged record is durable (``synchronous=FULL`` by default, so that also holds across power loss).
+
+Triggers refuse UPDATE/DELETE on entries, checkpoints, anchors and evidence, and allow a tile to be rewritten only
+by extending a partial tile. They guard against accidents, not against the file's owner; security comes from the
+signed checkpoints that rights holders keep.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from optout_registry.registry import IntegrityError, RegistryError, SignFn
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS entry(idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS tile(level INTEGER NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL,
+                                PRIMARY KEY(level, n)) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoint(size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL,
+                                      created_at TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS anchor(size INTEGER NOT NULL REFERENCES checkpoint(size), tsa TEXT NOT NULL,
+                                  tsr BLOB NOT NULL, gen_time TEXT NOT NULL, PRIMARY KEY(size, tsa)) STRICT;
+CREATE TABLE IF NOT EXISTS evidence(sha256 BLOB PRIMARY KEY, body BLOB NOT NULL) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_index(site TEXT NOT NULL, idx INTEGER NOT NULL,
+                                      PRIMARY KEY(site, idx)) STRICT, WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS entry_no_update BEFORE UPDATE ON entry
+    BEGIN SELECT RAISE(ABORT, 'entry is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entry_no_delete BEFORE DELETE ON entry
+    BEGIN SELECT RAISE(ABORT, 'entry is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoint_no_update BEFORE UPDATE ON checkpoint
+    BEGIN SELECT RAISE(ABORT, 'checkpoint is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoint_no_delete BEFORE DELETE ON checkpoint
+    BEGIN SELECT RAISE(ABORT, 'checkpoint is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_no_update BEFORE UPDATE ON anchor
+    BEGIN SELECT RAISE(ABORT, 'anchor is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS anchor_no_delete BEFORE DELETE ON anchor
+    BEGIN SELECT RAISE(ABORT, 'anchor is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS evidence_no_update BEFORE UPDATE ON evidence
+    BEGIN SELECT RAISE(ABORT, 'evidence is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS evidence_no_delete BEFORE DELETE ON evidence
+    BEGIN SELECT RAISE(ABORT, 'evidence is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS tile_extend_only BEFORE UPDATE ON tile
+    WHEN length(OLD.data) >= 8192 OR length(NEW.data) < length(OLD.data)
+         OR substr(NEW.data, 1, length(OLD.data)) IS NOT OLD.data
+    BEGIN SELECT RAISE(ABORT, 'tile: only a partial tile may be extended'); END;
+CREATE TRIGGER IF NOT EXISTS tile_no_delete BEFORE DELETE ON tile
+    BEGIN SELECT RAISE(ABORT, 'tile is append-only'); END;
+"""
+
+_UPSERT_TILE = (
+    "INSERT INTO tile(level, n, data) VALUES (?, ?, ?) ON CONFLICT(level, n) DO UPDATE SET data = excluded.data"
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SqliteStore:
+    """The SQLite backend. Thread-safe through one lock: SQLite allows one writer anyway."""
+
+    kind = "sqlite"
+    integrates_on_append = True
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", create: bool = True, timeout: float = 30.0) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise RegistryError(f"synchronous must be off, normal, full or extra, not {synchronous!r}")
+        self.path = path
+        self.location = str(path)
+        if not create and not path.exists():
+            raise RegistryError(f"no registry at {path} (it is created by the first append, or by `registry key`)")
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is exactly one transaction.
+            self._conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            if create:
+                self._conn.executescript(_SCHEMA)
+            self._conn.execute("SELECT 1 FROM entry LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError(f"cannot open SQLite registry {path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._builder = None  # tiles.TileBuilder at the latest checkpoint size, or None to rebuild
+        self.set_meta_default("schema", SCHEMA_VERSION)
+
+    # -- meta ---------------------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_default(self, key: str, value: str) -> str:
+        """Store ``value`` unless the key is already set; return what is stored (first writer wins)."""
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            return self.get_meta(key) or value
+
+    # -- write path ---------------------------------------------------------------------------------------------
+
+    def append(
+        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+    ) -> int:
+        """Append one batch in one transaction and return the index of its first entry."""
+        from optout_registry.tiles import TileBuilder
+
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                size = self._size_locked()
+                if self._builder is None or self._builder.size != size:
+                    # Someone else (another process) appended since we last did, or a batch was rolled back.
+                    self._builder = TileBuilder(size, self.read_tile)
+                if evidence:
+                    conn.executemany("INSERT OR IGNORE INTO evidence(sha256, body) VALUES (?, ?)", evidence)
+                conn.executemany(
+                    "INSERT INTO entry(idx, leaf) VALUES (?, ?)",
+                    zip(range(size, size + len(leaves)), leaves, strict=True),
+                )
+                touched = self._builder.add(leaf_hashes)
+                conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
+                new_size = size + len(leaves)
+                root = self._builder.root()
+                note = sign(new_size, root)
+                conn.execute(
+                    "INSERT INTO checkpoint(size, root, note, created_at) VALUES (?, ?, ?, ?)",
+                    (new_size, root, note, _now()),
+                )
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                self._builder = None
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise IntegrityError(f"append refused by the database: {exc}") from None
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise RegistryError(f"append failed: {exc}") from None
+                raise
+            return size
+
+    def put_evidence(self, rows: list[tuple[bytes, bytes]]) -> None:
+        """Store evidence bodies outside any batch (content-addressed, so a repeat is a no-op)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR IGNORE INTO evidence(sha256, body) VALUES (?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def ensure_checkpoint(self, sign: SignFn) -> None:
+        """Sign a checkpoint for the current size if none exists (only possible for the empty log)."""
+        from optout_registry.merkle import root as merkle_root
+
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("SELECT 1 FROM checkpoint LIMIT 1").fetchone() is None:
+                    if conn.execute("SELECT 1 FROM entry LIMIT 1").fetchone() is not None:
+                        raise IntegrityError("entries exist but no checkpoint covers them")
+                    empty = merkle_root([])
+                    conn.execute(
+                        "INSERT INTO checkpoint(size, root, note, created_at) VALUES (0, ?, ?, ?)",
+                        (empty, sign(0, empty), _now()),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def integrate(self, sign: SignFn, wait: bool = True) -> bool:
+        """Nothing to do: SQLite integrates in the append transaction. Present so both backends look alike."""
+        self.ensure_checkpoint(sign)
+        return True
+
+    def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO anchor(size, tsa, tsr, gen_time) VALUES (?, ?, ?, ?)", (size, tsa, tsr, gen_time)
+            )
+
+    def anchors(self, size: int | None = None) -> list[tuple[int, str, bytes, str]]:
+        with self._lock:
+            if size is None:
+                rows = self._conn.execute("SELECT size, tsa, tsr, gen_time FROM anchor ORDER BY size, tsa").fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT size, tsa, tsr, gen_time FROM anchor WHERE size = ? ORDER BY tsa", (size,)
+                ).fetchall()
+        return [(int(s), str(t), bytes(r), str(g)) for s, t, r, g in rows]
+
+    # -- read path ----------------------------------------------------------------------------------------------
+
+    def _size_locked(self) -> int:
+        row = self._conn.execute("SELECT max(size) FROM checkpoint").fetchone()
+        return 0 if row[0] is None else int(row[0])
+
+    def read_tile(self, level: int, n: int) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM tile WHERE level = ? AND n = ?", (level, n)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored tile, for the full self-check."""
+        with self._lock:
+            rows = self._conn.execute("SELECT level, n, data FROM tile ORDER BY level, n").fetchall()
+        for level, n, data in rows:
+            yield int(level), int(n), bytes(data)
+
+    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def checkpoint_at(self, size: int) -> tuple[int, bytes, str] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT size, root, note FROM checkpoint WHERE size = ?", (size,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def checkpoints(self) -> list[tuple[int, bytes, str]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size").fetchall()
+        return [(int(s), bytes(r), str(n)) for s, r, n in rows]
+
+    def sequenced(self) -> int:
+        """Entries stored (in SQLite every stored entry is integrated)."""
+        with self._lock:
+            row = self._conn.execute("SELECT max(idx) FROM entry").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def entry_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM entry").fetchone()[0])
+
+    def leaf(self, idx: int) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT leaf FROM entry WHERE idx = ?", (idx,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def leaves(self, start: int, end: int, chunk: int = 50_000) -> Iterator[tuple[int, bytes]]:
+        """Entries with start <= idx < end in index order, fetched in chunks so memory stays bounded."""
+        pos = start
+        while pos < end:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT idx, leaf FROM entry WHERE idx >= ? AND idx < ? ORDER BY idx", (pos, min(end, pos + chunk))
+                ).fetchall()
+            for idx, leaf in rows:
+                yield int(idx), bytes(leaf)
+            pos += chunk
+
+    def evidence(self, sha: bytes) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM evidence WHERE sha256 = ?", (sha,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def evidence_stats(self) -> tuple[int, int]:
+        with self._lock:
+            count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
+        return int(count), int(size)
+
+    def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT sha256, body FROM evidence").fetchall()
+        for sha, body in rows:
+            yield bytes(sha), bytes(body)
+
+    # -- site index (derived, untrusted, rebuilt lazily) --------------------------------------------------------
+
+    def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None:
+        """Index entries not yet indexed, up to ``upto``. Lagging by design: the append path stays lean."""
+        with self._lock:
+            done = int(self.get_meta("indexed_upto") or 0)
+            if done >= upto:
+                return
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
+                done = int(row[0]) if row else 0
+                rows = []
+                for idx, leaf in self.leaves(done, upto):
+                    site = site_of(leaf)
+                    if site:
+                        rows.append((site, idx))
+                conn.executemany("INSERT OR IGNORE INTO site_index(site, idx) VALUES (?, ?)", rows)
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('indexed_upto', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(max(done, upto)),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def site_indices(self, site: str, upto: int) -> list[int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT idx FROM site_index WHERE site = ? AND idx < ? ORDER BY idx", (site, upto)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def snapshot(self) -> _Snapshot:
+        """A read transaction: everything read inside sees one state of the file (WAL snapshot)."""
+        return _Snapshot(self)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Snapshot:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> SqliteStore:
+        self._store._lock.acquire()
+        self._store._conn.execute("BEGIN")
+        return self._store
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._store._conn.in_transaction:
+                self._store._conn.execute("COMMIT")
+        finally:
+            self._store._lock.release()

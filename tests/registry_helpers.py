@@ -1,0 +1,126 @@
+"""Shared helpers for the registry storage tests: deterministic records, a PostgreSQL schema per test, and raw
+database access that bypasses the append-only triggers (to play the attacker in tamper tests)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+PG_BASE = os.environ.get("OPTOUT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+ROBOTS = b"User-agent: ExampleBot\nDisallow: /2026/\n"
+
+
+def make_record(i: int, site: str = "example.net") -> dict[str, Any]:
+    """Record number ``i``: fully deterministic (id, salt, time), so a test can recompute what index i holds."""
+    return copy.deepcopy(_make_record(i, site))
+
+
+@functools.lru_cache(maxsize=20_000)
+def _make_record(i: int, site: str) -> dict[str, Any]:
+    from optout_registry.record import evidence_ref, new_record
+
+    when = T0 + timedelta(days=i % 30, seconds=i)
+    return new_record(
+        url=f"https://news.{site}/2026/{i}.html",
+        mechanism="robots.txt",
+        purposes=["train-ai"],
+        rule={"group": "ExampleBot", "directive": "Disallow", "pattern": "/2026/", "line": 2},
+        decision="not_fetched",
+        agent_token="ExampleBot",
+        operator="example-crawler.com",
+        node="node-1",
+        evidence=evidence_ref(f"https://news.{site}/robots.txt", 200, ROBOTS, when),
+        observed_at=when,
+        record_id=str(uuid.UUID(bytes=hashlib.sha256(f"id{i}{site}".encode()).digest()[:16], version=4)),
+        salt=hashlib.sha256(f"salt{i}{site}".encode()).digest()[:16],
+    )
+
+
+def make_records(n: int, start: int = 0, site: str = "example.net") -> list[dict[str, Any]]:
+    return [make_record(i, site) for i in range(start, start + n)]
+
+
+def pg_available() -> str | None:
+    """None if the test PostgreSQL server answers, else the reason it does not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        with psycopg.connect(PG_BASE, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"no PostgreSQL at {PG_BASE}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
+def pg_schema_url() -> Iterator[str]:
+    """Yield the URL of a fresh schema (search_path set through libpq options); drop it afterwards."""
+    import pytest  # here, not at import time: crash-test writer subprocesses import this module too
+
+    reason = pg_available()
+    if reason:
+        print(f"SKIP PostgreSQL registry tests: {reason}")
+        pytest.skip(reason)
+    import psycopg
+
+    schema = f"optout_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_BASE}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+class Raw:
+    """Direct SQL on a registry's database with the append-only triggers out of the way (the attacker's view)."""
+
+    def __init__(self, url: str) -> None:
+        from optout_registry.registry import parse_url
+
+        self.kind, target, _ = parse_url(url)
+        self.url = target
+        if self.kind == "sqlite":
+            self.conn: Any = sqlite3.connect(target, isolation_level=None)
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(target, autocommit=True)
+            self.conn.execute("SET session_replication_role = replica")  # disables triggers for this session
+
+    def q(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.kind == "postgresql":
+            sql = sql.replace("?", "%s")
+        cur = self.conn.execute(sql, params)
+        try:
+            return [tuple(r) for r in cur.fetchall()]
+        except Exception:
+            return []
+
+    def tamper(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """Run a statement the triggers would refuse (SQLite: drop the triggers for the duration)."""
+        if self.kind == "sqlite":
+            triggers = self.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+            for name, _ in triggers:
+                self.conn.execute(f"DROP TRIGGER {name}")
+            try:
+                self.conn.execute(sql, params)
+            finally:
+                for _, ddl in triggers:
+                    self.conn.execute(ddl)
+        else:
+            self.conn.execute(sql.replace("?", "%s"), params)
+
+    def close(self) -> None:
+        self.conn.close()
