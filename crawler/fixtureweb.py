@@ -7,6 +7,7 @@ assert what was fetched, and just as important, what was never fetched.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ class Route:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "text/html; charset=utf-8"
     delay: float = 0.0  # seconds before answering (slow servers, timeouts)
+    # When set, these bytes are sent as the whole answer (status line, headers, body) and the connection is
+    # closed: malformed status lines or header lines that http.server would not write.
+    raw: bytes | None = None
 
     def payload(self) -> bytes:
         return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
@@ -74,6 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
             route = Route(404, "not found", content_type="text/plain")
         if route.delay:
             time.sleep(route.delay)
+        if route.raw is not None:
+            self.close_connection = True
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(route.raw)
+            return
         payload = route.payload()
         try:
             self.send_response(route.status)

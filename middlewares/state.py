@@ -8,7 +8,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
-from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured, StopDownload
 from scrapy.http import Request
 from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.defer import maybe_deferred_to_future
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("middlewares.optout")
 
 INTERNAL = "optout_internal"
+BODY_LIMIT = "optout_body_limit"
+_RECEIVED = "optout_received"
 DOWNLOAD_PRIORITY = 1000
 
 
@@ -63,6 +65,7 @@ class OptOutState:
                 config.registry_url, agent=config.policy.agent, operator=config.operator, node=config.node
             )
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
 
     @classmethod
     def of(cls, crawler: Crawler) -> OptOutState:
@@ -99,8 +102,11 @@ class OptOutState:
                 "dont_retry": True,
                 "redirect_ttl": MAX_REDIRECTS,
                 "download_timeout": self.config.policy_timeout,
-                # Larger than what we parse: robots.txt beyond 500 KiB is truncated, not treated as a failure.
-                "download_maxsize": max(limit * 8, 10 * 1024 * 1024),
+                # A policy file larger than what we parse is read up to just past the limit and then cut off
+                # (see _bytes_received), not refused: RFC 9309 §2.5 says parse the first 500 KiB of robots.txt,
+                # which a size cap that fails the download (even on Content-Length alone) would turn into "5xx".
+                BODY_LIMIT: limit,
+                "download_maxsize": 0,
                 "download_warnsize": 0,
             },
         )
@@ -111,10 +117,26 @@ class OptOutState:
             return Fetched(url, None, error=str(exc) or "redirect limit reached")
         except Exception as exc:
             return Fetched(url, None, error=f"{type(exc).__name__}: {exc}"[:300])
-        fetched = fetched_from_response(response, url=url, limit=limit)
+        # One byte past the limit: the parsers see that the file went on (a note, and a line cut in half by
+        # the limit is dropped rather than read as a shorter, broader rule).
+        fetched = fetched_from_response(response, url=url, limit=limit + 1)
         if 300 <= response.status < 400:
             fetched.error = f"more than {MAX_REDIRECTS} redirects"
         return fetched
+
+    @staticmethod
+    def _bytes_received(data: bytes, request: Request, spider: Any = None) -> None:
+        """Stop reading a policy file once it is past its parse limit; the response keeps what arrived."""
+        meta = request.meta
+        limit = meta.get(BODY_LIMIT)
+        if limit is None:
+            return
+        # Counted per request object: a redirect copies the meta, and its body must not count towards the next.
+        owner, received = meta.get(_RECEIVED, (None, 0))
+        received = (received if owner == id(request) else 0) + len(data)
+        meta[_RECEIVED] = (id(request), received)
+        if received > limit:
+            raise StopDownload(fail=False)
 
     def _count_fetch(self, fetched: Fetched) -> None:
         kind = fetched.url.rsplit("/", 1)[-1] or "file"
