@@ -91,7 +91,13 @@ def export_bundle(
     from optout_registry.note import NoteError, Verifier, open_checkpoint
     from optout_registry.proof import format_hashes, format_proof
 
-    note = reg.checkpoint()
+    if reg.can_sign():
+        note = reg.checkpoint()  # integrates anything pending (PostgreSQL) first
+    else:  # a node without the private key exports against the latest checkpoint the integrator signed
+        latest = reg.latest()
+        if latest is None:
+            raise RegistryError("nothing has been signed yet and this node has no private key (use --key)")
+        note = latest[2]
     verifier = Verifier.from_vkey(reg.vkey)
     cp = open_checkpoint(note, verifier, origin=reg.origin)
     size = cp.size

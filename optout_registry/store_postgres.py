@@ -115,6 +115,9 @@ class PostgresStore:
         except psycopg.Error as exc:
             self._conn.close()
             raise RegistryError(f"cannot initialise registry at {self.location}: {_first_line(exc)}") from None
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         with self._lock:
@@ -275,11 +278,10 @@ class PostgresStore:
         data = self._one("SELECT data FROM tile WHERE level = %s AND n = %s", (level, n))
         return None if data is None else bytes(data)
 
-    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
+    def tile_keys(self) -> set[tuple[int, int]]:
         with self._lock:
-            rows = self._conn.execute("SELECT level, n, data FROM tile ORDER BY level, n").fetchall()
-        for level, n, data in rows:
-            yield int(level), int(n), bytes(data)
+            rows = self._conn.execute("SELECT level, n FROM tile").fetchall()
+        return {(int(level), int(n)) for level, n in rows}
 
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         with self._lock:
@@ -359,37 +361,9 @@ class PostgresStore:
             ).fetchall()
         return [int(r[0]) for r in rows]
 
-    def snapshot(self) -> _Snapshot:
-        return _Snapshot(self)
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-class _Snapshot:
-    """A REPEATABLE READ transaction so an export reads one consistent state while nodes keep appending."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-        self._tx: Any = None
-
-    def __enter__(self) -> PostgresStore:
-        self._store._lock.acquire()
-        try:
-            self._tx = self._store._conn.transaction()
-            self._tx.__enter__()
-            self._store._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        except BaseException:
-            self._store._lock.release()
-            raise
-        return self._store
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self._tx.__exit__(*exc)
-        finally:
-            self._store._lock.release()
 
 
 def _redact(url: str) -> str:

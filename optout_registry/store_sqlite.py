@@ -191,7 +191,8 @@ class SqliteStore:
 
     def integrate(self, sign: SignFn, wait: bool = True) -> bool:
         """Nothing to do: SQLite integrates in the append transaction. Present so both backends look alike."""
-        self.ensure_checkpoint(sign)
+        if self.latest_checkpoint() is None:  # only an empty log has none; don't take the write lock otherwise
+            self.ensure_checkpoint(sign)
         return True
 
     def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None:
@@ -221,12 +222,10 @@ class SqliteStore:
             row = self._conn.execute("SELECT data FROM tile WHERE level = ? AND n = ?", (level, n)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def tiles(self) -> Iterator[tuple[int, int, bytes]]:
-        """Every stored tile, for the full self-check."""
+    def tile_keys(self) -> set[tuple[int, int]]:
         with self._lock:
-            rows = self._conn.execute("SELECT level, n, data FROM tile ORDER BY level, n").fetchall()
-        for level, n, data in rows:
-            yield int(level), int(n), bytes(data)
+            rows = self._conn.execute("SELECT level, n FROM tile").fetchall()
+        return {(int(level), int(n)) for level, n in rows}
 
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         with self._lock:
@@ -323,27 +322,6 @@ class SqliteStore:
             ).fetchall()
         return [int(r[0]) for r in rows]
 
-    def snapshot(self) -> _Snapshot:
-        """A read transaction: everything read inside sees one state of the file (WAL snapshot)."""
-        return _Snapshot(self)
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-class _Snapshot:
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> SqliteStore:
-        self._store._lock.acquire()
-        self._store._conn.execute("BEGIN")
-        return self._store
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._store._conn.in_transaction:
-                self._store._conn.execute("COMMIT")
-        finally:
-            self._store._lock.release()

@@ -205,6 +205,10 @@ def test_appending_node_without_key_cannot_sign(url: str, key: Path, tmp_path: P
         assert node.append(make_records(3)) == [0, 1, 2]
         with pytest.raises(RegistryError, match="private key is not at"):
             node.checkpoint()
+        # it can still export, against the latest checkpoint the integrator signed (size 0: no records yet)
+        from optout_registry.export import export_bundle
+
+        assert export_bundle(node, "example.net", tmp_path / "bundle").size == 0
     assert not (tmp_path / "missing.key").exists()  # no second key was generated
 
 
