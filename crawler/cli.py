@@ -50,9 +50,69 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_args(check)
     check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    demo = sub.add_parser("demo", help="check a local fixture web showing every kind of opt-out, write a report")
-    demo.add_argument("--out", default="optout-demo", help="report folder (default ./optout-demo)")
+    crawl = sub.add_parser(
+        "crawl",
+        help="crawl from seeds honouring every opt-out: items, registry, report (exit 0 done, 1 problems, 130 Ctrl-C)",
+        description="Crawl from SEEDS within their sites, keeping only content allowed for the purpose. Writes "
+        "items.jsonl, decisions.jsonl, registry.db, summary.json and report.html into --out. Ctrl-C stops "
+        "gracefully; the same command again resumes.",
+    )
+    crawl.add_argument("seeds", nargs="*", metavar="SEED", help="start URLs (http:// or https://)")
+    crawl.add_argument("--seeds-file", metavar="FILE", help="more seeds, one per line (# comments)")
+    crawl.add_argument("--out", default="optout-crawl", metavar="DIR", help="output folder (default ./optout-crawl)")
+    _add_policy_args(crawl)
+    crawl.set_defaults(timeout=None)
+    crawl.add_argument(
+        "--registry",
+        metavar="URL",
+        help="registry URL (sqlite:///path or postgresql://…; default $OPTOUT_REGISTRY_URL, else DIR/registry.db)",
+    )
+    crawl.add_argument("--depth", type=int, default=3, help="link depth from the seeds (default 3, 0 = unlimited)")
+    crawl.add_argument("--max-pages", type=int, default=0, help="stop after this many pages (default 0 = no limit)")
+    crawl.add_argument(
+        "--allowed-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="crawl these domains and their subdomains (repeatable; default: the seeds' sites)",
+    )
+    crawl.add_argument("--no-sitemaps", action="store_true", help="do not read the sitemaps robots.txt names")
+    crawl.add_argument("--concurrency", type=int, help="parallel requests, in all and per site")
+    crawl.add_argument("--delay", type=float, help="seconds between requests to one site (robots.txt may ask more)")
+    crawl.add_argument("--info-url", metavar="URL", help="the crawler's public page, linked from its User-Agent")
+    crawl.add_argument("--operator", help="who is crawling (written into every registry record)")
+    crawl.add_argument(
+        "-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="any Scrapy or OPTOUT_ setting"
+    )
+    crawl.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    demo = sub.add_parser(
+        "demo", help="crawl a local fixture web showing every kind of opt-out; verify the registry; write a report"
+    )
+    demo.add_argument("--out", default="optout-demo", help="output folder (default ./optout-demo)")
     demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    disclose = sub.add_parser(
+        "disclose", help="write the public page about this crawler (HTML and JSON) for rights holders"
+    )
+    disclose.add_argument(
+        "--out", default="optout-disclosure", metavar="DIR", help="folder (default ./optout-disclosure)"
+    )
+    disclose.add_argument(
+        "--agent", action="append", metavar="TOKEN", help="robots.txt token(s) (default from settings)"
+    )
+    disclose.add_argument("--purpose", action="append", help="purpose(s) the crawl serves (default from settings)")
+    disclose.add_argument("--mode", help="conservative or strict (default from settings)")
+    disclose.add_argument("--registry", metavar="URL", help="registry whose key and checkpoint to publish")
+    disclose.add_argument("--info-url", metavar="URL", help="where this page is published")
+    disclose.add_argument("--contact", help="point of contact (e-mail or URL)")
+    disclose.add_argument("--complaints", help="where rights holders send complaints (e-mail or URL)")
+    disclose.add_argument("--operator", help="who operates the crawler")
+    disclose.add_argument("--ip-range", action="append", metavar="CIDR", help="address range the crawler uses")
+    disclose.add_argument(
+        "--settings", metavar="MODULE", help="Scrapy settings module to describe (default crawler.settings)"
+    )
+    disclose.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     add_registry_commands(sub)
     return parser
 
@@ -131,10 +191,135 @@ def user_agent_for(agent: str) -> str:
     return f"Mozilla/5.0 (compatible; {agent}/0.1; +https://github.com/optout-toolkit/optout)"
 
 
+def _setting(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise CliError(f"--set expects NAME=VALUE, not {text!r}")
+    try:
+        parsed: object = json.loads(value)
+    except ValueError:
+        parsed = value
+    return name.strip(), parsed
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    import os
+
+    from rich.console import Console
+
+    from crawler.crawl import ConsoleProgress, CrawlError, CrawlOptions, run_crawl
+    from crawler.spiders.compliant import SpiderArgumentError, parse_seeds, valid_seed
+
+    policy = make_policy(args)
+    seeds = list(args.seeds)
+    if args.seeds_file:
+        try:
+            seeds += parse_seeds(Path(args.seeds_file).read_text(encoding="utf-8", errors="replace"))
+        except OSError as exc:
+            raise CliError(f"cannot read seeds file {args.seeds_file}: {exc.strerror or exc}") from None
+    if not seeds:
+        raise CliError("no seeds: give at least one URL (or --seeds-file FILE)")
+    try:
+        seeds = [valid_seed(u) for u in seeds]
+    except SpiderArgumentError as exc:
+        raise CliError(str(exc)) from None
+    if args.depth < 0 or args.max_pages < 0:
+        raise CliError("--depth and --max-pages must not be negative")
+    if args.timeout is not None and not args.timeout > 0:
+        raise CliError("--timeout must be a positive number of seconds")
+    out = Path(args.out)
+    registry = args.registry if args.registry is not None else os.environ.get("OPTOUT_REGISTRY_URL") or None
+    opts = CrawlOptions(
+        seeds=seeds,
+        out=out,
+        purpose=policy.purpose.value,
+        agent=policy.agent,
+        mode=policy.mode.value,
+        disabled=sorted(policy.disabled),
+        cross_token=policy.cross_token,
+        blocklist=args.blocklist,
+        registry_url=registry,
+        depth=args.depth,
+        max_pages=args.max_pages,
+        allowed_domains=args.allowed_domain,
+        sitemaps=not args.no_sitemaps,
+        concurrency=args.concurrency,
+        delay=args.delay,
+        timeout=args.timeout,
+        info_url=args.info_url,
+        operator=args.operator,
+        extra_settings=dict(_setting(s) for s in args.set),
+    )
+    console = Console(stderr=True)
+    console.print(
+        f"[bold]optout crawl[/]: {len(seeds):,} seed(s), purpose {policy.purpose.value}, agent {policy.agent}, "
+        f"mode {policy.mode.value} → {out}"
+    )
+    progress = ConsoleProgress(console)
+    try:
+        result = run_crawl(opts, progress=progress)
+    except CrawlError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        progress.stop()
+    return crawl_exit_status(console, out, result)
+
+
+def crawl_exit_status(console, out: Path, result) -> int:  # type: ignore[no-untyped-def]
+    """Print the outcome; 0 done, 1 done with problems (nothing lost), 2 could not run, 130 interrupted."""
+    if result.summary is None:
+        print(f"optout crawl: error: {result.start_error or result.error or 'the crawl failed'}", file=sys.stderr)
+        print(f"optout crawl: details in {out / 'crawl.log'}", file=sys.stderr)
+        return EXIT_USAGE
+    from crawler.crawl import print_summary
+
+    print_summary(console, out, result.summary)
+    if result.start_error:
+        print(f"optout crawl: error: {result.start_error} (details in {out / 'crawl.log'})", file=sys.stderr)
+        return EXIT_USAGE
+    if result.error:
+        print(
+            f"optout crawl: error: {result.error}. The crawl was stopped; everything written before is kept in "
+            f"{out}, and the same command resumes once the problem is fixed.",
+            file=sys.stderr,
+        )
+        return EXIT_RESERVED
+    if result.interrupted:
+        print(
+            f"optout crawl: interrupted; everything so far is in {out}. Run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    summary = result.summary
+    unreachable = summary.get("unreachable_seeds") or {}
+    problems = summary.get("problems") or []
+    for problem in problems:
+        print(f"optout crawl: problem: {problem}", file=sys.stderr)
+    if unreachable:
+        listed = "; ".join(f"{u}: {why}" for u, why in list(unreachable.items())[:5])
+        print(f"optout crawl: {len(unreachable)} seed(s) could not be crawled: {listed}", file=sys.stderr)
+    crawled = summary["pages"]["stored"] + summary["pages"]["refused"]
+    if problems or (unreachable and len(unreachable) >= summary["seeds"] and not summary["pages"]["stored"]):
+        return EXIT_RESERVED
+    if not crawled:
+        print("optout crawl: nothing was crawled", file=sys.stderr)
+        return EXIT_RESERVED
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from crawler.demo import run_demo
 
     return run_demo(Path(args.out))
+
+
+def cmd_disclose(args: argparse.Namespace) -> int:
+    from crawler.disclose import DisclosureError, run_disclose
+
+    try:
+        return run_disclose(args)
+    except DisclosureError as exc:
+        raise CliError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"check": cmd_check, "demo": cmd_demo, "registry": run_registry}[args.command]
+    handler = {
+        "check": cmd_check,
+        "crawl": cmd_crawl,
+        "demo": cmd_demo,
+        "disclose": cmd_disclose,
+        "registry": run_registry,
+    }[args.command]
     try:
         return handler(args)
     except CliError as exc:

@@ -1,23 +1,24 @@
-"""`optout demo`: a local fixture web where every site shows a different kind of opt-out, checked end to end.
+"""`optout demo`: a local fixture web where every site shows a different kind of opt-out, crawled end to end.
 
-Everything runs on 127.0.0.1 and nothing reaches the internet. The demo prints what was honoured and why, and
-writes the decisions as JSON Lines and a self-contained HTML report.
+Everything runs on 127.0.0.1 and nothing reaches the internet. The demo runs the same crawl as ``optout crawl``
+(the ``compliant`` spider under the add-on, with a blocklist), then prints what was honoured and why, checks every
+answer against what the fixture site is built to show, verifies the registry, exports one site's bundle and
+verifies it offline like a rights holder would, writes the crawler's disclosure page, and prints where everything
+is. It opens nothing. It exits 1 if any answer or check is not what it should be.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import shutil
 import struct
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from middlewares.policy import Decision, Policy
-from middlewares.protocols.blocklist import Blocklist
 
 AGENT = "OptOutBot"
 
@@ -44,12 +45,29 @@ class Case:
     expect_allowed: bool
     expect_protocols: tuple[str, ...]
     what: str
+    seed: bool = True  # False: the crawl must find it (a link, a sitemap)
 
 
 def build_web(web: FixtureWeb) -> list[Case]:
     """Start the demo sites; return the URLs to check with what a correct engine must answer."""
-    open_site = {"/robots.txt": Route(body="User-agent: *\nAllow: /\n", content_type="text/plain")}
-    web.site("open", {**open_site, "/": page("Open site"), "/article": page("An open article", "<p>Free.</p>")})
+    opened = web.site("open")
+    web.site(
+        "open",
+        {
+            "/robots.txt": Route(
+                body=f"User-agent: *\nAllow: /\nSitemap: {opened}/sitemap.xml\n", content_type="text/plain"
+            ),
+            "/": page("Open site", '<p>Welcome.</p><a href="/article">An article</a> <a href="/linked">More</a>'),
+            "/article": page("An open article", "<p>Free to use.</p>"),
+            "/linked": page("A linked page", "<p>Found by following a link.</p>"),
+            "/sitemap.xml": Route(
+                body='<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                f"<url><loc>{opened}/from-sitemap</loc></url></urlset>",
+                content_type="application/xml",
+            ),
+            "/from-sitemap": page("In the sitemap", "<p>Only the sitemap links here.</p>"),
+        },
+    )
     web.site(
         "robots",
         {
@@ -130,7 +148,10 @@ def build_web(web: FixtureWeb) -> list[Case]:
     )
     web.site("blocked", {"/": page("A persistently infringing site")})
     return [
+        Case("open", "/", True, (), "no opt-out anywhere: stored, and its links followed"),
         Case("open", "/article", True, (), "no opt-out anywhere"),
+        Case("open", "/linked", True, (), "found by following a link from the home page", seed=False),
+        Case("open", "/from-sitemap", True, (), "found in the sitemap that robots.txt names", seed=False),
         Case("robots", "/private/report", False, ("robots",), "robots.txt disallows our token"),
         Case("robots", "/public", True, (), "robots.txt allows our token here"),
         Case("aibots", "/essay", False, ("robots",), "robots.txt disallows well-known AI training crawlers"),
@@ -159,96 +180,204 @@ def case_url(web: FixtureWeb, case: Case) -> str:
     return origin + case.path
 
 
-def run_checks(web: FixtureWeb, cases: list[Case], policy: Policy) -> list[Decision]:
-    from crawler.check import Checker
-    from crawler.cli import user_agent_for
-    from crawler.fetcher import RequestsFetcher
+DEMO_FILES = (
+    "items.jsonl",
+    "decisions.jsonl",
+    "registry.db",
+    "registry.db-wal",
+    "registry.db-shm",
+    "registry.db.key",
+    "policy-cache.db",
+    "policy-cache.db-wal",
+    "policy-cache.db-shm",
+    "crawl.log",
+    "run.json",
+    "summary.json",
+    "report.html",
+    "blocklist.txt",
+)
+DEMO_DIRS = ("job", "evidence", "disclosure")
 
-    fetcher = RequestsFetcher(user_agent_for(policy.agent), timeout=5.0)
-    checker = Checker(policy, fetcher, Blocklist.parse("# demo blocklist\nlocalhost\n"))
-    try:
-        return [checker.check(case_url(web, c)) for c in cases]
-    finally:
-        fetcher.close()
+
+def clean(out: Path) -> None:
+    """Remove what an earlier demo wrote (and only that): every run starts from nothing."""
+    for name in DEMO_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in DEMO_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for bundle in out.glob("bundle-*"):
+        if bundle.is_dir():
+            shutil.rmtree(bundle, ignore_errors=True)
+
+
+@dataclass
+class Outcome:
+    case: Case
+    stored: bool
+    protocols: tuple[str, ...]
+    rules: str
+    ok: bool
+
+
+def outcomes(web: FixtureWeb, cases: list[Case], out: Path) -> list[Outcome]:
+    """What the crawl did with each case's URL, from its own files: decisions.jsonl and items.jsonl."""
+    from crawler.crawl import read_lines
+
+    decided = {str(d.get("url")): d for d in read_lines(out / "decisions.jsonl")}
+    items = {str(i.get("requested_url") or i.get("url")) for i in read_lines(out / "items.jsonl")}
+    found = []
+    for case in cases:
+        url = case_url(web, case)
+        event = decided.get(url, {})
+        reservations = event.get("reservations", [])
+        protocols = tuple(sorted({r["protocol"] for r in reservations}))
+        stored = event.get("outcome") == "stored" and url in items
+        ok = stored == case.expect_allowed and set(case.expect_protocols) <= set(protocols)
+        if not event:
+            rules = "never reached"
+        elif reservations:
+            # The rule that decided it; a robots.txt failure comes with its "fetch" twin, which says the same.
+            first = next((r for r in reservations if r["protocol"] != "fetch"), reservations[0])
+            rules = first["rule"] + (f" (+{len(reservations) - 1} more)" if len(reservations) > 1 else "")
+        else:
+            rules = case.what
+        found.append(Outcome(case, stored, protocols, rules, ok))
+    return found
+
+
+def verify_registry(out: Path, site: str) -> list[str]:
+    """Self-check the whole registry, export one site's bundle and verify it offline, as a rights holder
+    would with the published key. Returns the lines to print; raises DemoError on a failed check."""
+    from optout_registry import Registry, verify_export
+    from optout_registry.export import export_bundle
+
+    lines = []
+    with Registry.open(out / "registry.db", create=False) as reg:
+        report = reg.self_check(full=True)
+        if not report.ok:
+            raise DemoError(f"registry self-check failed: {'; '.join(report.problems[:3])}")
+        lines.append(f"registry self-check (full): ok, {report.size} entries consistent with the signed checkpoints")
+        vkey = reg.vkey
+        bundle = out / f"bundle-{site}"
+        result = export_bundle(reg, site, bundle)
+    verdict = verify_export(bundle, vkey)
+    if not verdict.ok:
+        raise DemoError(f"the exported bundle does not verify: {'; '.join(verdict.problems[:3])}")
+    lines.append(
+        f"bundle for site {site}: {result.records} records with inclusion proofs, verified offline with the "
+        f"public key: VALID"
+    )
+    return lines
+
+
+class DemoError(Exception):
+    """A check the demo makes failed."""
 
 
 def run_demo(out: Path) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from crawler.crawl import ConsoleProgress, CrawlError, CrawlOptions, origin_key, run_crawl
+
     console = Console()
-    policy = Policy.build(agent=AGENT)
+    if not console.is_terminal:
+        console = Console(width=130)  # CI logs and pipes: wide enough for one line per URL
+    started = time.monotonic()
     try:
         out.mkdir(parents=True, exist_ok=True)
+        clean(out)
+        (out / "blocklist.txt").write_text("# the demo's blocklist: never fetch these\nlocalhost\n", encoding="utf-8")
     except OSError as exc:
-        print(f"optout demo: error: cannot create {out}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"optout demo: error: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    started = time.monotonic()
     with FixtureWeb() as web:
         cases = build_web(web)
+        labels = {origin_key(case_url(web, c)): c.site for c in cases}
+        seeds = list(dict.fromkeys(case_url(web, c) for c in cases if c.seed))
         console.print(
-            f"[bold]optout demo[/]: {len(web.servers)} fixture sites on 127.0.0.1, purpose "
-            f"{policy.purpose.value}, agent {policy.agent}, mode {policy.mode.value}"
+            f"[bold]optout demo[/]: {len(web.servers)} fixture sites on 127.0.0.1, each showing one kind of opt-out; "
+            f"crawling {len(seeds)} seed URLs for [bold]train-ai[/] as [bold]{AGENT}[/] (conservative mode), "
+            "with a blocklist"
         )
-        decisions = run_checks(web, cases, policy)
-    table = Table(title="What was honoured", show_lines=False)
+        opts = CrawlOptions(
+            seeds=seeds,
+            out=out,
+            agent=AGENT,
+            blocklist=str(out / "blocklist.txt"),
+            depth=2,
+            timeout=5.0,
+            labels=labels,
+        )
+        progress = ConsoleProgress(console)
+        try:
+            result = run_crawl(opts, progress=progress)
+        except CrawlError as exc:
+            print(f"optout demo: error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            progress.stop()
+        if result.summary is None or result.error or result.start_error:
+            print(f"optout demo: error: the crawl failed: {result.error or result.start_error}", file=sys.stderr)
+            return 1
+        found = outcomes(web, cases, out)
+    summary = result.summary
+    table = Table(title="What the crawl did, and why", title_justify="left")
     for col in ("verdict", "site", "URL path", "protocol", "why"):
         table.add_column(col)
-    wrong = 0
-    for case, decision in zip(cases, decisions, strict=True):
-        got = tuple(sorted({s.protocol for s in decision.reservations}))
-        ok = decision.allowed == case.expect_allowed and set(case.expect_protocols) <= set(got)
-        wrong += not ok
-        verdict = "[green]allowed[/]" if decision.allowed else "[red]reserved[/]"
-        rules = "; ".join(s.rule for s in decision.reservations) or case.what
+    for o in found:
+        verdict = "[green]stored[/]" if o.stored else "[red]refused[/]"
         table.add_row(
-            verdict + ("" if ok else " [bold red]UNEXPECTED[/]"), case.site, case.path, ", ".join(got) or "-", rules
+            verdict + ("" if o.ok else " [bold red]UNEXPECTED[/]"),
+            o.case.site,
+            o.case.path,
+            ", ".join(o.protocols) or "-",
+            o.rules,
         )
     console.print(table)
-    jsonl = out / "decisions.jsonl"
-    jsonl.write_text("".join(json.dumps(d.to_json()) + "\n" for d in decisions), encoding="utf-8")
-    report = out / "report.html"
-    report.write_text(render_report(cases, decisions, policy), encoding="utf-8")
-    honoured = Counter(s.protocol for d in decisions for s in d.reservations)
-    summary = ", ".join(f"{p} {n}" for p, n in honoured.most_common())
+    wrong = [o for o in found if not o.ok]
+    pages, honoured = summary["pages"], summary["honoured"]
     console.print(
-        f"{sum(not d.allowed for d in decisions)} of {len(decisions)} URLs reserved ({summary}); "
-        f"{time.monotonic() - started:.1f}s"
+        f"{pages['stored']} pages stored, {pages['refused']} URLs refused ({pages['not_fetched']} never fetched, "
+        f"{pages['fetched_not_stored']} fetched but not stored); {honoured['total']} opt-outs honoured: "
+        + ", ".join(f"{p} {n}" for p, n in honoured["by_protocol"].items())
     )
-    console.print(f"decisions: {jsonl}\nreport:    {report}")
-    if wrong:
-        console.print(f"[bold red]{wrong} answer(s) differ from what the demo expects[/]")
-        return 1
-    return 0
+    problems = [f"{len(wrong)} answer(s) differ from what the fixture sites are built to show"] if wrong else []
+    records = summary["registry"].get("records", 0)
+    if records != honoured["total"]:
+        problems.append(f"the registry holds {records} records, but {honoured['total']} opt-outs were honoured")
+    try:
+        for line in verify_registry(out, "127.0.0.1"):
+            console.print(line)
+    except DemoError as exc:
+        problems.append(str(exc))
+    disclosure = write_disclosure(out)
+    console.print(f"done in {time.monotonic() - started:.1f}s. Nothing was opened; the files:")
+    for label, path in (
+        ("report", out / "report.html"),
+        ("items", out / "items.jsonl"),
+        ("decisions", out / "decisions.jsonl"),
+        ("summary", out / "summary.json"),
+        ("registry", out / "registry.db"),
+        ("bundle", out / "bundle-127.0.0.1"),
+        ("disclosure", disclosure),
+    ):
+        console.print(f"  {label:<11} {path}")
+    for problem in problems:
+        console.print(f"[bold red]problem:[/] {problem}")
+    return 1 if problems else 0
 
 
-def render_report(cases: list[Case], decisions: list[Decision], policy: Policy) -> str:
-    """A self-contained HTML page (no scripts, no network) listing every decision and its evidence."""
-    rows = []
-    for case, d in zip(cases, decisions, strict=True):
-        reasons = "<br>".join(
-            f"<b>{html.escape(s.protocol)}</b> {html.escape(s.rule)} <small>{html.escape(s.source)}</small>"
-            for s in d.reservations
-        )
-        cls = "ok" if d.allowed else "no"
-        rows.append(
-            f"<tr class={cls}><td>{'allowed' if d.allowed else 'reserved'}</td><td>{html.escape(case.site)}</td>"
-            f"<td>{html.escape(case.path)}</td><td>{reasons or html.escape(case.what)}</td></tr>"
-        )
-    counts = Counter(s.protocol for d in decisions for s in d.reservations)
-    peak = max(counts.values(), default=1)
-    bars = "".join(
-        f"<div class=bar><span>{html.escape(p)}</span><i style='width:{40 * n / peak:.0f}ch'></i> {n}</div>"
-        for p, n in counts.most_common()
-    )
-    return f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>optout demo report</title>
-<style>body{{font:15px system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}}
-tr.no td:first-child{{color:#b00020;font-weight:600}}tr.ok td:first-child{{color:#0a7d28;font-weight:600}}
-.bar span{{display:inline-block;width:10em}}.bar i{{display:inline-block;height:.9em;background:#4a6fa5}}</style>
-</head><body><h1>Opt-outs honoured</h1>
-<p>Purpose <b>{policy.purpose.value}</b>, agent <b>{html.escape(policy.agent)}</b>, mode <b>{policy.mode.value}</b>:
-{sum(not d.allowed for d in decisions)} of {len(decisions)} URLs reserved.</p>
-<h2>By protocol</h2>{bars}
-<h2>Decisions</h2><table><tr><th>verdict</th><th>site</th><th>path</th><th>why</th></tr>{"".join(rows)}</table>
-</body></html>"""
+def write_disclosure(out: Path) -> Path:
+    """The public page about the demo's crawler, as ``optout disclose`` writes it."""
+    from crawler.disclose import Disclosure
+    from crawler.disclose import write_disclosure as write
+
+    folder = out / "disclosure"
+    facts: dict[str, Any] = {
+        "agents": [AGENT],
+        "registry_url": f"sqlite:///{(out / 'registry.db').resolve()}",
+        "blocklist": str(out / "blocklist.txt"),
+    }
+    write(Disclosure.from_settings(overrides=facts), folder)
+    return folder / "index.html"

@@ -1,6 +1,37 @@
-"""Scrapy settings for the standalone compliant crawler (``scrapy crawl compliant``)."""
+"""Scrapy settings of the standalone compliant crawler (``scrapy crawl compliant``; ``optout crawl`` starts from
+these too and overrides what its options say).
+
+The add-on does the enforcement; everything here is what a polite, identifiable crawler needs besides. Set the
+``OPTOUT_CONTACT``/``OPTOUT_COMPLAINTS``/``OPTOUT_INFO_URL`` lines before crawling for real: ``optout disclose``
+publishes them, and the User-Agent points at the page it writes (RFC 9309 §2.2.1: the product token is part of the
+User-Agent; the Code of Practice asks operators to say publicly what their crawler does, Measure 1.3).
+"""
 
 BOT_NAME = "optout"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
-ROBOTSTXT_OBEY = True
+
+ADDONS = {"middlewares.OptOutAddon": 0}
+# Writes items.jsonl, decisions.jsonl, summary.json and report.html into OPTOUT_OUT_DIR when it is set
+# (``scrapy crawl compliant -s OPTOUT_OUT_DIR=out``); does nothing otherwise.
+EXTENSIONS = {"crawler.crawl.RunFiles": 500}
+
+OPTOUT_AGENT = "OptOutBot"
+OPTOUT_PURPOSE = "train-ai"
+OPTOUT_MODE = "conservative"
+# The public page about this crawler (written by ``optout disclose``); the User-Agent links to it.
+OPTOUT_INFO_URL = "https://github.com/optout-toolkit/optout"
+OPTOUT_OPERATOR = "localhost"
+OPTOUT_CONTACT = ""  # e-mail or URL of the operator's point of contact (Code of Practice Measure 1.5)
+OPTOUT_COMPLAINTS = ""  # where rights holders send complaints (Measure 1.5)
+OPTOUT_IP_RANGES: list[str] = []  # CIDR ranges the crawler connects from, published by ``optout disclose``
+USER_AGENT = f"Mozilla/5.0 (compatible; {OPTOUT_AGENT}/0.1; +{OPTOUT_INFO_URL})"
+
+# Polite defaults: a few connections per site at most, no retries that hammer a failing server.
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_TIMEOUT = 30
+RETRY_TIMES = 1
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+FEED_EXPORT_ENCODING = "utf-8"

@@ -1,0 +1,847 @@
+"""A compliant crawl into one output folder: what ``optout crawl`` and ``optout demo`` run, and what
+``scrapy crawl compliant -s OPTOUT_OUT_DIR=DIR`` writes.
+
+The folder holds everything a run produces and everything needed to resume it::
+
+    items.jsonl       one JSON object per stored page: only content allowed for the purpose, each with its
+                      decision (``optout``) and the evidence hashes (``evidence``)
+    decisions.jsonl   one line per URL the crawl touched: stored, refused (with the reservations honoured) or failed
+    registry.db       the tamper-evident registry of honoured opt-outs (unless another registry URL is given),
+                      with its signing key beside it (registry.db.key: keep it secret)
+    policy-cache.db   robots.txt and the other policy files, cached for at most 24 hours
+    job/              Scrapy's JOBDIR: the pending requests, so a second run with the same folder resumes
+    crawl.log         Scrapy's log
+    run.json          the runs so far (start, end, why they ended)
+    summary.json      the totals, as JSON (the report shows the same numbers)
+    report.html       the report, one self-contained file, with evidence/ beside it
+
+Every file is appended to line by line and flushed as it goes, so a crash or Ctrl-C keeps what was written; the
+summary and report are rewritten whole (through a temporary file and a rename) at the end of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from scrapy import signals
+
+from crawler.spiders.compliant import CompliantSpider, outcome_signal, site_of
+from middlewares.engine import origin_of
+
+logger = logging.getLogger(__name__)
+
+ITEMS = "items.jsonl"
+DECISIONS = "decisions.jsonl"
+REGISTRY = "registry.db"
+CACHE = "policy-cache.db"
+JOB = "job"
+LOG = "crawl.log"
+RUN = "run.json"
+SUMMARY = "summary.json"
+REPORT = "report.html"
+EVIDENCE = "evidence"
+SUMMARY_FORMAT = "optout-crawl-summary/v1"
+REFUSED = ("not_fetched", "fetched_not_stored")
+RECORDS_PER_SITE = 25  # records listed per site in the report (all of them are in the registry)
+
+
+class CrawlError(Exception):
+    """A problem that stops a crawl before or while it runs; one line for the user."""
+
+
+def utc(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` whole or not at all: a full disk leaves the previous version in place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class JsonLines:
+    """An append-only JSON Lines file, flushed after every line. A line cut short by a crash or a full disk is
+    removed when the file is opened again, so every line in it is always whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        repair_tail(path)
+        self.file = path.open("a", encoding="utf-8")
+
+    def write(self, obj: Any) -> None:
+        self.file.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        finally:
+            self.file.close()
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a trailing partial line (no newline at the end) off a JSON Lines file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with path.open("rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        pos = size
+        while pos > 0:
+            step = min(65536, pos)
+            f.seek(pos - step)
+            chunk = f.read(step)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                f.truncate(pos - step + cut + 1)
+                return
+            pos -= step
+        f.truncate(0)
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue
+    except FileNotFoundError:
+        return
+
+
+def count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
+# -- the extension that writes the files ---------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    """Counts for this run, read by the progress display."""
+
+    started: float = field(default_factory=time.time)
+    stored: int = 0
+    refused: int = 0
+    failed: int = 0
+    origins: set[str] = field(default_factory=set)
+    honoured: Counter[str] = field(default_factory=Counter)
+
+
+class RunFiles:
+    """Scrapy extension: writes a compliant crawl's files into ``OPTOUT_OUT_DIR`` (see the module docstring)."""
+
+    def __init__(self, crawler: Any, out: Path) -> None:
+        self.crawler = crawler
+        self.out = out
+        self.live = Live()
+        self.error: str | None = None
+        self.reason: str | None = None
+        self.summary: dict[str, Any] | None = None
+        out.mkdir(parents=True, exist_ok=True)
+        self.items = JsonLines(out / ITEMS)
+        self.decisions = JsonLines(out / DECISIONS)
+        self.run = load_run(out)
+        settings = crawler.settings
+        self.registry_url = settings.get("OPTOUT_REGISTRY_URL")
+        self.labels: dict[str, str] = dict(settings.getdict("OPTOUT_REPORT_LABELS"))
+        crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.outcome, signal=outcome_signal)
+        crawler.signals.connect(self.request_scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.engine_stopped, signal=signals.engine_stopped)
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> RunFiles:
+        from scrapy.exceptions import NotConfigured
+
+        out = crawler.settings.get("OPTOUT_OUT_DIR")
+        if not out:
+            raise NotConfigured("OPTOUT_OUT_DIR is not set")
+        ext = cls(crawler, Path(out))
+        crawler._optout_run_files = ext
+        return ext
+
+    # -- while crawling ---------------------------------------------------------------------------------------
+
+    def spider_opened(self, spider: Any) -> None:
+        from middlewares.config import OptOutConfig
+
+        config = OptOutConfig.from_settings(self.crawler.settings)
+        policy = config.policy
+        run = self.run
+        if not run.get("runs"):
+            run.update(
+                created_at=utc(),
+                purpose=policy.purpose.value,
+                agent=policy.agent,
+                mode=policy.mode.value,
+                user_agent=self.crawler.settings.get("USER_AGENT"),
+                registry_url=config.registry_url,
+                registry_start=registry_size(config.registry_url),
+                seeds=list(getattr(spider, "seeds", [])),
+            )
+        run.setdefault("runs", []).append({"started_at": utc(self.live.started)})
+        self._save_run()
+
+    def request_scheduled(self, request: Any, spider: Any = None) -> None:
+        self.live.origins.add(origin_of(request.url))
+
+    def item_scraped(self, item: Any, response: Any = None, spider: Any = None) -> None:
+        if self.error:
+            return
+        data = dict(item)
+        stamp = data.get("optout") or {}
+        try:
+            self.items.write(data)
+            self.decisions.write(
+                {
+                    "url": data.get("requested_url") or data.get("url"),
+                    "final_url": data.get("url"),
+                    "kind": "page",
+                    "outcome": "stored",
+                    "depth": data.get("depth", 0),
+                    "at": time.time(),
+                    "signals": stamp.get("signals", []),
+                }
+            )
+        except OSError as exc:
+            self._fail(f"cannot write {self.items.path}: {exc.strerror or exc}")
+            return
+        self.live.stored += 1
+
+    def outcome(self, event: dict[str, Any]) -> None:
+        if self.error:
+            return
+        try:
+            self.decisions.write(event)
+        except OSError as exc:
+            self._fail(f"cannot write {self.decisions.path}: {exc.strerror or exc}")
+            return
+        if event.get("outcome") in REFUSED:
+            self.live.refused += 1
+            self.live.honoured.update(r["protocol"] for r in event.get("reservations", ()))
+        else:
+            self.live.failed += 1
+
+    def _fail(self, message: str) -> None:
+        """A file cannot be written (full disk, read-only mount): stop the crawl rather than go on producing
+        content that cannot be recorded. What was written before stays."""
+        from scrapy.utils.defer import deferred_from_coro
+
+        self.error = message
+        logger.error("optout crawl: %s; stopping the crawl", message)
+        engine = self.crawler.engine
+        if engine is not None and engine.spider is not None:
+            deferred_from_coro(engine.close_spider_async(reason="write_error"))
+
+    def spider_closed(self, spider: Any, reason: str) -> None:
+        self.reason = self.reason or reason
+
+    # -- at the end -------------------------------------------------------------------------------------------
+
+    def engine_stopped(self) -> None:
+        """Runs after every spider_closed handler, so the registry recorder has flushed and signed."""
+        for log in (self.items, self.decisions):
+            try:
+                log.close()
+            except OSError as exc:
+                self.error = self.error or f"cannot write {log.path}: {exc.strerror or exc}"
+        stats = self.crawler.stats.get_stats()
+        current = self.run["runs"][-1] if self.run.get("runs") else {}
+        current.update(
+            finished_at=utc(),
+            reason=self.reason or "finished",
+            elapsed_seconds=round(time.time() - self.live.started, 3),
+            responses=stats.get("response_received_count", 0),
+            stored=self.live.stored,
+            refused=self.live.refused,
+            failed=self.live.failed,
+            registry_errors=stats.get("optout/registry/errors", 0),
+            log_errors=stats.get("log_count/ERROR", 0),
+        )
+        if self.error:
+            current["error"] = self.error
+        try:
+            self._save_run()
+            self.summary = write_outputs(self.out, self.run, labels=self.labels)
+        except OSError as exc:
+            self.error = self.error or f"cannot write the summary and report in {self.out}: {exc.strerror or exc}"
+            logger.error("optout crawl: %s", self.error)
+        except Exception:
+            logger.exception("optout crawl: writing the summary and report failed")
+            self.error = self.error or "writing the summary and report failed (see crawl.log)"
+
+    def _save_run(self) -> None:
+        write_atomic(self.out / RUN, json.dumps(self.run, indent=1, sort_keys=True) + "\n")
+
+
+def load_run(out: Path) -> dict[str, Any]:
+    try:
+        run = json.loads((out / RUN).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"format": "optout-crawl-run/v1"}
+    except (OSError, ValueError) as exc:
+        raise CrawlError(f"{out / RUN} is damaged ({exc}); move it away to start a new record of runs") from None
+    if not isinstance(run, dict):
+        raise CrawlError(f"{out / RUN} is damaged (not a JSON object)")
+    return run
+
+
+def registry_size(url: str | None) -> int:
+    """Size of an existing registry (records before this crawl are not part of its report)."""
+    if not url:
+        return 0
+    from optout_registry.registry import Registry, RegistryError
+
+    try:
+        with Registry.open(url, create=False) as reg:
+            return reg.size
+    except (RegistryError, OSError):
+        return 0
+
+
+# -- summary and report --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SiteRow:
+    """One origin in the report: what was stored, refused and why, and the registry records behind it."""
+
+    origin: str
+    site: str = ""
+    label: str = ""
+    stored: int = 0
+    not_fetched: int = 0
+    fetched_not_stored: int = 0
+    errors: int = 0
+    protocols: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    more_records: int = 0
+
+    @property
+    def refused(self) -> int:
+        return self.not_fetched + self.fetched_not_stored
+
+
+def origin_key(url: str) -> str:
+    """scheme://host[:port] without the default port, so registry URLs (normalised) and crawl URLs agree."""
+    origin = origin_of(url)
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
+
+
+def collect(out: Path, run: dict[str, Any]) -> tuple[dict[str, Any], list[SiteRow], list[tuple[float, str]]]:
+    """Totals (summary.json), the per-site rows and the (time, protocol) of every honoured opt-out, from the
+    files themselves, so a resumed crawl's summary covers all its runs."""
+    sites: dict[str, SiteRow] = {}
+    honoured: Counter[str] = Counter()
+    by_decision: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    events: list[tuple[float, str]] = []
+    seeds = set(run.get("seeds", []))
+    seed_problems: dict[str, str] = {}
+    for event in read_lines(out / DECISIONS):
+        url = str(event.get("url", ""))
+        if not url.startswith(("http://", "https://")):
+            continue
+        key = origin_key(str(event.get("final_url") or url))
+        row = sites.get(key)
+        if row is None:
+            row = sites[key] = SiteRow(key, site=site_of((key.split("://", 1)[-1]).rsplit(":", 1)[0].strip("[]")))
+        outcome = str(event.get("outcome", ""))
+        outcomes[outcome] += 1
+        if outcome == "stored":
+            row.stored += 1
+        elif outcome in REFUSED:
+            setattr(row, outcome, getattr(row, outcome) + 1)
+            by_decision[outcome] += len(event.get("reservations", ()))
+            for r in event.get("reservations", ()):
+                protocol = str(r.get("protocol"))
+                honoured[protocol] += 1
+                row.protocols[protocol] += 1
+                row.rules[f"{protocol}: {r.get('rule', '')}"] += 1
+                events.append((float(event.get("at", 0) or 0), protocol))
+        else:
+            row.errors += 1
+        if url in seeds and outcome not in ("stored", *REFUSED):
+            seed_problems[url] = str(event.get("error") or f"HTTP {event.get('status')}")
+    stored = count_lines(out / ITEMS)
+    registry = registry_facts(run, sites)
+    runs = run.get("runs", [])
+    last = runs[-1] if runs else {}
+    elapsed = sum(float(r.get("elapsed_seconds", 0) or 0) for r in runs)
+    responses = sum(int(r.get("responses", 0) or 0) for r in runs)
+    problems = [r["error"] for r in runs if r.get("error")]
+    if registry.get("errors"):
+        problems.append(f"{registry['errors']} registry error(s): see crawl.log")
+    summary: dict[str, Any] = {
+        "format": SUMMARY_FORMAT,
+        "generated_at": utc(),
+        "purpose": run.get("purpose"),
+        "agent": run.get("agent"),
+        "mode": run.get("mode"),
+        "user_agent": run.get("user_agent"),
+        "seeds": len(seeds),
+        "runs": len(runs),
+        "started_at": runs[0].get("started_at") if runs else None,
+        "finished_at": last.get("finished_at"),
+        "finish_reason": last.get("reason"),
+        "elapsed_seconds": round(elapsed, 3),
+        "responses": responses,
+        "pages_per_second": round(responses / elapsed, 2) if elapsed else 0.0,
+        "pages": {
+            "stored": stored,
+            "refused": outcomes["not_fetched"] + outcomes["fetched_not_stored"],
+            "not_fetched": outcomes["not_fetched"],
+            "fetched_not_stored": outcomes["fetched_not_stored"],
+            "http_errors": outcomes["http_error"],
+            "errors": outcomes["error"],
+        },
+        "origins": len(sites),
+        "sites": len({row.site for row in sites.values()}),
+        "honoured": {
+            "total": sum(honoured.values()),
+            "by_protocol": dict(honoured.most_common()),
+            "by_decision": dict(sorted(by_decision.items())),
+        },
+        "registry": registry,
+        "unreachable_seeds": dict(sorted(seed_problems.items())),
+        "problems": problems,
+        "files": {name: name for name in (ITEMS, DECISIONS, RUN, SUMMARY, REPORT, LOG)},
+    }
+    return summary, sorted(sites.values(), key=lambda r: (-r.refused, -r.stored, r.origin)), sorted(events)
+
+
+def registry_facts(run: dict[str, Any], sites: dict[str, SiteRow]) -> dict[str, Any]:
+    """The registry's side: records of this crawl (counted, and attached to their sites), the signed
+    checkpoint and the public key. Records from before the first run (a shared registry) are left out."""
+    url = run.get("registry_url")
+    facts: dict[str, Any] = {"url": url, "records": 0}
+    runs = run.get("runs", [])
+    facts["errors"] = sum(int(r.get("registry_errors", 0) or 0) for r in runs)
+    if not url:
+        facts["note"] = "recording was off"
+        return facts
+    from optout_registry.registry import Registry, RegistryError
+
+    start = int(run.get("registry_start", 0) or 0)
+    agent = run.get("agent")
+    try:
+        with Registry.open(url, create=False) as reg:
+            latest = reg.latest()
+            facts.update(
+                location=reg.location,
+                origin=reg.origin,
+                vkey=reg.vkey,
+                tree_size=latest[0] if latest else 0,
+                root=latest[1].hex() if latest else None,
+                checkpoint=latest[2] if latest else None,
+            )
+            by_site: Counter[str] = Counter()
+            for entry in reg.records():
+                if entry.index < start:
+                    continue
+                record = entry.record
+                if agent and record.get("crawler", {}).get("agent_token") != agent:
+                    continue
+                facts["records"] += 1
+                target = record.get("target", {})
+                by_site[str(target.get("site", ""))] += 1
+                row = sites.get(origin_key(str(target.get("url", ""))))
+                if row is None:
+                    continue
+                if len(row.records) >= RECORDS_PER_SITE:
+                    row.more_records += 1
+                    continue
+                evidence = record.get("evidence") or {}
+                row.records.append(
+                    {
+                        "index": entry.index,
+                        "url": target.get("url"),
+                        "observed_at": record.get("observed_at"),
+                        "mechanism": record.get("mechanism"),
+                        "decision": record.get("decision"),
+                        "protocol": record.get("rule", {}).get("protocol"),
+                        "rule": record.get("rule", {}).get("rule"),
+                        "source": record.get("rule", {}).get("source"),
+                        "evidence_sha256": evidence.get("sha256"),
+                        "evidence_url": evidence.get("url"),
+                    }
+                )
+            facts["by_site"] = dict(by_site.most_common())
+    except (RegistryError, OSError) as exc:
+        facts["error"] = f"cannot read the registry: {exc}"
+    return facts
+
+
+def write_evidence(out: Path, url: str | None, rows: list[SiteRow]) -> None:
+    """Copy the evidence the report links to out of the registry (content-addressed, written once)."""
+    wanted = {r["evidence_sha256"] for row in rows for r in row.records if r.get("evidence_sha256")}
+    if not wanted or not url:
+        return
+    from optout_registry.registry import Registry, RegistryError
+
+    folder = out / EVIDENCE
+    folder.mkdir(exist_ok=True)
+    names: dict[str, str] = {}
+    try:
+        with Registry.open(url, create=False) as reg:
+            for sha in sorted(wanted):
+                existing = next(iter(folder.glob(sha + ".*")), None)
+                if existing is not None:
+                    names[sha] = existing.name
+                    continue
+                body = reg.evidence(sha)
+                if body is None:
+                    continue
+                name = sha + evidence_suffix(body)
+                (folder / name).write_bytes(body)
+                names[sha] = name
+    except RegistryError as exc:
+        logger.error("optout crawl: cannot copy evidence out of the registry: %s", exc)
+    for row in rows:
+        for r in row.records:
+            name = names.get(r.get("evidence_sha256") or "")
+            if name:
+                r["evidence_path"] = f"{EVIDENCE}/{name}"
+
+
+def evidence_suffix(body: bytes) -> str:
+    """A file name suffix that lets a browser show the evidence: text as .txt, known media as themselves."""
+    for magic, suffix in ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"%PDF", ".pdf"), (b"GIF8", ".gif")):
+        if body.startswith(magic):
+            return suffix
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return ".webp"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return ".bin"
+    return ".txt"
+
+
+def write_outputs(out: Path, run: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """(Re)write summary.json, report.html and the evidence they link to; returns the summary."""
+    from crawler.report import render_report
+
+    summary, rows, events = collect(out, run)
+    for row in rows:
+        row.label = (labels or {}).get(row.origin, "")
+    write_evidence(out, run.get("registry_url"), rows)
+    write_atomic(out / SUMMARY, json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / REPORT, render_report(summary, rows, events))
+    return summary
+
+
+# -- preflight: problems found before anything starts -------------------------------------------------------
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """spider.state holds plain counters; anything else in it means the file is not what we wrote."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+
+
+def check_jobdir(job: Path) -> str | None:
+    """A reason why Scrapy could not resume from ``job``, or None. Scrapy itself fails deep inside the
+    scheduler (or, for spider.state, half-way through opening the spider) with a traceback in the log."""
+    if not job.exists():
+        return None
+    if not job.is_dir():
+        return f"{job} is not a directory"
+    state = job / "spider.state"
+    if state.exists():
+        try:
+            with state.open("rb") as f:
+                value = _PlainUnpickler(f).load()
+            if not isinstance(value, dict):
+                return f"{state} does not hold the spider's state"
+        except Exception as exc:
+            return f"{state} is damaged ({type(exc).__name__}: {exc})"
+    queue = job / "requests.queue"
+    active = queue / "active.json"
+    if active.exists():
+        try:
+            json.loads(active.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return f"{active} is damaged ({exc})"
+    return None
+
+
+def check_out_dir(out: Path) -> None:
+    """The folder must exist (or be creatable) and take appends; a read-only mount or a file in the way is
+    reported now, before any request is sent."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CrawlError(f"cannot create {out}: {exc.strerror or exc}") from None
+    if not out.is_dir():
+        raise CrawlError(f"{out} is not a directory")
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        with probe.open("w") as f:
+            f.write("x")
+        probe.unlink()
+        for name in (ITEMS, DECISIONS):
+            with (out / name).open("a"):
+                pass
+    except OSError as exc:
+        raise CrawlError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+# -- running it ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CrawlOptions:
+    seeds: list[str]
+    out: Path
+    purpose: str = "train-ai"
+    agent: str = "OptOutBot"
+    mode: str = "conservative"
+    disabled: list[str] = field(default_factory=list)
+    cross_token: bool = True
+    blocklist: str | None = None
+    registry_url: str | None = None  # None: out/registry.db; "": recording off
+    depth: int = 3
+    max_pages: int = 0
+    allowed_domains: list[str] = field(default_factory=list)
+    sitemaps: bool = True
+    concurrency: int | None = None
+    delay: float | None = None
+    timeout: float | None = None
+    info_url: str | None = None
+    operator: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    extra_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CrawlResult:
+    reason: str | None
+    summary: dict[str, Any] | None
+    error: str | None = None
+    start_error: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.reason == "shutdown"
+
+
+def user_agent(agent: str, info_url: str) -> str:
+    """RFC 9309 §2.2.1: the product token is in the User-Agent, which also links to the crawler's public page."""
+    return f"Mozilla/5.0 (compatible; {agent}/0.1; +{info_url})"
+
+
+def crawl_settings(opts: CrawlOptions) -> Any:
+    """The project's settings (crawler/settings.py) with the options on top."""
+    from scrapy.settings import Settings
+
+    from crawler import settings as project
+
+    settings = Settings()
+    settings.setmodule(project, priority="project")
+    out = opts.out.resolve()
+    registry = f"sqlite:///{out / REGISTRY}" if opts.registry_url is None else opts.registry_url
+    info_url = opts.info_url or settings.get("OPTOUT_INFO_URL")
+    overrides: dict[str, Any] = {
+        "OPTOUT_OUT_DIR": str(out),
+        "JOBDIR": str(out / JOB),
+        "LOG_FILE": str(out / LOG),
+        "LOG_LEVEL": "INFO",
+        "OPTOUT_PURPOSE": opts.purpose,
+        "OPTOUT_AGENT": opts.agent,
+        "OPTOUT_MODE": opts.mode,
+        "OPTOUT_PROTOCOLS": {p: False for p in opts.disabled},
+        "OPTOUT_CROSS_TOKEN": opts.cross_token,
+        "OPTOUT_REGISTRY_URL": registry,
+        "OPTOUT_CACHE_URL": f"sqlite:///{out / CACHE}",
+        "OPTOUT_INFO_URL": info_url,
+        "OPTOUT_REPORT_LABELS": opts.labels,
+        "USER_AGENT": user_agent(opts.agent, info_url),
+    }
+    if opts.blocklist:
+        overrides["OPTOUT_BLOCKLIST"] = opts.blocklist
+    if opts.operator:
+        overrides["OPTOUT_OPERATOR"] = opts.operator
+    if opts.concurrency:
+        overrides["CONCURRENT_REQUESTS"] = opts.concurrency
+        overrides["CONCURRENT_REQUESTS_PER_DOMAIN"] = opts.concurrency
+    if opts.delay is not None:
+        overrides["DOWNLOAD_DELAY"] = opts.delay
+    if opts.timeout:
+        overrides["DOWNLOAD_TIMEOUT"] = opts.timeout
+        overrides["OPTOUT_POLICY_TIMEOUT"] = opts.timeout
+    settings.setdict({**overrides, **opts.extra_settings}, priority="cmdline")
+    return settings
+
+
+def spider_args(opts: CrawlOptions) -> dict[str, Any]:
+    return {
+        "seeds": opts.seeds,
+        "allowed_domains": opts.allowed_domains or None,
+        "depth": opts.depth,
+        "max_pages": opts.max_pages,
+        "sitemaps": opts.sitemaps,
+    }
+
+
+def preflight(opts: CrawlOptions) -> Any:
+    """Everything that can be checked before the crawl starts; CrawlError with one line otherwise."""
+    from middlewares.config import ConfigError, OptOutConfig
+
+    check_out_dir(opts.out)
+    problem = check_jobdir(opts.out / JOB)
+    if problem:
+        raise CrawlError(
+            f"cannot resume: {problem}. Move {opts.out / JOB} away to start the crawl afresh "
+            f"(items, decisions and the registry in {opts.out} are kept and appended to)"
+        )
+    load_run(opts.out)
+    settings = crawl_settings(opts)
+    try:
+        OptOutConfig.from_settings(settings)
+    except ConfigError as exc:
+        raise CrawlError(str(exc)) from None
+    return settings
+
+
+def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:
+    """Run one crawl in this process (Twisted's reactor: once per process). ``progress(files, stats)`` is
+    called twice a second while it runs. Ctrl-C stops it gracefully (Scrapy's first SIGINT)."""
+    from scrapy.crawler import CrawlerProcess
+
+    settings = preflight(opts)
+    process = CrawlerProcess(settings)
+    crawler = process.create_crawler(CompliantSpider)
+    start_error: list[str] = []
+
+    def failed(failure: Any) -> None:
+        start_error.append(f"{failure.type.__name__}: {failure.value}")
+        logger.error("optout crawl: the crawl failed: %s", failure.getTraceback())
+
+    process.crawl(crawler, **spider_args(opts)).addErrback(failed)
+    from twisted.internet import reactor, task  # only now: the crawl installed the reactor it wants
+
+    ticker = None
+    if progress is not None:
+
+        def tick() -> None:
+            files = getattr(crawler, "_optout_run_files", None)
+            if files is not None and crawler.stats is not None:
+                progress(files, crawler.stats.get_stats())
+
+        ticker = task.LoopingCall(tick)
+        reactor.callWhenRunning(ticker.start, 0.5, now=False)  # type: ignore[attr-defined]
+    try:
+        process.start()
+    finally:
+        if ticker is not None and ticker.running:
+            ticker.stop()
+    files: RunFiles | None = getattr(crawler, "_optout_run_files", None)
+    if files is None:
+        return CrawlResult(None, None, start_error="; ".join(start_error) or "the crawl did not start")
+    return CrawlResult(files.reason, files.summary, error=files.error, start_error="; ".join(start_error) or None)
+
+
+# -- on the console ------------------------------------------------------------------------------------------
+
+
+class ConsoleProgress:
+    """A live line of counts (rich) while the crawl runs: pages, origins, honoured opt-outs by protocol, rate.
+    On a terminal only; elsewhere (CI logs, pipes) the summary at the end says it all."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.live import Live as RichLive
+
+        self.console = console
+        self.live = RichLive(console=console, refresh_per_second=4, transient=True) if console.is_terminal else None
+        if self.live is not None:
+            self.live.start()
+
+    def __call__(self, files: RunFiles, stats: dict[str, Any]) -> None:
+        if self.live is None:
+            return
+        from rich.text import Text
+
+        live = files.live
+        elapsed = max(0.001, time.time() - live.started)
+        responses = stats.get("response_received_count", 0)
+        line = Text()
+        line.append(f"{live.stored:,} stored", style="green")
+        line.append(f" · {live.refused:,} refused", style="red")
+        line.append(f" · {live.failed:,} failed · {len(live.origins):,} origins · {responses / elapsed:,.1f} pages/s")
+        if live.honoured:
+            line.append("\nhonoured: " + ", ".join(f"{p} {n:,}" for p, n in live.honoured.most_common()))
+        self.live.update(line)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def print_summary(console: Any, out: Path, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    pages = summary["pages"]
+    honoured = summary["honoured"]
+    reg = summary["registry"]
+    console.print(
+        f"[bold]{pages['stored']:,}[/] pages stored, [bold]{pages['refused']:,}[/] URLs refused "
+        f"({pages['not_fetched']:,} never fetched, {pages['fetched_not_stored']:,} fetched but not stored), "
+        f"{pages['http_errors'] + pages['errors']:,} failed; {summary['origins']:,} origins; "
+        f"{summary['elapsed_seconds']:.1f}s, {summary['pages_per_second']:,.1f} responses/s"
+    )
+    if honoured["by_protocol"]:
+        table = Table(title="Opt-outs honoured", title_justify="left")
+        table.add_column("protocol")
+        table.add_column("count", justify="right")
+        for protocol, count in honoured["by_protocol"].items():
+            table.add_row(protocol, f"{count:,}")
+        console.print(table)
+    if reg.get("url"):
+        console.print(
+            f"registry: {reg.get('records', 0):,} records for this crawl, signed tree size {reg.get('tree_size', 0):,}"
+            + (f" [red]({reg['error']})[/]" if reg.get("error") else "")
+        )
+    for name in (ITEMS, DECISIONS, SUMMARY, REPORT):
+        console.print(f"  {name:<16} {out / name}")
+    if reg.get("url", "").startswith("sqlite:///"):
+        console.print(f"  {'registry':<16} {reg['url'][len('sqlite:///') :]}")

@@ -1,0 +1,400 @@
+"""``optout disclose``: the public page an operator publishes about its crawler, as HTML and JSON.
+
+The GPAI Code of Practice (copyright chapter) asks for this: Measure 1.3 (make public information about the
+crawlers used, their robots.txt features and how reservations are identified and complied with, with a way to be
+notified of updates, e.g. a feed), Measure 1.5 (an electronic point of contact and a complaint mechanism), and
+Measure 1.2 (no circumvention of paywalls, exclusion of listed infringing sites). The page says all of that from the
+crawler's own settings, so it describes what the crawler actually does, not what someone wrote once:
+
+* the robots.txt product token(s) and the exact User-Agent string (which links back to this page),
+* the purposes, the mode, and per protocol whether it is honoured and how,
+* the IP ranges the crawler connects from (a placeholder until the operator sets them),
+* contact and complaint addresses,
+* the registry's public verifier key and latest signed checkpoint, so a rights holder can pin the key before
+  asking for an export of what was honoured on their site.
+
+Files: ``index.html`` (the page), ``crawler.json`` (the same facts, machine-readable), ``feed.atom`` (one entry per
+change, for automatic notification) and ``history.json`` (what the feed is built from).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "optout-crawler-disclosure/v1"
+DEFAULT_SETTINGS = "crawler.settings"
+DEFAULT_CRAWL_REGISTRY = "optout-crawl/registry.db"
+PLACEHOLDER_IP = "not published yet: set OPTOUT_IP_RANGES to the address ranges the crawler connects from"
+
+PURPOSES = {
+    "train-ai": "training AI models (text and data mining for training)",
+    "ai-input": "using content as input to AI systems (retrieval, grounding, answers)",
+    "search": "search indexing",
+}
+MODES = {
+    "conservative": "the reading an EU training crawler should use: where a rule is ambiguous or a policy file "
+    "cannot be fetched, the answer is no",
+    "strict": "the literal reading of each specification",
+}
+# id -> (what is read, how the crawler acts on it)
+PROTOCOLS = {
+    "robots": (
+        "robots.txt (RFC 9309) for our token(s): groups, longest match, wildcards, status codes",
+        "a disallowed URL is never fetched; 5xx, 429 or an unreachable robots.txt means nothing is fetched from that "
+        "site until it answers; the Crawl-delay is observed. For AI training, a Disallow aimed at well-known AI "
+        "training crawlers (GPTBot, CCBot, …) is honoured as a reservation too",
+    ),
+    "tdmrep": (
+        "W3C TDMRep: /.well-known/tdmrep.json, tdm-reservation/tdm-policy headers, HTML meta, EPUB and PDF metadata",
+        "a reservation keeps the content out of AI training and AI input",
+    ),
+    "content-usage": (
+        "IETF AI preferences: Content-Usage in HTTP headers and robots.txt",
+        "a 'n' for the purpose keeps the content out",
+    ),
+    "content-signal": ("Cloudflare Content-Signal in robots.txt and headers", "ai-train=no / ai-input=no is honoured"),
+    "robots-tag": (
+        "X-Robots-Tag headers and robots meta tags: noai, noimageai, noindex, token-scoped forms",
+        "the page (or image) is not used for the purposes the directive names",
+    ),
+    "ai-txt": ("Spawning ai.txt", "matching paths are not used for AI training"),
+    "rsl": (
+        "RSL licences named in robots.txt, Link headers and HTML links",
+        "a licence that prohibits the purpose keeps the content out",
+    ),
+    "iptc": ("IPTC plus:DataMining in XMP metadata of images and documents", "a prohibition keeps the file out"),
+    "c2pa": ("C2PA / CAWG training-mining assertions embedded in media", "a restriction keeps the file out"),
+    "access": (
+        "401, 402, 403 and 451 answers, login walls and paywalls",
+        "never circumvented: no retries with other credentials, user agents or tricks",
+    ),
+    "blocklist": (
+        "the operator's list of domains never to crawl (e.g. sites recognised as persistently infringing)",
+        "a listed domain and its subdomains are never fetched",
+    ),
+    "fetch": (
+        "policy files and resources that could not be fetched",
+        "when a reservation cannot be ruled out, the answer is no",
+    ),
+}
+MANDATORY = ("robots", "access", "blocklist", "fetch")
+
+
+class DisclosureError(Exception):
+    """Something the user must fix (unknown settings module, unreadable registry)."""
+
+
+@dataclass
+class Disclosure:
+    """The facts the page states, taken from the crawler's settings."""
+
+    operator: str = "localhost"
+    agents: list[str] = field(default_factory=lambda: ["OptOutBot"])
+    user_agent: str = ""
+    info_url: str = ""
+    purposes: list[str] = field(default_factory=lambda: ["train-ai"])
+    mode: str = "conservative"
+    disabled: list[str] = field(default_factory=list)
+    cross_token: bool = True
+    contact: str = ""
+    complaints: str = ""
+    ip_ranges: list[str] = field(default_factory=list)
+    registry_url: str | None = None
+    blocklist: str = ""
+
+    @classmethod
+    def from_settings(cls, module: str = DEFAULT_SETTINGS, overrides: dict[str, Any] | None = None) -> Disclosure:
+        from scrapy.settings import Settings
+
+        from crawler.crawl import user_agent
+        from middlewares.config import agent_from_user_agent
+
+        settings = Settings()
+        try:
+            settings.setmodule(module, priority="project")
+        except ImportError as exc:
+            raise DisclosureError(f"cannot load settings module {module}: {exc}") from None
+        given = {k: v for k, v in (overrides or {}).items() if v not in (None, [], "")}
+        agent = settings.get("OPTOUT_AGENT") or agent_from_user_agent(settings.get("USER_AGENT") or "")
+        agents = [str(a) for a in given.get("agents") or [agent]]
+        info_url = str(given.get("info_url") or settings.get("OPTOUT_INFO_URL") or "")
+        ua = settings.get("USER_AGENT") or ""
+        if "agents" in given or "info_url" in given or not ua:
+            ua = user_agent(agents[0], info_url or "https://github.com/optout-toolkit/optout")
+        protocols = settings.getdict("OPTOUT_PROTOCOLS")
+        blocklist = settings.get("OPTOUT_BLOCKLIST") or ""
+        if isinstance(blocklist, (list, tuple, set)):
+            blocklist = f"{len(blocklist)} domain(s) listed in the settings"
+        return cls(
+            operator=str(given.get("operator") or settings.get("OPTOUT_OPERATOR") or "localhost"),
+            agents=agents,
+            user_agent=ua,
+            info_url=info_url,
+            purposes=[str(p) for p in given.get("purposes") or [settings.get("OPTOUT_PURPOSE") or "train-ai"]],
+            mode=str(given.get("mode") or settings.get("OPTOUT_MODE") or "conservative"),
+            disabled=sorted(name for name, on in protocols.items() if not on),
+            cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", True),
+            contact=str(given.get("contact") or settings.get("OPTOUT_CONTACT") or ""),
+            complaints=str(given.get("complaints") or settings.get("OPTOUT_COMPLAINTS") or ""),
+            ip_ranges=[str(r) for r in given.get("ip_ranges") or settings.getlist("OPTOUT_IP_RANGES")],
+            registry_url=given.get("registry_url") or settings.get("OPTOUT_REGISTRY_URL") or None,
+            blocklist=str(given.get("blocklist") or blocklist),
+        )
+
+    def warnings(self) -> list[str]:
+        """What an operator must fill in before publishing."""
+        out = []
+        if not self.contact:
+            out.append("no point of contact: set OPTOUT_CONTACT (or --contact)")
+        if not self.complaints:
+            out.append("no complaint address: set OPTOUT_COMPLAINTS (or --complaints)")
+        if not self.ip_ranges:
+            out.append("no IP ranges: set OPTOUT_IP_RANGES (or --ip-range)")
+        if self.info_url and self.info_url not in self.user_agent:
+            out.append(f"the User-Agent does not link to {self.info_url}")
+        return out
+
+
+def registry_public(url: str | None) -> dict[str, Any] | None:
+    """The registry's public key and latest signed checkpoint (None when there is no registry yet)."""
+    if not url:
+        return None
+    from optout_registry.registry import Registry, RegistryError
+
+    try:
+        with Registry.open(url, create=False) as reg:
+            latest = reg.latest()
+            return {
+                "origin": reg.origin,
+                "vkey": reg.vkey,
+                "tree_size": latest[0] if latest else 0,
+                "checkpoint": latest[2] if latest else None,
+            }
+    except RegistryError as exc:
+        if str(exc).startswith("no registry at"):
+            return None
+        raise DisclosureError(f"cannot read the registry {url}: {exc}") from None
+
+
+def facts(d: Disclosure, registry: dict[str, Any] | None) -> dict[str, Any]:
+    """The machine-readable disclosure (crawler.json)."""
+    protocols = []
+    for pid, (reads, acts) in PROTOCOLS.items():
+        honoured = pid not in d.disabled
+        if pid == "robots" and not d.cross_token:
+            acts = acts.split(". For AI training")[0]
+        protocols.append({"id": pid, "honoured": honoured, "reads": reads, "acts": acts, "mandatory": pid in MANDATORY})
+    return {
+        "format": FORMAT,
+        "operator": d.operator,
+        "crawler": {"tokens": d.agents, "user_agent": d.user_agent, "info_url": d.info_url},
+        "purposes": [{"id": p, "description": PURPOSES.get(p, p)} for p in d.purposes],
+        "mode": {"id": d.mode, "description": MODES.get(d.mode, d.mode)},
+        "protocols": protocols,
+        "reserved_content": (
+            "A URL that may not be fetched is never requested. Content that may not be used for the purpose is "
+            "dropped before it is stored. Every honoured opt-out is logged, with the evidence it rested on (the "
+            "robots.txt body, the response headers, the policy file), in an append-only Merkle-tree registry with "
+            "signed checkpoints."
+        ),
+        "blocklist": {"used": bool(d.blocklist), "source": d.blocklist or None},
+        "ip_ranges": d.ip_ranges,
+        "ip_ranges_note": None if d.ip_ranges else PLACEHOLDER_IP,
+        "contact": d.contact or None,
+        "complaints": d.complaints or None,
+        "rights_holders": (
+            "Ask the contact for an export of every opt-out honoured on your site. It comes as a bundle with inclusion "
+            "proofs against a signed checkpoint; verify it offline with the verifier key below: "
+            "optout registry verify BUNDLE --vkey KEY."
+        ),
+        "registry": registry,
+        "code_of_practice": {
+            "1.2": "no circumvention of paywalls and access controls; listed infringing domains are never crawled",
+            "1.3": "robots.txt per RFC 9309 and the other machine-readable protocols listed here are honoured; this "
+            "page and its feed are the public information about the crawler",
+            "1.5": "point of contact and complaints: see contact and complaints",
+        },
+    }
+
+
+def _text(value: Any, placeholder: str) -> str:
+    if not value:
+        return f'<span class="todo">{html.escape(placeholder)}</span>'
+    text = html.escape(str(value))
+    if str(value).startswith(("http://", "https://")):
+        return f'<a href="{text}">{text}</a>'
+    if "@" in str(value) and " " not in str(value):
+        return f'<a href="mailto:{text}">{text}</a>'
+    return text
+
+
+def render_html(data: dict[str, Any], warnings: list[str]) -> str:
+    esc = html.escape
+    crawler = data["crawler"]
+    rows = "".join(
+        f"<tr><td><code>{esc(p['id'])}</code></td><td>{'yes' if p['honoured'] else '<b>switched off</b>'}</td>"
+        f"<td>{esc(p['reads'])}</td><td>{esc(p['acts'])}</td></tr>"
+        for p in data["protocols"]
+    )
+    purposes = "".join(f"<li><code>{esc(p['id'])}</code>: {esc(p['description'])}</li>" for p in data["purposes"])
+    tokens = ", ".join(f"<code>{esc(t)}</code>" for t in crawler["tokens"])
+    groups = "\n\n".join(f"User-agent: {t}\nDisallow: /" for t in crawler["tokens"])
+    ranges = (
+        "".join(f"<li><code>{esc(r)}</code></li>" for r in data["ip_ranges"])
+        if data["ip_ranges"]
+        else f'<li><span class="todo">{esc(PLACEHOLDER_IP)}</span></li>'
+    )
+    reg = data["registry"]
+    if reg:
+        registry = (
+            f'<p>Verifier key (pin it):</p><pre id="vkey">{esc(reg["vkey"] or "")}</pre>'
+            f"<p>Latest signed checkpoint ({reg['tree_size']:,} records):</p>"
+            f'<pre id="checkpoint">{esc(reg["checkpoint"] or "(none yet)")}</pre>'
+        )
+    else:
+        registry = '<p><span class="todo">No registry yet: run a crawl first, then publish this page again.</span></p>'
+    banner = (
+        '<div class="warn"><b>Fill in before publishing:</b><ul>'
+        + "".join(f"<li>{esc(w)}</li>" for w in warnings)
+        + "</ul></div>"
+        if warnings
+        else ""
+    )
+    blocklist = "yes" if data["blocklist"]["used"] else "no blocklist configured"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(", ".join(crawler["tokens"]))}: about this crawler</title>
+<link rel="alternate" type="application/atom+xml" title="Changes to this page" href="feed.atom">
+<link rel="alternate" type="application/json" href="crawler.json">
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1.2em;color:#1d2330}}
+code,pre{{font:14px ui-monospace,Menlo,Consolas,monospace}}h1 code{{font-size:inherit}}
+pre{{background:#f6f7f9;border:1px solid #dde1e8;padding:.7em;border-radius:6px;white-space:pre-wrap;
+word-break:break-all}}
+table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #dde1e8;padding:.35em .5em;text-align:left;vertical-align:top}}
+.todo{{color:#8a4b00;background:#fff4e0;padding:0 .3em}}.warn{{background:#fff4e0;border:1px solid #f0c36d;
+padding:.2em 1em;border-radius:6px}}</style></head><body>
+<h1>About our crawler: {tokens}</h1>{banner}
+<p>Operated by <b>{esc(data["operator"])}</b>. It honours copyright and AI opt-outs as described below and keeps a
+verifiable record of every opt-out it honoured.</p>
+<h2>How to recognise it</h2>
+<p>robots.txt token(s): {tokens}. User-Agent string:</p><pre id="user-agent">{esc(crawler["user_agent"])}</pre>
+<p>IP address ranges it connects from:</p><ul>{ranges}</ul>
+<h2>What it collects content for</h2><ul>{purposes}</ul>
+<p>Mode <code>{esc(data["mode"]["id"])}</code>: {esc(data["mode"]["description"])}.</p>
+<h2>How to opt out</h2>
+<p>Any of the protocols below works. For example, to keep it off your whole site, add to robots.txt:</p>
+<pre>{esc(groups)}</pre>
+<table><tr><th>protocol</th><th>honoured</th><th>what is read</th><th>what the crawler does</th></tr>{rows}</table>
+<p>{esc(data["reserved_content"])} Blocklist of domains never crawled: {blocklist}.</p>
+<h2>Contact and complaints</h2>
+<p>Point of contact: {_text(data["contact"], "not set: OPTOUT_CONTACT")}<br>
+Complaints: {_text(data["complaints"], "not set: OPTOUT_COMPLAINTS")}</p>
+<p>{esc(data["rights_holders"])}</p>
+<h2>Registry of honoured opt-outs</h2>{registry}
+<p>Changes to this page: <a href="feed.atom">Atom feed</a> ·
+machine-readable: <a href="crawler.json">crawler.json</a></p>
+</body></html>
+"""
+
+
+def _content_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def render_feed(history: list[dict[str, Any]], info_url: str, title: str) -> str:
+    esc = html.escape
+    base = info_url or "urn:optout:crawler"
+    entries = "".join(
+        f"<entry><id>{esc(base)}#{esc(h['sha256'][:16])}</id><title>Crawler information updated</title>"
+        f'<updated>{esc(h["updated"])}</updated><link href="{esc(base)}"/>'
+        f"<summary>{esc(h['summary'])}</summary></entry>"
+        for h in reversed(history)
+    )
+    updated = history[-1]["updated"] if history else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<id>{esc(base)}</id><title>{esc(title)}</title><updated>{esc(updated)}</updated>{entries}</feed>\n"
+    )
+
+
+def write_disclosure(d: Disclosure, folder: Path) -> dict[str, Any]:
+    """Write index.html, crawler.json, feed.atom and history.json; returns the JSON facts."""
+    from crawler.crawl import utc, write_atomic
+
+    data = facts(d, registry_public(d.registry_url))
+    folder.mkdir(parents=True, exist_ok=True)
+    history_path = folder / "history.json"
+    try:
+        history = json.loads(history_path.read_text(encoding="utf-8"))
+        if not isinstance(history, list):
+            history = []
+    except (OSError, ValueError):
+        history = []
+    digest = _content_hash(data)
+    if not history or history[-1].get("sha256") != digest:
+        what = f"tokens {', '.join(d.agents)}; purposes {', '.join(d.purposes)}; mode {d.mode}"
+        if d.disabled:
+            what += f"; switched off: {', '.join(d.disabled)}"
+        history.append({"updated": utc(), "sha256": digest, "summary": what})
+    data["updated"] = history[-1]["updated"]
+    write_atomic(folder / "crawler.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_atomic(folder / "index.html", render_html(data, d.warnings()))
+    write_atomic(history_path, json.dumps(history, indent=1) + "\n")
+    write_atomic(folder / "feed.atom", render_feed(history, d.info_url, f"{', '.join(d.agents)} crawler information"))
+    return data
+
+
+def run_disclose(args: Any) -> int:
+    import os
+
+    registry = args.registry or os.environ.get("OPTOUT_REGISTRY_URL")
+    if not registry and Path(DEFAULT_CRAWL_REGISTRY).exists():
+        registry = f"sqlite:///{Path(DEFAULT_CRAWL_REGISTRY).resolve()}"  # where `optout crawl` logs by default
+    d = Disclosure.from_settings(
+        getattr(args, "settings", None) or DEFAULT_SETTINGS,
+        overrides={
+            "agents": args.agent,
+            "purposes": args.purpose,
+            "mode": args.mode,
+            "registry_url": registry,
+            "info_url": args.info_url,
+            "contact": args.contact,
+            "complaints": args.complaints,
+            "operator": args.operator,
+            "ip_ranges": args.ip_range,
+        },
+    )
+    from middlewares.policy import PolicyError, parse_agent, parse_mode, parse_purpose
+
+    try:
+        for agent in d.agents:
+            parse_agent(agent)
+        for purpose in d.purposes:
+            parse_purpose(purpose)
+        parse_mode(d.mode)
+    except PolicyError as exc:
+        raise DisclosureError(str(exc)) from None
+    folder = Path(args.out)
+    try:
+        data = write_disclosure(d, folder)
+    except OSError as exc:
+        raise DisclosureError(f"cannot write {folder}: {exc.strerror or exc}") from None
+    print(f"wrote {folder / 'index.html'}, {folder / 'crawler.json'} and {folder / 'feed.atom'}")
+    print(f"publish them at {d.info_url or '(set OPTOUT_INFO_URL)'}; the User-Agent is: {d.user_agent}")
+    if data["registry"] is None:
+        print(
+            "optout disclose: warning: no registry found"
+            + (f" at {d.registry_url}" if d.registry_url else " (give --registry URL)")
+            + ": the page has no verifier key yet",
+            file=sys.stderr,
+        )
+    for warning in d.warnings():
+        print(f"optout disclose: warning: {warning}", file=sys.stderr)
+    return 0
