@@ -267,13 +267,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 def crawl_exit_status(console, out: Path, result) -> int:  # type: ignore[no-untyped-def]
     """Print the outcome; 0 done, 1 done with problems (nothing lost), 2 could not run, 130 interrupted."""
-    if result.summary is None:
-        print(f"optout crawl: error: {result.start_error or result.error or 'the crawl failed'}", file=sys.stderr)
-        print(f"optout crawl: details in {out / 'crawl.log'}", file=sys.stderr)
-        return EXIT_USAGE
     from crawler.crawl import print_summary
 
-    print_summary(console, out, result.summary)
+    if result.summary is not None:
+        print_summary(console, out, result.summary)
     if result.start_error:
         print(f"optout crawl: error: {result.start_error} (details in {out / 'crawl.log'})", file=sys.stderr)
         return EXIT_USAGE
@@ -284,6 +281,9 @@ def crawl_exit_status(console, out: Path, result) -> int:  # type: ignore[no-unt
             file=sys.stderr,
         )
         return EXIT_RESERVED
+    if result.summary is None:
+        print(f"optout crawl: error: the crawl failed (details in {out / 'crawl.log'})", file=sys.stderr)
+        return EXIT_USAGE
     if result.interrupted:
         print(
             f"optout crawl: interrupted; everything so far is in {out}. Run the same command to resume.",

@@ -21,10 +21,12 @@ summary and report are rewritten whole (through a temporary file and a rename) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pickle
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from scrapy import signals
 
@@ -78,21 +81,32 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class JsonLines:
-    """An append-only JSON Lines file, flushed after every line. A line cut short by a crash or a full disk is
-    removed when the file is opened again, so every line in it is always whole."""
+    """An append-only JSON Lines file, written straight to the file (no buffer to lose) one whole line at a
+    time. A write that fails half-way (full disk) is cut back to the last whole line before the error is raised,
+    and a line cut short by a crash is removed when the file is opened again: every line in it is always whole."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         repair_tail(path)
-        self.file = path.open("a", encoding="utf-8")
+        self.file = path.open("ab", buffering=0)
+        self.offset = self.file.seek(0, os.SEEK_END)
 
     def write(self, obj: Any) -> None:
-        self.file.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
-        self.file.flush()
+        data = memoryview((json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+        start = self.offset
+        try:
+            while data:
+                written = self.file.write(data) or 0
+                data = data[written:]
+                self.offset += written
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.file.fileno(), start)
+                self.offset = start
+            raise
 
     def close(self) -> None:
         try:
-            self.file.flush()
             os.fsync(self.file.fileno())
         finally:
             self.file.close()
@@ -214,7 +228,10 @@ class RunFiles:
                 seeds=list(getattr(spider, "seeds", [])),
             )
         run.setdefault("runs", []).append({"started_at": utc(self.live.started)})
-        self._save_run()
+        try:
+            self._save_run()
+        except OSError as exc:
+            self._fail(f"cannot write {self.out / RUN}: {exc.strerror or exc}")
 
     def request_scheduled(self, request: Any, spider: Any = None) -> None:
         self.live.origins.add(origin_of(request.url))
@@ -273,12 +290,13 @@ class RunFiles:
     # -- at the end -------------------------------------------------------------------------------------------
 
     def engine_stopped(self) -> None:
-        """Runs after every spider_closed handler, so the registry recorder has flushed and signed."""
+        """Runs after every spider_closed handler, so the registry recorder has flushed and signed. On a full
+        disk the summary is still worked out (and printed by the CLI) even if it cannot be written."""
         for log in (self.items, self.decisions):
             try:
                 log.close()
             except OSError as exc:
-                self.error = self.error or f"cannot write {log.path}: {exc.strerror or exc}"
+                self._problem(f"cannot write {log.path}: {exc.strerror or exc}")
         stats = self.crawler.stats.get_stats()
         current = self.run["runs"][-1] if self.run.get("runs") else {}
         current.update(
@@ -294,15 +312,25 @@ class RunFiles:
         )
         if self.error:
             current["error"] = self.error
+        elif current["log_errors"] and not current["registry_errors"]:
+            current["error"] = f"{current['log_errors']} error(s) were logged: see {self.out / LOG}"
         try:
             self._save_run()
-            self.summary = write_outputs(self.out, self.run, labels=self.labels)
         except OSError as exc:
-            self.error = self.error or f"cannot write the summary and report in {self.out}: {exc.strerror or exc}"
-            logger.error("optout crawl: %s", self.error)
+            self._problem(f"cannot write {self.out / RUN}: {exc.strerror or exc}")
+        try:
+            summary, rows, events = collect(self.out, self.run, labels=self.labels)
+            self.summary = summary
+            write_outputs(self.out, self.run, summary, rows, events)
+        except OSError as exc:
+            self._problem(f"cannot write the summary and report in {self.out}: {exc.strerror or exc}")
         except Exception:
             logger.exception("optout crawl: writing the summary and report failed")
-            self.error = self.error or "writing the summary and report failed (see crawl.log)"
+            self._problem("writing the summary and report failed (see crawl.log)")
+
+    def _problem(self, message: str) -> None:
+        self.error = self.error or message
+        logger.error("optout crawl: %s", message)
 
     def _save_run(self) -> None:
         write_atomic(self.out / RUN, json.dumps(self.run, indent=1, sort_keys=True) + "\n")
@@ -329,8 +357,8 @@ def registry_size(url: str | None) -> int:
     try:
         with Registry.open(url, create=False) as reg:
             return reg.size
-    except (RegistryError, OSError):
-        return 0
+    except (RegistryError, OSError, sqlite3.Error):
+        return 0  # none yet, or unreadable: the recorder reports that with its own error
 
 
 # -- summary and report --------------------------------------------------------------------------------------
@@ -366,7 +394,9 @@ def origin_key(url: str) -> str:
     return origin
 
 
-def collect(out: Path, run: dict[str, Any]) -> tuple[dict[str, Any], list[SiteRow], list[tuple[float, str]]]:
+def collect(
+    out: Path, run: dict[str, Any], labels: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[SiteRow], list[tuple[float, str]]]:
     """Totals (summary.json), the per-site rows and the (time, protocol) of every honoured opt-out, from the
     files themselves, so a resumed crawl's summary covers all its runs."""
     sites: dict[str, SiteRow] = {}
@@ -383,7 +413,8 @@ def collect(out: Path, run: dict[str, Any]) -> tuple[dict[str, Any], list[SiteRo
         key = origin_key(str(event.get("final_url") or url))
         row = sites.get(key)
         if row is None:
-            row = sites[key] = SiteRow(key, site=site_of((key.split("://", 1)[-1]).rsplit(":", 1)[0].strip("[]")))
+            host = urlsplit(key).hostname or ""
+            row = sites[key] = SiteRow(key, site=site_of(host), label=(labels or {}).get(key, ""))
         outcome = str(event.get("outcome", ""))
         outcomes[outcome] += 1
         if outcome == "stored":
@@ -399,8 +430,10 @@ def collect(out: Path, run: dict[str, Any]) -> tuple[dict[str, Any], list[SiteRo
                 events.append((float(event.get("at", 0) or 0), protocol))
         else:
             row.errors += 1
-        if url in seeds and outcome not in ("stored", *REFUSED):
-            seed_problems[url] = str(event.get("error") or f"HTTP {event.get('status')}")
+        if url in seeds:
+            problem = unreachable(event)
+            if problem:
+                seed_problems[url] = problem
     stored = count_lines(out / ITEMS)
     registry = registry_facts(run, sites)
     runs = run.get("runs", [])
@@ -446,6 +479,21 @@ def collect(out: Path, run: dict[str, Any]) -> tuple[dict[str, Any], list[SiteRo
         "files": {name: name for name in (ITEMS, DECISIONS, RUN, SUMMARY, REPORT, LOG)},
     }
     return summary, sorted(sites.values(), key=lambda r: (-r.refused, -r.stored, r.origin)), sorted(events)
+
+
+def unreachable(event: dict[str, Any]) -> str | None:
+    """Why a URL could not be crawled at all, if it could not: no HTTP answer for the page or for its site's
+    robots.txt (which fails closed: recorded as an honoured opt-out, and still worth telling the user), or an
+    HTTP error. A robots.txt answering 5xx or a reservation is a site's answer, not a failure to reach it."""
+    outcome = event.get("outcome")
+    if outcome == "error":
+        return str(event.get("error") or "no answer")
+    if outcome == "http_error":
+        return f"HTTP {event.get('status')}"
+    for r in event.get("reservations", ()):
+        if r.get("protocol") == "fetch" and r.get("value") == "no response":
+            return str(r.get("rule"))
+    return None
 
 
 def registry_facts(run: dict[str, Any], sites: dict[str, SiteRow]) -> dict[str, Any]:
@@ -556,17 +604,15 @@ def evidence_suffix(body: bytes) -> str:
     return ".txt"
 
 
-def write_outputs(out: Path, run: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """(Re)write summary.json, report.html and the evidence they link to; returns the summary."""
+def write_outputs(
+    out: Path, run: dict[str, Any], summary: dict[str, Any], rows: list[SiteRow], events: list[tuple[float, str]]
+) -> None:
+    """(Re)write summary.json, report.html and the evidence copies the report links to."""
     from crawler.report import render_report
 
-    summary, rows, events = collect(out, run)
-    for row in rows:
-        row.label = (labels or {}).get(row.origin, "")
     write_evidence(out, run.get("registry_url"), rows)
     write_atomic(out / SUMMARY, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     write_atomic(out / REPORT, render_report(summary, rows, events))
-    return summary
 
 
 # -- preflight: problems found before anything starts -------------------------------------------------------
@@ -599,9 +645,49 @@ def check_jobdir(job: Path) -> str | None:
     active = queue / "active.json"
     if active.exists():
         try:
-            json.loads(active.read_text(encoding="utf-8"))
+            if not isinstance(json.loads(active.read_text(encoding="utf-8")), (dict, list)):
+                return f"{active} is damaged (unexpected content)"
         except (OSError, ValueError) as exc:
             return f"{active} is damaged ({exc})"
+    if queue.is_dir():
+        for path in sorted(queue.rglob("*")):
+            if path.is_file() and path.name.isdigit():  # LIFO queue files, one per priority ("0", "-5", …)
+                problem = check_lifo_queue(path)
+                if problem:
+                    return problem
+    return None
+
+
+def check_lifo_queue(path: Path) -> str | None:
+    """Walk a queuelib LifoDiskQueue file (a 4-byte count, then records each followed by its 4-byte length)
+    from the end, and parse every record as a pickle without running it. A torn or edited file would make
+    Scrapy's scheduler fail on every pop, for ever, and the crawl would hang."""
+    import pickletools
+    import struct
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    if len(data) < 4:
+        return f"{path} is damaged (too short)"
+    (count,) = struct.unpack(">L", data[:4])
+    pos, records = len(data), 0
+    while pos > 4:
+        if pos < 8:
+            return f"{path} is damaged (a record is cut short)"
+        (size,) = struct.unpack(">L", data[pos - 4 : pos])
+        start = pos - 4 - size
+        if start < 4:
+            return f"{path} is damaged (a record length points outside the file)"
+        try:
+            for _ in pickletools.genops(data[start : pos - 4]):
+                pass
+        except Exception:
+            return f"{path} is damaged (a queued request cannot be read)"
+        records, pos = records + 1, start
+    if records != count:
+        return f"{path} was not closed cleanly (it holds {records} requests, its header says {count})"
     return None
 
 
@@ -659,10 +745,11 @@ class CrawlResult:
     summary: dict[str, Any] | None
     error: str | None = None
     start_error: str | None = None
+    signalled: bool = False  # Ctrl-C (or SIGTERM) asked for the stop
 
     @property
     def interrupted(self) -> bool:
-        return self.reason == "shutdown"
+        return self.signalled and self.reason == "shutdown"
 
 
 def user_agent(agent: str, info_url: str) -> str:
@@ -749,6 +836,8 @@ def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:
     from scrapy.crawler import CrawlerProcess
 
     settings = preflight(opts)
+    # A full disk must not turn every log line into a traceback on the console: the CLI reports it once.
+    logging.raiseExceptions = False
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(CompliantSpider)
     start_error: list[str] = []
@@ -760,6 +849,10 @@ def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:
     process.crawl(crawler, **spider_args(opts)).addErrback(failed)
     from twisted.internet import reactor, task  # only now: the crawl installed the reactor it wants
 
+    signalled: list[int] = []
+    # Scrapy installs its SIGINT/SIGTERM handlers once the reactor runs; wrap them then, to tell a Ctrl-C from a
+    # stop the engine decided on itself (both end with the reason "shutdown").
+    reactor.callWhenRunning(reactor.callLater, 0, _note_signals, signalled)  # type: ignore[attr-defined]
     ticker = None
     if progress is not None:
 
@@ -778,7 +871,28 @@ def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:
     files: RunFiles | None = getattr(crawler, "_optout_run_files", None)
     if files is None:
         return CrawlResult(None, None, start_error="; ".join(start_error) or "the crawl did not start")
-    return CrawlResult(files.reason, files.summary, error=files.error, start_error="; ".join(start_error) or None)
+    return CrawlResult(
+        files.reason,
+        files.summary,
+        error=files.error,
+        start_error="; ".join(start_error) or None,
+        signalled=bool(signalled),
+    )
+
+
+def _note_signals(seen: list[int]) -> None:
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(num: int, frame: Any, previous: Any = previous) -> None:
+            seen.append(num)
+            previous(num, frame)
+
+        signal.signal(signum, handler)
 
 
 # -- on the console ------------------------------------------------------------------------------------------
@@ -843,5 +957,5 @@ def print_summary(console: Any, out: Path, summary: dict[str, Any]) -> None:
         )
     for name in (ITEMS, DECISIONS, SUMMARY, REPORT):
         console.print(f"  {name:<16} {out / name}")
-    if reg.get("url", "").startswith("sqlite:///"):
+    if (reg.get("url") or "").startswith("sqlite:///"):
         console.print(f"  {'registry':<16} {reg['url'][len('sqlite:///') :]}")

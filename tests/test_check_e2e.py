@@ -360,16 +360,6 @@ def test_cli_human_output(web: FixtureWeb) -> None:
     assert proc.stdout.startswith("RESERVED " + base + "/p") and "robots-tag" in proc.stdout
 
 
-def test_demo_runs_and_writes_report(tmp_path) -> None:
-    proc = run_cli("demo", "--out", str(tmp_path / "demo"), timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    decisions = [json.loads(line) for line in (tmp_path / "demo" / "decisions.jsonl").read_text().splitlines()]
-    assert len(decisions) >= 15
-    assert any(d["allowed"] for d in decisions) and any(not d["allowed"] for d in decisions)
-    report = (tmp_path / "demo" / "report.html").read_text()
-    assert "Opt-outs honoured" in report and "tdmrep" in report
-
-
 def test_media_metadata_end_to_end(web: FixtureWeb) -> None:
     from tests import mediafixtures as mf
 

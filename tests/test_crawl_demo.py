@@ -1,0 +1,45 @@
+"""`optout demo`, the README's main-job command, run as a user runs it: a subprocess, no network."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_demo_crawls_verifies_and_prints_the_paths(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    started = time.monotonic()
+    proc = run_cli("demo", "--out", str(out), timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert took < 30, took  # a few seconds on a laptop; generous for a loaded CI machine
+    text = proc.stdout
+    assert "UNEXPECTED" not in text and "problem" not in text
+    for kind in ("robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "iptc"):
+        assert kind in text, kind
+    assert "access" in text and "blocklist" in text and "fetch" in text
+    assert "self-check (full): ok" in text and "VALID" in text
+    for name in ("report.html", "items.jsonl", "decisions.jsonl", "summary.json", "registry.db"):
+        assert str(out / name) in text and (out / name).exists(), name
+    assert (out / "bundle-127.0.0.1" / "manifest.json").exists()
+    assert (out / "disclosure" / "index.html").exists() and (out / "disclosure" / "crawler.json").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pages"]["stored"] == 6 and summary["honoured"]["total"] == summary["registry"]["records"]
+    report = (out / "report.html").read_text()
+    assert "publisher" in report and "cloudflare" in report  # the fixture sites' names label their origins
+
+    # a second run into the same folder starts afresh (its registry is not mixed with the first one's)
+    again = run_cli("demo", "--out", str(out), timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((out / "summary.json").read_text())["registry"]["tree_size"] == summary["registry"]["tree_size"]
+
+
+def test_demo_reports_an_unwritable_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = run_cli("demo", "--out", str(blocker / "demo"), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("optout demo: error: cannot write to") and "Traceback" not in proc.stderr
