@@ -4,7 +4,8 @@ Everything is inline (styles, the two SVG charts, a few lines of script for the 
 not need to be read), so the file can be mailed or archived on its own; the only links go to the evidence copies
 beside it (``evidence/<sha256>.<ext>``). Every number in it is taken from the same dict that is written to
 summary.json, and carries ``data-key`` naming its place there, so a test (or an auditor) can check one against the
-other. It stays usable for large crawls: 10,000 sites render as one table with a filter box.
+other. It stays usable for large crawls: the site table is a CSS grid whose rows off screen are not laid out
+(``content-visibility``), so 10,000 sites open in a couple of seconds, with a filter box.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ svg .axis{fill:var(--muted)}.legend{display:flex;flex-wrap:wrap;gap:.3em .9em;fo
 .chip{display:inline-block;padding:0 .45em;border-radius:4px;color:#fff;font-size:.8em;font-weight:600;
 white-space:nowrap;margin:0 .2em .2em 0}.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;
 margin-right:.3em;vertical-align:-.05em}
-table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid var(--line);padding:.35em .5em;
-text-align:left;vertical-align:top}th{background:var(--bg);position:sticky;top:0;font-weight:600;z-index:1}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.site{overflow-wrap:anywhere;min-width:13em}
-td.rule{font-size:.9em}.label{display:block;color:var(--muted);font-size:.85em}
+.sites{overflow-x:auto}.gr{display:grid;grid-template-columns:minmax(12em,2fr) 4.6em 4.6em 4.6em minmax(8em,1.6fr)
+minmax(10em,2.6fr) minmax(8.5em,1.4fr);border-bottom:1px solid var(--line);min-width:56em}
+.gr>div{padding:.35em .5em;min-width:0}.gr.head{background:var(--bg);font-weight:600;position:sticky;top:0;z-index:1}
+.rows>.gr{content-visibility:auto;contain-intrinsic-size:auto 3.2em}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+.site{overflow-wrap:anywhere}.rule{font-size:.9em}.label{display:block;color:var(--muted);font-size:.85em}
 details summary{cursor:pointer;color:#2b5aa8;white-space:nowrap}details ul{margin:.4em 0;padding-left:1.1em;
 font-size:.85em}details li{margin-bottom:.35em;word-break:break-all}code,pre{font:12.5px/1.4 ui-monospace,
 SFMono-Regular,Menlo,Consolas,monospace}pre{background:var(--bg);border:1px solid var(--line);padding:.7em;
@@ -84,7 +87,7 @@ border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 
 FILTER_JS = """
 (function(){var box=document.getElementById('site-filter');if(!box)return;var rows=document.querySelectorAll(
-'#sites tbody tr');var shown=document.getElementById('sites-shown');box.addEventListener('input',function(){
+'#sites .rows>.gr');var shown=document.getElementById('sites-shown');box.addEventListener('input',function(){
 var q=box.value.toLowerCase(),n=0;for(var i=0;i<rows.length;i++){var ok=!q||rows[i].getAttribute('data-find')
 .indexOf(q)>=0;rows[i].style.display=ok?'':'none';if(ok)n++}shown.textContent=n.toLocaleString('en')})})();
 """
@@ -176,11 +179,11 @@ def time_chart(events: list[tuple[float, str]]) -> str:
     plot_w, plot_h = width - left - 8, height - bottom - top
     col = plot_w / count
     parts = [f'<svg id="chart-time" viewBox="0 0 {width} {height}" role="img" aria-label="opt-outs over time">']
-    for frac in (0, 0.5, 1):
-        y = top + plot_h * (1 - frac)
+    for tick in sorted({0, peak // 2, peak}):
+        y = top + plot_h * (1 - tick / peak)
         parts.append(
             f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dde1e8"/>'
-            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{round(peak * frac):,}</text>'
+            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:,}</text>'
         )
     for i, bucket in enumerate(buckets):
         y = top + plot_h
@@ -252,10 +255,10 @@ def site_rows(rows: Iterable[SiteRow]) -> str:
         label = f'<span class="label">{esc(row.label)}</span>' if row.label else ""
         find = f"{row.origin} {row.label} {' '.join(row.protocols)}".lower()
         out.append(
-            f'<tr data-find="{esc(find)}"><td class="site">{esc(row.origin)}{label}</td>'
-            f'<td class="num">{row.stored:,}</td><td class="num">{row.refused:,}</td>'
-            f'<td class="num">{row.errors:,}</td><td>{chips}</td><td class="rule">{rule}</td>'
-            f"<td>{_records(row)}</td></tr>"
+            f'<div class="gr" role="row" data-find="{esc(find)}"><div role="cell" class="site">{esc(row.origin)}'
+            f'{label}</div><div role="cell" class="num">{row.stored:,}</div><div role="cell" class="num">'
+            f'{row.refused:,}</div><div role="cell" class="num">{row.errors:,}</div><div role="cell">{chips}</div>'
+            f'<div role="cell" class="rule">{rule}</div><div role="cell">{_records(row)}</div></div>'
         )
     return "".join(out)
 
@@ -333,10 +336,12 @@ def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tup
     table = (
         '<div class="filter"><input id="site-filter" type="search" placeholder="filter sites, labels or protocols" '
         f'aria-label="filter sites"><span><span id="sites-shown">{site_count:,}</span> of {site_count:,} '
-        'shown</span></div><table id="sites"><thead><tr><th>site (origin)</th><th class="num">stored</th>'
-        '<th class="num">refused</th><th class="num">errors</th><th>opt-outs honoured</th>'
-        "<th>rule that applied (most frequent)</th><th>registry records and evidence</th></tr></thead>"
-        f"<tbody>{site_rows(rows)}</tbody></table>"
+        'shown</span></div><div id="sites" class="sites" role="table" aria-label="sites"><div class="gr head" '
+        'role="row"><div role="columnheader">site (origin)</div><div role="columnheader" class="num">stored</div>'
+        '<div role="columnheader" class="num">refused</div><div role="columnheader" class="num">errors</div>'
+        '<div role="columnheader">opt-outs honoured</div><div role="columnheader">rule that applied (most '
+        'frequent)</div><div role="columnheader">registry records and evidence</div></div>'
+        f'<div class="rows" role="rowgroup">{site_rows(rows)}</div></div>'
         if rows
         else '<p class="empty">No site was crawled.</p>'
     )
