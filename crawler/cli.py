@@ -15,6 +15,7 @@ from pathlib import Path
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
 from optout_registry.cli import add_registry_commands, run_registry
+from optout_registry.service.cli import add_serve_command, run_serve
 
 EXIT_OK, EXIT_RESERVED, EXIT_USAGE = 0, 1, 2
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     disclose.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     add_registry_commands(sub)
+    add_serve_command(sub)
     return parser
 
 
@@ -334,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": cmd_demo,
         "disclose": cmd_disclose,
         "registry": run_registry,
+        "serve": run_serve,
     }[args.command]
     try:
         return handler(args)
