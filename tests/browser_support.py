@@ -1,0 +1,84 @@
+"""Shared headless-Chromium set-up for browser tests: Debian's ``chromium`` and ``chromium-driver`` only.
+
+* Installs both with apt-get when they are missing and we run as root (CI and the dev machines do); otherwise the
+  caller skips with the printed reason. Nothing is ever downloaded by a driver manager: Selenium is handed
+  /usr/bin/chromedriver and /usr/bin/chromium explicitly, and Selenium Manager is told to stay offline.
+* Launch flags keep the browser off the network (no QUIC, no background, component-update or sync traffic) and a
+  fresh ``--user-data-dir`` per session keeps runs independent.
+* Screenshots go to ``artifacts_dir(name)``: $OPTOUT_ARTIFACTS/<name> if set, else <tmp>/optout-artifacts/<name>.
+
+(tests/test_report_browser.py drives the same binaries over plain WebDriver HTTP with the same install logic.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def install_chromium() -> str | None:
+    """Install Debian's chromium and chromedriver if missing; the reason to skip, or None when ready."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return f"{CHROMIUM} / {CHROMEDRIVER} missing and not root: apt-get install chromium chromium-driver"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"]
+    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+    if done.returncode != 0:  # stale package lists: update once, then try again
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
+        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
+    if done.returncode != 0 or not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        return f"apt-get install chromium chromium-driver failed: {done.stderr.strip()[-300:]}"
+    return None
+
+
+def artifacts_dir(name: str) -> Path:
+    base = os.environ.get("OPTOUT_ARTIFACTS") or os.path.join(tempfile.gettempdir(), "optout-artifacts")
+    path = Path(base) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def selenium_chrome(profile: Path, downloads: Path | None = None, size: tuple[int, int] = (1300, 1000)) -> Any:
+    """A Selenium Chrome session on Debian's binaries (raises ImportError without selenium: callers skip)."""
+    os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager must never fetch a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if downloads is not None:
+        options.add_experimental_option(
+            "prefs",
+            {
+                "download.default_directory": str(downloads),
+                "download.prompt_for_download": False,
+                "safebrowsing.enabled": False,
+            },
+        )
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    if downloads is not None:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    return driver
