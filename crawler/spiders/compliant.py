@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
 import scrapy
+from lxml import etree
 from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.http import Request, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -40,10 +41,15 @@ KIND_META = "compliant_kind"
 MAX_LINKS = 1000
 MAX_TEXT = 2_000_000
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-_CONTENT_LANGUAGE = (
-    "//meta[translate(@http-equiv, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
-    " = 'content-language']/@content"
+_TITLE = etree.XPath("string(//title)")
+_LANG = etree.XPath("string(/html/@lang)")
+_META_LANGUAGE = etree.XPath(
+    "string(//meta[translate(@http-equiv, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+    " = 'content-language']/@content)"
 )
+# parent:: rather than ancestor::, as the HTML parser never nests elements inside script or style
+_TEXT = etree.XPath("//body//text()[not(parent::script or parent::style or parent::noscript)]", smart_strings=False)
+_HREFS = etree.XPath("//a/@href", smart_strings=False)
 
 
 class SpiderArgumentError(ValueError):
@@ -169,21 +175,22 @@ class CompliantSpider(scrapy.Spider):
 
     # -- pages ------------------------------------------------------------------------------------------------
 
-    async def parse(self, response: Response) -> AsyncIterator[Any]:
+    def parse(self, response: Response) -> Iterator[Any]:
+        # A plain generator, not an async one: Scrapy runs async callback output through a pool of
+        # CONCURRENT_ITEMS tasks per response, which cost more than everything else this spider does.
         if self._limit_reached():
             raise CloseSpider("max_pages")
         self.state["pages"] = self._pages_done() + 1
-        item = await self._item(response)
+        item = self._item(response)
         yield item
-        for request in self._sitemap_requests(response.url):
-            yield request
+        yield from self._sitemap_requests(response.url)
         depth = int(response.meta.get("depth", 0))
         if not self.max_depth or depth < self.max_depth:
             for link in item.get("links", ()):
                 if self.in_scope(link):
                     yield self._page(link, depth + 1)
 
-    async def _item(self, response: Response) -> dict[str, Any]:
+    def _item(self, response: Response) -> dict[str, Any]:
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").split(";")[0].strip().lower()
         item: dict[str, Any] = {
             "url": response.url,
@@ -197,10 +204,10 @@ class CompliantSpider(scrapy.Spider):
             item["requested_url"] = redirects[0]
         if isinstance(response, TextResponse) and (content_type in HTML_TYPES or not content_type):
             item.update(extract(response))
-        item["evidence"] = await self._evidence_for(response)
+        item["evidence"] = self._evidence_for(response)
         return item
 
-    async def _evidence_for(self, response: Response) -> dict[str, Any]:
+    def _evidence_for(self, response: Response) -> dict[str, Any]:
         """SHA-256 of what the decision rested on: the response (headers and body, as the registry hashes
         them) and the policy files of its origin as they were fetched. The policy files' bytes are the ones
         the add-on keeps in its cache and, for every honoured opt-out, in the registry."""
@@ -215,26 +222,43 @@ class CompliantSpider(scrapy.Spider):
                 "headers_sha256": hashlib.sha256(header_block(fetched)).hexdigest(),
             }
         }
-        files = await self._policy_files(origin_of(response.url))
+        files = self._policy_files(origin_of(response.url))
         if files is not None:
             evidence["policy_files"] = files
         return evidence
 
-    async def _policy_files(self, origin: str) -> list[dict[str, Any]] | None:
+    def _policy_files(self, origin: str) -> list[dict[str, Any]] | None:
+        """The origin's policy files as the usage check saw them a moment ago: from the add-on's cache (read
+        synchronously, see parse), else from its entry that has just expired, else from the persistent store."""
         state = getattr(self.crawler, "_optout_state", None)
         if state is None:  # the add-on is off (e.g. the benchmark's baseline): nothing was consulted
             return None
-        site = state.cache.cached(origin) or await state.cache.get(origin)
+        cache = state.cache
+        site = cache.cached(origin)
+        if site is None:
+            entry = cache._sites.get(origin)
+            site = entry.site if entry is not None else None
+        key = id(site) if site is not None else None
         known = self._evidence.get(origin)
-        if known is not None and known[0] == id(site):
+        if known is not None and key is not None and known[0] == key:
             return known[1]
+        if site is not None:
+            answers = list(site.files.items())
+        elif cache.store is not None:  # evicted from memory (more origins than OPTOUT_CACHE_MAX_ORIGINS)
+            from middlewares.engine import site_files
+
+            stored = ((url, cache.store.get(url, 0.0)) for url, _ in site_files(origin, state.policy).values())
+            answers = [(url, found[0]) for url, found in stored if found is not None]
+        else:
+            return None
         files = []
-        for url, f in site.files.items():
+        for url, f in answers:
             body = f.body if f.status is not None else f.error.encode()
             files.append({"url": url, "status": f.status, "sha256": hashlib.sha256(body[:MAX_EVIDENCE]).hexdigest()})
-        if len(self._evidence) > 10_000:
-            self._evidence.clear()
-        self._evidence[origin] = (id(site), files)
+        if key is not None:
+            if len(self._evidence) > 10_000:
+                self._evidence.clear()
+            self._evidence[origin] = (key, files)
         return files
 
     # -- sitemaps ---------------------------------------------------------------------------------------------
@@ -322,17 +346,18 @@ class CompliantSpider(scrapy.Spider):
 
 
 def extract(response: TextResponse) -> dict[str, Any]:
-    """Title, language, visible text and absolute links of an HTML page (lxml via parsel, one tree)."""
-    title = " ".join((response.xpath("//title/text()").get() or "").split())
-    lang = response.xpath("/html/@lang").get() or response.xpath(_CONTENT_LANGUAGE).get() or ""
+    """Title, language, visible text and absolute links of an HTML page. The queries run as compiled lxml
+    XPath on the tree Scrapy already parsed: through parsel, every text node would become a Selector object."""
+    root = response.selector.root
+    title = " ".join(_TITLE(root).split())
+    lang = str(_LANG(root) or _META_LANGUAGE(root))
     if not lang:
         lang = response.headers.get(b"Content-Language", b"").decode("latin-1")
     lang = lang.split(",")[0].strip().lower()
-    texts = response.xpath("//body//text()[not(ancestor::script or ancestor::style or ancestor::noscript)]").getall()
-    text = " ".join(" ".join(texts).split())[:MAX_TEXT]
+    text = " ".join(" ".join(_TEXT(root)).split())[:MAX_TEXT]
     links: dict[str, None] = {}
-    for href in response.xpath("//a/@href").getall():
-        href = href.strip()
+    for href in _HREFS(root):
+        href = str(href).strip()
         if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
             continue
         try:
