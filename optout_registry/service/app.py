@@ -378,11 +378,13 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "not found (or not this domain's)",
         409: "already used",
         410: "expired",
-        413: "too large",
+        413: "request body too large",
+        414: "request target too long",
         429: "rate limit exceeded (see Retry-After)",
         503: "nothing signed yet",
     }
-    return {c: {"model": Error, "description": docs[c]} for c in (*codes, 429)}
+    # 400 (malformed request), 413/414 (size limits) and 429 (rate limit) can answer any request.
+    return {c: {"model": Error, "description": docs[c]} for c in sorted({*codes, 400, 413, 414, 429})}
 
 
 def _iso(ts: float) -> str:
