@@ -188,9 +188,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-def user_agent_for(agent: str) -> str:
-    """RFC 9309 §2.2.1: the product token is part of the User-Agent, which also says where to learn more."""
-    return f"Mozilla/5.0 (compatible; {agent}/0.1; +https://github.com/optout-toolkit/optout)"
+PROJECT_URL = "https://github.com/optout-toolkit/optout"
+
+
+def user_agent_for(agent: str, info_url: str = PROJECT_URL) -> str:
+    """RFC 9309 §2.2.1: the product token is part of the User-Agent, which also says where to learn more (for a
+    crawl, the operator's public page about the crawler, see ``optout disclose``)."""
+    return f"Mozilla/5.0 (compatible; {agent}/0.1; +{info_url})"
 
 
 def _setting(text: str) -> tuple[str, object]:

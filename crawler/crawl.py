@@ -187,9 +187,7 @@ class RunFiles:
         self.items = JsonLines(out / ITEMS)
         self.decisions = JsonLines(out / DECISIONS)
         self.run = load_run(out)
-        settings = crawler.settings
-        self.registry_url = settings.get("OPTOUT_REGISTRY_URL")
-        self.labels: dict[str, str] = dict(settings.getdict("OPTOUT_REPORT_LABELS"))
+        self.labels: dict[str, str] = dict(crawler.settings.getdict("OPTOUT_REPORT_LABELS"))
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.outcome, signal=outcome_signal)
         crawler.signals.connect(self.request_scheduled, signal=signals.request_scheduled)
@@ -211,9 +209,9 @@ class RunFiles:
     # -- while crawling ---------------------------------------------------------------------------------------
 
     def spider_opened(self, spider: Any) -> None:
-        from middlewares.config import OptOutConfig
+        from middlewares.state import OptOutState
 
-        config = OptOutConfig.from_settings(self.crawler.settings)
+        config = OptOutState.of(self.crawler).config  # the add-on's, already loaded (blocklist included)
         policy = config.policy
         run = self.run
         if not run.get("runs"):
@@ -241,37 +239,34 @@ class RunFiles:
             return
         data = dict(item)
         stamp = data.get("optout") or {}
-        try:
-            self.items.write(data)
-            self.decisions.write(
-                {
-                    "url": data.get("requested_url") or data.get("url"),
-                    "final_url": data.get("url"),
-                    "kind": "page",
-                    "outcome": "stored",
-                    "depth": data.get("depth", 0),
-                    "at": time.time(),
-                    "signals": stamp.get("signals", []),
-                }
-            )
-        except OSError as exc:
-            self._fail(f"cannot write {self.items.path}: {exc.strerror or exc}")
-            return
-        self.live.stored += 1
+        event = {
+            "url": data.get("requested_url") or data.get("url"),
+            "final_url": data.get("url"),
+            "kind": "page",
+            "outcome": "stored",
+            "depth": data.get("depth", 0),
+            "at": time.time(),
+            "signals": stamp.get("signals", []),
+        }
+        if self._write(self.items, data) and self._write(self.decisions, event):
+            self.live.stored += 1
 
     def outcome(self, event: dict[str, Any]) -> None:
-        if self.error:
-            return
-        try:
-            self.decisions.write(event)
-        except OSError as exc:
-            self._fail(f"cannot write {self.decisions.path}: {exc.strerror or exc}")
+        if self.error or not self._write(self.decisions, event):
             return
         if event.get("outcome") in REFUSED:
             self.live.refused += 1
             self.live.honoured.update(r["protocol"] for r in event.get("reservations", ()))
         else:
             self.live.failed += 1
+
+    def _write(self, log: JsonLines, obj: Any) -> bool:
+        try:
+            log.write(obj)
+        except OSError as exc:
+            self._fail(f"cannot write {log.path}: {exc.strerror or exc}")
+            return False
+        return True
 
     def _fail(self, message: str) -> None:
         """A file cannot be written (full disk, read-only mount): stop the crawl rather than go on producing
@@ -752,16 +747,12 @@ class CrawlResult:
         return self.signalled and self.reason == "shutdown"
 
 
-def user_agent(agent: str, info_url: str) -> str:
-    """RFC 9309 §2.2.1: the product token is in the User-Agent, which also links to the crawler's public page."""
-    return f"Mozilla/5.0 (compatible; {agent}/0.1; +{info_url})"
-
-
 def crawl_settings(opts: CrawlOptions) -> Any:
     """The project's settings (crawler/settings.py) with the options on top."""
     from scrapy.settings import Settings
 
     from crawler import settings as project
+    from crawler.cli import user_agent_for
 
     settings = Settings()
     settings.setmodule(project, priority="project")
@@ -782,7 +773,7 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         "OPTOUT_CACHE_URL": f"sqlite:///{out / CACHE}",
         "OPTOUT_INFO_URL": info_url,
         "OPTOUT_REPORT_LABELS": opts.labels,
-        "USER_AGENT": user_agent(opts.agent, info_url),
+        "USER_AGENT": user_agent_for(opts.agent, info_url),
     }
     if opts.blocklist:
         overrides["OPTOUT_BLOCKLIST"] = opts.blocklist
@@ -821,7 +812,13 @@ def preflight(opts: CrawlOptions) -> Any:
             f"cannot resume: {problem}. Move {opts.out / JOB} away to start the crawl afresh "
             f"(items, decisions and the registry in {opts.out} are kept and appended to)"
         )
-    load_run(opts.out)
+    run = load_run(opts.out)
+    for key, wanted in (("purpose", opts.purpose), ("agent", opts.agent), ("mode", opts.mode)):
+        if run.get(key) not in (None, wanted):
+            raise CrawlError(
+                f"{opts.out} holds a crawl with {key} {run[key]!r}, not {wanted!r}: its items would be mixed. "
+                "Use another --out (or the same options to resume)"
+            )
     settings = crawl_settings(opts)
     try:
         OptOutConfig.from_settings(settings)

@@ -112,7 +112,7 @@ class Disclosure:
     def from_settings(cls, module: str = DEFAULT_SETTINGS, overrides: dict[str, Any] | None = None) -> Disclosure:
         from scrapy.settings import Settings
 
-        from crawler.crawl import user_agent
+        from crawler.cli import PROJECT_URL, user_agent_for
         from middlewares.config import agent_from_user_agent
 
         settings = Settings()
@@ -126,7 +126,7 @@ class Disclosure:
         info_url = str(given.get("info_url") or settings.get("OPTOUT_INFO_URL") or "")
         ua = settings.get("USER_AGENT") or ""
         if "agents" in given or "info_url" in given or not ua:
-            ua = user_agent(agents[0], info_url or "https://github.com/optout-toolkit/optout")
+            ua = user_agent_for(agents[0], info_url or PROJECT_URL)
         protocols = settings.getdict("OPTOUT_PROTOCOLS")
         blocklist = settings.get("OPTOUT_BLOCKLIST") or ""
         if isinstance(blocklist, (list, tuple, set)):

@@ -348,3 +348,13 @@ def test_scrapy_crawl_compliant_writes_the_same_files(web: FixtureWeb, tmp_path:
     assert not web.hits("s", "/private")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["honoured"]["by_protocol"] == {"robots": 1} and (out / "report.html").exists()
+
+
+def test_a_folder_keeps_one_purpose(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    run = {"purpose": "train-ai", "agent": "OptOutBot", "mode": "conservative", "runs": [{"reason": "finished"}]}
+    (out / "run.json").write_text(json.dumps(run))
+    proc = crawl_cmd("http://127.0.0.1:9/", "--out", str(out), "--purpose", "search", timeout=30)
+    assert proc.returncode == 2 and "holds a crawl with purpose 'train-ai', not 'search'" in proc.stderr
+    assert not (out / "items.jsonl").exists() or not (out / "items.jsonl").read_bytes()

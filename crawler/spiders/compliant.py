@@ -28,6 +28,7 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.http import Request, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 
+from middlewares.downloader import DECISION_META
 from middlewares.engine import origin_of
 from middlewares.policy import Decision
 from middlewares.recording import MAX_EVIDENCE, header_block
@@ -36,7 +37,6 @@ from middlewares.recording import MAX_EVIDENCE, header_block
 # ``event`` (a JSON-ready dict, see CompliantSpider._outcome). crawler.crawl.RunFiles writes them to a file.
 outcome_signal = object()
 
-DECISION_META = "optout_decision"
 KIND_META = "compliant_kind"
 MAX_LINKS = 1000
 MAX_TEXT = 2_000_000
