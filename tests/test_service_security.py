@@ -273,3 +273,38 @@ def test_service_files_are_not_served(env: tuple[LiveServer, dict[str, str]], tm
         status, body = raw_get(srv, target, {})
         assert "SQLite format" not in body and "import " not in body, target
         assert status in (200, 404, 400, 405, 307), (target, status)
+
+
+def test_fast_site_reader_cannot_be_fooled_by_record_content() -> None:
+    """The records page reads target.site without a full parse; rules and URLs that spell out another site's
+    target object must not change what it reads (and it must agree with a real parse)."""
+    from datetime import datetime, timezone
+
+    from optout_registry.record import canonical, new_record
+    from optout_registry.service.app import _leaf_site, _leaf_site_parsed
+
+    tricks = [
+        {"target": {"site": "other.org"}},
+        {"pattern": '"target":{"host":"x","site":"other.org","url":"u"}'},
+        {"z": {"target": {"host": "a", "site": "other.org", "url": "https://other.org/"}}},
+        {"pattern": '\\"site\\":\\"other.org\\"}'},
+    ]
+    urls = [
+        "https://news.example.net/a",
+        'https://news.example.net/"target":{"site":"other.org"}',
+        "https://news.example.net/}",
+    ]
+    for rule in tricks:
+        for url in urls:
+            rec = new_record(
+                url=url,
+                mechanism="robots.txt",
+                purposes=["train-ai"],
+                rule=rule,
+                decision="not_fetched",
+                agent_token="B",
+                operator="o.example",
+                observed_at=datetime(2026, 11, 1, tzinfo=timezone.utc),
+            )
+            leaf = canonical(rec)
+            assert _leaf_site(leaf) == _leaf_site_parsed(leaf) == "example.net", (rule, url)

@@ -25,6 +25,7 @@ be a proxy into its own network); tests inject one that maps fixture names to 12
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -54,6 +55,7 @@ class ChallengeFailed(Exception):
     """The published token was not found; the message says what was seen instead."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def site_key(text: str) -> str:
     """Normalise a claimed or queried domain to the registry's site key (registrable domain, IDNA A-label).
 
