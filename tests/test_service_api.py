@@ -431,3 +431,43 @@ def test_postgresql_registry(pg_url: str, tmp_path: Path, web: FixtureWeb) -> No
 
         with psycopg.connect(pg_url, autocommit=True) as conn, pytest.raises(psycopg.Error, match="append-only"):
             conn.execute("DELETE FROM svc_complaint")
+
+
+def test_optout_serve_command(tmp_path: Path) -> None:
+    """The real `optout serve` process: starts on the given port, serves the page and the checkpoint, and refuses
+    a missing registry with exit status 2."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    url = f"sqlite:///{tmp_path / 'reg.db'}"
+    build_registry(url, tmp_path / "reg.db.key")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "crawler.cli", "serve", "--registry", url, "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/.well-known/optout-registry/checkpoint", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+        assert r.status_code == 200 and r.text.split("\n")[1] == "68"
+        assert "verify.js" in httpx.get(f"http://127.0.0.1:{port}/").text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    bad = subprocess.run(
+        [sys.executable, "-m", "crawler.cli", "serve", "--registry", str(tmp_path / "none.db")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "optout serve: error: no registry" in bad.stderr
