@@ -31,10 +31,18 @@ def test_demo_crawls_verifies_and_prints_the_paths(tmp_path: Path) -> None:
     report = (out / "report.html").read_text()
     assert "publisher" in report and "cloudflare" in report  # the fixture sites' names label their origins
 
-    # a second run into the same folder starts afresh (its registry is not mixed with the first one's)
-    again = run_cli("demo", "--out", str(out), timeout=120)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert json.loads((out / "summary.json").read_text())["registry"]["tree_size"] == summary["registry"]["tree_size"]
+
+def test_demo_starts_afresh_and_removes_only_its_own_files(tmp_path: Path) -> None:
+    from crawler.demo import DEMO_DIRS, DEMO_FILES, clean
+
+    for name in DEMO_FILES:
+        (tmp_path / name).write_text("old")
+    for name in (*DEMO_DIRS, "bundle-127.0.0.1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    clean(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_demo_reports_an_unwritable_folder(tmp_path: Path) -> None:
