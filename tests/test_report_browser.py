@@ -4,17 +4,15 @@ WebDriver HTTP calls, so nothing is downloaded and no Python browser package is 
 Checks that the page renders as meant, with a dozen sites and with 10,000: every number card is laid out and
 equals summary.json, both charts have visible bars, the site table has every row, the filter works, nothing runs
 off the page sideways, no script error is logged, and the page asks the network for nothing. Screenshots are kept
-in the test's tmp folder (the path is printed) to look at.
+under artifacts_dir("report") (the paths are printed) to look at.
 
-Set-up: chromium and chromium-driver are installed with apt-get when missing and running as root; otherwise the
-tests are skipped with the reason.
+Set-up (tests/browser_support.py, shared with the service's browser test): chromium and chromium-driver are
+installed with apt-get when missing and running as root; otherwise the tests are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -28,38 +26,9 @@ import requests
 
 from crawler.crawl import SiteRow
 from crawler.report import render_report
+from tests.browser_support import CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, install_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 PROTOCOLS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "access", "fetch"]
-
-
-def _install_chromium() -> str | None:
-    """Install Debian's chromium and chromedriver if missing; the reason to skip, or None when ready."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return f"{CHROMIUM} / {CHROMEDRIVER} missing and not root: apt-get install chromium chromium-driver"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium", "chromium-driver"]
-    done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
-    if done.returncode != 0:  # stale package lists: update once, then try again
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600)
-        done = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
-    if done.returncode != 0 or not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        return f"apt-get install chromium chromium-driver failed: {done.stderr.strip()[-300:]}"
-    return None
 
 
 class Browser:
@@ -95,7 +64,7 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    reason = _install_chromium()
+    reason = install_chromium()
     if reason:
         print(f"skipping the browser tests: {reason}")
         pytest.skip(reason)
@@ -273,7 +242,7 @@ def test_report_renders(browser: Browser, tmp_path: Path) -> None:
         "const a = d.querySelector('a'); return [a.getBoundingClientRect().height > 0, a.getAttribute('href')];"
     )
     assert link[0] and (tmp_path / link[1]).exists()
-    browser.screenshot(tmp_path / "report-12-sites.png")
+    browser.screenshot(artifacts_dir("report") / "report-12-sites.png")
 
 
 def test_report_with_10000_sites(browser: Browser, tmp_path: Path) -> None:
@@ -289,6 +258,6 @@ def test_report_with_10000_sites(browser: Browser, tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     browser.js(FILTER, "")
     browser.js("window.scrollTo(0, document.getElementById('sites').offsetTop + 20000)")
-    browser.screenshot(tmp_path / "report-10000-sites-table.png")
+    browser.screenshot(artifacts_dir("report") / "report-10000-sites-table.png")
     browser.js("window.scrollTo(0, 0)")
-    browser.screenshot(tmp_path / "report-10000-sites.png")
+    browser.screenshot(artifacts_dir("report") / "report-10000-sites.png")
