@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--out", default="optout-crawl", metavar="DIR", help="output folder (default ./optout-crawl)")
     _add_policy_args(crawl)
     crawl.set_defaults(timeout=None)
+    for action in crawl._actions:  # the same options as check, with what differs for a crawl
+        if action.dest == "timeout":
+            action.help = "seconds per request and per policy file (default 30 and 20)"
+        elif action.dest == "blocklist":
+            action.metavar = "FILE|URL"
+            action.help = "domains never to fetch, one per line (# comments); subdomains are covered too"
     crawl.add_argument(
         "--registry",
         metavar="URL",
