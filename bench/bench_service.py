@@ -1,6 +1,6 @@
 """Load test of the rights-holder service: one site's records pages from a 10-million-entry registry.
 
-    python bench/bench_service.py [--records 10000000] [--sites 10000] [--duration 15] [--connections 16]
+    python bench/bench_service.py [--records 10000000] [--sites 10000] [--duration 15] [--connections 8]
 
 1. Builds (once; cached under /tmp/optout-bench-service-<N>) a SQLite registry of N valid, canonical records
    spread over ``--sites`` sites, through a bulk path that appending record by record could not match: leaves
@@ -212,8 +212,8 @@ def main() -> int:
     ap.add_argument("--sites", type=int, default=10_000)
     ap.add_argument("--duration", type=float, default=15.0, help="measured seconds (default 15)")
     ap.add_argument("--warmup", type=float, default=3.0)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2, one per core)")
     ap.add_argument("--cache", default=None, help="default /tmp/optout-bench-service-<records>")
     args = ap.parse_args()
     cache = Path(args.cache or f"/tmp/optout-bench-service-{args.records}")
