@@ -345,7 +345,7 @@ def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tup
         if rows
         else '<p class="empty">No site was crawled.</p>'
     )
-    data = json.dumps(summary, sort_keys=True).replace("</", "<\\/")
+    data = json.dumps(summary, sort_keys=True).replace("<", "\\u003c")  # no tag can open or close in it
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>optout crawl report</title><style>{CSS}</style></head><body><main>

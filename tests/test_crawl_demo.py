@@ -51,3 +51,24 @@ def test_demo_reports_an_unwritable_folder(tmp_path: Path) -> None:
     proc = run_cli("demo", "--out", str(blocker / "demo"), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("optout demo: error: cannot write to") and "Traceback" not in proc.stderr
+
+
+def test_demo_flags_an_answer_that_differs(tmp_path: Path) -> None:
+    """run_demo exits 1 when any outcome is not what its case expects; this is the comparison it uses."""
+    from crawler.demo import build_web, case_url, outcomes
+    from crawler.fixtureweb import FixtureWeb
+
+    with FixtureWeb() as web:
+        cases = build_web(web)
+        open_case = next(c for c in cases if c.expect_allowed)
+        reserved = next(c for c in cases if c.expect_protocols == ("tdmrep",))
+        # an allowed page refused, and a reserved page refused for the wrong reason
+        robots, rsl = [{"protocol": "robots", "rule": "x"}], [{"protocol": "rsl", "rule": "y"}]
+        lines = [
+            {"url": case_url(web, open_case), "outcome": "not_fetched", "reservations": robots},
+            {"url": case_url(web, reserved), "outcome": "fetched_not_stored", "reservations": rsl},
+        ]
+        (tmp_path / "decisions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (tmp_path / "items.jsonl").write_text("")
+        found = {o.case.path: o for o in outcomes(web, cases, tmp_path) if o.case in (open_case, reserved)}
+    assert not found[open_case.path].ok and not found[reserved.path].ok
