@@ -310,6 +310,13 @@ def crawl_exit_status(console, out: Path, result) -> int:  # type: ignore[no-unt
     if unreachable:
         listed = "; ".join(f"{u}: {why}" for u, why in list(unreachable.items())[:5])
         print(f"optout crawl: {len(unreachable)} seed(s) could not be crawled: {listed}", file=sys.stderr)
+    last = summary.get("last_run") or {}
+    if summary["runs"] > 1 and not any(last.values()):
+        print(
+            f"optout crawl: nothing new to crawl: the crawl in {out} is complete. Use another --out to crawl "
+            "again (or move its job/ folder away to start over and append to its files).",
+            file=sys.stderr,
+        )
     crawled = summary["pages"]["stored"] + summary["pages"]["refused"]
     if problems or (unreachable and len(unreachable) >= summary["seeds"] and not summary["pages"]["stored"]):
         return EXIT_RESERVED

@@ -469,6 +469,7 @@ def collect(
             "by_decision": dict(sorted(by_decision.items())),
         },
         "registry": registry,
+        "last_run": {k: last.get(k, 0) for k in ("stored", "refused", "failed", "responses")},
         "unreachable_seeds": dict(sorted(seed_problems.items())),
         "problems": problems,
         "files": {name: name for name in (ITEMS, DECISIONS, RUN, SUMMARY, REPORT, LOG)},
@@ -562,14 +563,10 @@ def write_evidence(out: Path, url: str | None, rows: list[SiteRow]) -> None:
 
     folder = out / EVIDENCE
     folder.mkdir(exist_ok=True)
-    names: dict[str, str] = {}
+    names = {p.name.split(".", 1)[0]: p.name for p in folder.iterdir()}  # copied by an earlier run
     try:
         with Registry.open(url, create=False) as reg:
-            for sha in sorted(wanted):
-                existing = next(iter(folder.glob(sha + ".*")), None)
-                if existing is not None:
-                    names[sha] = existing.name
-                    continue
+            for sha in sorted(wanted - names.keys()):
                 body = reg.evidence(sha)
                 if body is None:
                     continue

@@ -184,6 +184,10 @@ def test_ctrl_c_keeps_everything_and_the_same_command_resumes(web: FixtureWeb, t
     run = json.loads((out / "run.json").read_text())
     assert [r["reason"] for r in run["runs"]] == ["shutdown", "finished"]
     assert json.loads((out / "summary.json").read_text())["pages"]["stored"] == 31
+    # once complete, the same command says so and changes nothing
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert again.returncode == 0 and "nothing new to crawl" in again.stderr, again.stderr
+    assert len(lines(out / "items.jsonl")) == 31
 
 
 @pytest.mark.parametrize(
