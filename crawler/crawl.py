@@ -201,7 +201,7 @@ class RunFiles:
 
         out = crawler.settings.get("OPTOUT_OUT_DIR")
         if not out:
-            raise NotConfigured("OPTOUT_OUT_DIR is not set")
+            raise NotConfigured  # no message: Scrapy would log one as a warning, and this is the normal case
         ext = cls(crawler, Path(out))
         crawler._optout_run_files = ext
         return ext
