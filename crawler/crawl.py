@@ -799,16 +799,16 @@ def spider_args(opts: CrawlOptions) -> dict[str, Any]:
 
 
 def preflight(opts: CrawlOptions) -> Any:
-    """Everything that can be checked before the crawl starts; CrawlError with one line otherwise."""
+    """Everything that can be checked before the crawl starts; CrawlError with one line otherwise. The settings
+    come first, so a typo in an option leaves nothing behind on disk."""
     from middlewares.config import ConfigError, OptOutConfig
 
+    settings = crawl_settings(opts)
+    try:
+        OptOutConfig.from_settings(settings)
+    except ConfigError as exc:
+        raise CrawlError(str(exc)) from None
     check_out_dir(opts.out)
-    problem = check_jobdir(opts.out / JOB)
-    if problem:
-        raise CrawlError(
-            f"cannot resume: {problem}. Move {opts.out / JOB} away to start the crawl afresh "
-            f"(items, decisions and the registry in {opts.out} are kept and appended to)"
-        )
     run = load_run(opts.out)
     for key, wanted in (("purpose", opts.purpose), ("agent", opts.agent), ("mode", opts.mode)):
         if run.get(key) not in (None, wanted):
@@ -816,11 +816,12 @@ def preflight(opts: CrawlOptions) -> Any:
                 f"{opts.out} holds a crawl with {key} {run[key]!r}, not {wanted!r}: its items would be mixed. "
                 "Use another --out (or the same options to resume)"
             )
-    settings = crawl_settings(opts)
-    try:
-        OptOutConfig.from_settings(settings)
-    except ConfigError as exc:
-        raise CrawlError(str(exc)) from None
+    problem = check_jobdir(opts.out / JOB)
+    if problem:
+        raise CrawlError(
+            f"cannot resume: {problem}. Move {opts.out / JOB} away to start the crawl afresh "
+            f"(items, decisions and the registry in {opts.out} are kept and appended to)"
+        )
     return settings
 
 

@@ -274,6 +274,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], messa
     error = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(error) == 1 and message in error[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not out.exists()  # nothing written for a command that could not run
 
 
 def test_unreachable_seed(tmp_path: Path) -> None:
