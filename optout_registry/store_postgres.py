@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from optout_registry.registry import ForkError, IntegrityError, RegistryError, SignFn
+from optout_registry.store_common import CheckpointReads
 
 SCHEMA_VERSION = "1"
 INTEGRATE_CHUNK = 65_536
@@ -73,7 +74,9 @@ _UPSERT_TILE = (
 )
 
 
-class PostgresStore:
+class PostgresStore(CheckpointReads):
+    _param = "%s"
+
     """The PostgreSQL backend: one connection per process, guarded by a lock (psycopg connections are not shared)."""
 
     kind = "postgresql"
@@ -277,26 +280,6 @@ class PostgresStore:
     def read_tile(self, level: int, n: int) -> bytes | None:
         data = self._one("SELECT data FROM tile WHERE level = %s AND n = %s", (level, n))
         return None if data is None else bytes(data)
-
-    def tile_keys(self) -> set[tuple[int, int]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT level, n FROM tile").fetchall()
-        return {(int(level), int(n)) for level, n in rows}
-
-    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size DESC LIMIT 1").fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
-
-    def checkpoint_at(self, size: int) -> tuple[int, bytes, str] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT size, root, note FROM checkpoint WHERE size = %s", (size,)).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
-
-    def checkpoints(self) -> list[tuple[int, bytes, str]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size").fetchall()
-        return [(int(s), bytes(r), str(n)) for s, r, n in rows]
 
     def sequenced(self) -> int:
         return int(self._one("SELECT next FROM seq_coord WHERE id = 1"))

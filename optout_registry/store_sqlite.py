@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from optout_registry.registry import IntegrityError, RegistryError, SignFn
+from optout_registry.store_common import CheckpointReads
 
 SCHEMA_VERSION = "1"
 
@@ -68,7 +69,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class SqliteStore:
+class SqliteStore(CheckpointReads):
+    _param = "?"
+
     """The SQLite backend. Thread-safe through one lock: SQLite allows one writer anyway."""
 
     kind = "sqlite"
@@ -221,26 +224,6 @@ class SqliteStore:
         with self._lock:
             row = self._conn.execute("SELECT data FROM tile WHERE level = ? AND n = ?", (level, n)).fetchone()
         return None if row is None else bytes(row[0])
-
-    def tile_keys(self) -> set[tuple[int, int]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT level, n FROM tile").fetchall()
-        return {(int(level), int(n)) for level, n in rows}
-
-    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size DESC LIMIT 1").fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
-
-    def checkpoint_at(self, size: int) -> tuple[int, bytes, str] | None:
-        with self._lock:
-            row = self._conn.execute("SELECT size, root, note FROM checkpoint WHERE size = ?", (size,)).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
-
-    def checkpoints(self) -> list[tuple[int, bytes, str]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size").fetchall()
-        return [(int(s), bytes(r), str(n)) for s, r, n in rows]
 
     def sequenced(self) -> int:
         """Entries stored (in SQLite every stored entry is integrated)."""
