@@ -185,8 +185,10 @@ def main() -> None:
         )
     ratio = median["optout"] / median["plain"]
     verdict = "within" if 1 - ratio <= TARGET else "OVER"
-    print(f"optout crawl / plain Scrapy (ROBOTSTXT_OBEY) throughput: {ratio:.3f} "
-          f"({(1 - ratio) * 100:+.1f}% slower; target <= {TARGET * 100:.0f}%: {verdict})")  # fmt: skip
+    print(
+        f"optout crawl / plain Scrapy (ROBOTSTXT_OBEY) throughput: {ratio:.3f} ({(1 - ratio) * 100:+.1f}% cost; "
+        f"target <= {TARGET * 100:.0f}%: {verdict})"
+    )
     cost = cpu["optout"] / cpu["plain"] - 1
     print(f"optout crawl CPU per page vs plain Scrapy: {cost * 100:+.1f}% (whole process, start-up included)")
     print(f"optout crawl / the same spider without the add-on: {median['optout'] / median['spider']:.3f}")
