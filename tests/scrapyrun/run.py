@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import scrapy
 from scrapy.crawler import CrawlerProcess
@@ -44,7 +44,7 @@ class ProbeSpider(scrapy.Spider):
 
 
 class Collect:
-    items: list[dict[str, Any]] = []
+    items: ClassVar[list[dict[str, Any]]] = []
 
     def process_item(self, item: Any, spider: Any = None) -> Any:
         Collect.items.append(dict(item))
