@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from scrapy.exceptions import IgnoreRequest
+from scrapy.utils.httpobj import urlparse_cached
 
 from middlewares.engine import Fetched, LoadedLicense, load_license, origin_of, response_signals
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
     from scrapy.http import Request, Response
 
 DECISION_META = "optout_decision"
+
+
+def _origin(request: Request) -> str:
+    """``origin_of(request.url)`` from the parse Scrapy caches on the request (its offsite and cookie middlewares
+    and the downloader's slot key parse the same URL)."""
+    parts = urlparse_cached(request)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def _skip(request: Request) -> bool:
@@ -52,7 +60,7 @@ class OptOutAccessMiddleware:
             listed = blocklist.signal(url)
             if listed is not None:
                 self._refuse(request, policy.decide(url, [listed]), None)
-        site = await state.cache.get(origin_of(url))
+        site = await state.cache.get(_origin(request))
         denied = site.access_signals(url, policy)
         if denied:
             decision = policy.decide(url, denied + site.failures, site.notes)
@@ -75,7 +83,7 @@ class OptOutAccessMiddleware:
         engine = self.crawler.engine
         if engine is None or not delay or "download_slot" in request.meta:
             return
-        key = "optout:" + origin_of(request.url)
+        key = "optout:" + _origin(request)
         request.meta["download_slot"] = key
         downloader = engine.downloader
         slot = downloader.slots.get(key)
@@ -104,7 +112,7 @@ class OptOutUsageMiddleware:
         policy = state.policy
         first_url = (request.meta.get("redirect_urls") or [request.url])[0]
         fetched = fetched_from_response(response, url=first_url)
-        site = await state.cache.get(origin_of(response.url))
+        site = await state.cache.get(_origin(request) if response.url == request.url else origin_of(response.url))
         facts = response_signals(fetched, policy)
         if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
             return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
