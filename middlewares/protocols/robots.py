@@ -299,10 +299,13 @@ class RobotsTxt:
         if own:
             labels = [_label(g, wanted, lenient) for g in own]
             selected = _merge(labels[0], own, labels)
-        elif star:
-            selected = _merge("*", star, ["*"] * len(star))
         else:
-            selected = _merge("", [], [])
+            # Every token without a group of its own gets the same selection: one shared object, so asking about
+            # many tokens (the cross-token checks) does not keep a merged copy of the `*` rules for each of them.
+            selected = self._cache.get(("*", lenient))
+            if selected is None:
+                selected = _merge("*", star, ["*"] * len(star)) if star else _merge("", [], [])
+                self._cache[("*", lenient)] = selected
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         self._cache[key] = selected
