@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 
 class CheckpointReads:
-    """Tile keys and checkpoint rows. A store sets ``_conn``, ``_lock`` and ``_param`` (``?`` or ``%s``)."""
+    """Tile keys, checkpoint rows and evidence listings. A store sets ``_conn``, ``_lock`` and ``_param``."""
 
     _conn: Any
     _lock: threading.RLock
@@ -33,3 +34,14 @@ class CheckpointReads:
         with self._lock:
             rows = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size").fetchall()
         return [(int(s), bytes(r), str(n)) for s, r, n in rows]
+
+    def evidence_stats(self) -> tuple[int, int]:
+        with self._lock:
+            count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
+        return int(count), int(size)
+
+    def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT sha256, body FROM evidence").fetchall()
+        for sha, body in rows:
+            yield bytes(sha), bytes(body)

@@ -307,17 +307,6 @@ class PostgresStore(CheckpointReads):
         body = self._one("SELECT body FROM evidence WHERE sha256 = %s", (sha,))
         return None if body is None else bytes(body)
 
-    def evidence_stats(self) -> tuple[int, int]:
-        with self._lock:
-            count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
-        return int(count), int(size)
-
-    def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT sha256, body FROM evidence").fetchall()
-        for sha, body in rows:
-            yield bytes(sha), bytes(body)
-
     # -- site index ---------------------------------------------------------------------------------------------
 
     def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None:

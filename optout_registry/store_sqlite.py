@@ -257,17 +257,6 @@ class SqliteStore(CheckpointReads):
             row = self._conn.execute("SELECT body FROM evidence WHERE sha256 = ?", (sha,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def evidence_stats(self) -> tuple[int, int]:
-        with self._lock:
-            count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
-        return int(count), int(size)
-
-    def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
-        with self._lock:
-            rows = self._conn.execute("SELECT sha256, body FROM evidence").fetchall()
-        for sha, body in rows:
-            yield bytes(sha), bytes(body)
-
     # -- site index (derived, untrusted, rebuilt lazily) --------------------------------------------------------
 
     def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None:
