@@ -172,10 +172,10 @@ class ProxyMiddleware:
             request.meta["proxy"] = self.proxies[zlib.crc32(host) % len(self.proxies)]
 
 
-def plain_spider(origins: int) -> Any:
-    """The spider every crawl benchmark runs: a plain Scrapy spider that knows nothing of this project. Built
-    inside the child process, which imports Scrapy only after choosing its reactor and settings."""
+def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: bool) -> None:
+    sys.path.insert(0, str(ROOT))
     import scrapy
+    from scrapy.crawler import CrawlerProcess
 
     class BenchSpider(scrapy.Spider):
         name = "bench"
@@ -188,15 +188,6 @@ def plain_spider(origins: int) -> Any:
             yield {"url": response.url, "title": response.css("title::text").get()}
             for href in response.css("a::attr(href)").getall():
                 yield response.follow(href)
-
-    return BenchSpider
-
-
-def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: bool) -> None:
-    sys.path.insert(0, str(ROOT))
-    from scrapy.crawler import CrawlerProcess
-
-    BenchSpider = plain_spider(origins)
 
     settings: dict[str, Any] = {
         "LOG_LEVEL": "WARNING",

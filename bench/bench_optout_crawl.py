@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_crawl import plain_spider, start_server  # noqa: E402  (the loopback proxy web, shared with bench_crawl.py)
+from bench_crawl import start_server  # noqa: E402  (the loopback proxy web, shared with bench_crawl.py)
 
 VARIANTS = ("plain", "spider", "optout", "optout-nojob")
 TARGET = 0.05
@@ -53,13 +53,24 @@ TARGET = 0.05
 def child(variant: str, origins: int, workdir: str) -> None:
     """One baseline crawl in this (fresh) process; prints its stats as JSON."""
     sys.path.insert(0, str(ROOT))
+    import scrapy
     from scrapy.crawler import CrawlerProcess
     from scrapy.settings import Settings
 
     from crawler import settings as project
     from crawler.spiders.compliant import CompliantSpider
 
-    PlainSpider = plain_spider(origins)
+    class PlainSpider(scrapy.Spider):
+        name = "plain"
+
+        async def start(self):  # type: ignore[override]
+            for i in range(origins):
+                yield scrapy.Request(f"http://site{i:05d}.test/")
+
+        def parse(self, response: Any) -> Any:
+            yield {"url": response.url, "title": response.css("title::text").get()}
+            for href in response.css("a::attr(href)").getall():
+                yield response.follow(href)
 
     settings = Settings()
     settings.setmodule(project, priority="project")
