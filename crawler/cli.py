@@ -88,6 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--delay", type=float, help="seconds between requests to one site (robots.txt may ask more)")
     crawl.add_argument("--info-url", metavar="URL", help="the crawler's public page, linked from its User-Agent")
     crawl.add_argument("--operator", help="who is crawling (written into every registry record)")
+    fleet = crawl.add_argument_group("distributed crawls (docs/distributed.md)")
+    fleet.add_argument(
+        "--distributed",
+        action="store_true",
+        help="be one worker of a fleet: shared queue (scrapy-redis), shared policy cache and Crawl-delay (Redis), "
+        "one PostgreSQL registry; start the same command on every worker, each with its own --out",
+    )
+    fleet.add_argument("--redis", metavar="URL", help="Redis for --distributed (default $OPTOUT_REDIS_URL)")
+    fleet.add_argument(
+        "--crawl-id",
+        metavar="NAME",
+        help="names this crawl's queue and dupefilter in Redis; workers of one crawl share it (default optout-crawl)",
+    )
+    fleet.add_argument(
+        "--integrate",
+        action="store_true",
+        help="this worker also signs a checkpoint at the end (needs the registry key); else run "
+        "`optout registry checkpoint --every 10` on one machine",
+    )
     crawl.add_argument(
         "-s", "--set", action="append", default=[], metavar="NAME=VALUE", help="any Scrapy or OPTOUT_ setting"
     )
@@ -241,6 +260,17 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         raise CliError("--timeout must be a positive number of seconds")
     out = Path(args.out)
     registry = args.registry if args.registry is not None else os.environ.get("OPTOUT_REGISTRY_URL") or None
+    redis_url = None
+    if args.distributed:
+        redis_url = args.redis or os.environ.get("OPTOUT_REDIS_URL")
+        if not redis_url or not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise CliError("--distributed needs --redis redis://host:port/db (or $OPTOUT_REDIS_URL)")
+        if not registry or not registry.startswith(("postgresql://", "postgres://")):
+            raise CliError(
+                "--distributed needs one registry for all workers: --registry postgresql://… (or $OPTOUT_REGISTRY_URL)"
+            )
+    elif args.redis or args.crawl_id or args.integrate:
+        raise CliError("--redis, --crawl-id and --integrate belong to --distributed crawls")
     opts = CrawlOptions(
         seeds=seeds,
         out=out,
@@ -260,6 +290,9 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         info_url=args.info_url,
         operator=args.operator,
+        redis_url=redis_url,
+        crawl_id=args.crawl_id or "optout-crawl",
+        integrate=args.integrate,
         extra_settings=dict(_setting(s) for s in args.set),
     )
     console = Console(stderr=True)

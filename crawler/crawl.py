@@ -728,6 +728,9 @@ class CrawlOptions:
     info_url: str | None = None
     operator: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    redis_url: str | None = None  # set: one worker of a distributed crawl (crawler/fleet.py)
+    crawl_id: str = "optout-crawl"
+    integrate: bool = False
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -772,6 +775,9 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         "OPTOUT_REPORT_LABELS": opts.labels,
         "USER_AGENT": user_agent_for(opts.agent, info_url),
     }
+    if opts.redis_url:
+        overrides.update(fleet_settings(opts.redis_url, opts.crawl_id, integrate=opts.integrate))
+        overrides["EXTENSIONS"] = {**settings.getdict("EXTENSIONS"), "crawler.fleet.FleetIdle": 510}
     if opts.blocklist:
         overrides["OPTOUT_BLOCKLIST"] = opts.blocklist
     if opts.operator:
@@ -786,6 +792,24 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         overrides["OPTOUT_POLICY_TIMEOUT"] = opts.timeout
     settings.setdict({**overrides, **opts.extra_settings}, priority="cmdline")
     return settings
+
+
+def fleet_settings(redis_url: str, crawl_id: str, *, integrate: bool = False) -> dict[str, Any]:
+    """What makes a worker part of a fleet: scrapy-redis's queue and dupefilter (kept when a worker stops, since
+    other workers still use them), the add-on's Redis policy cache, and no checkpoint signing unless asked. The
+    same dict works for ``scrapy crawl compliant -s ...`` (docs/distributed.md)."""
+    return {
+        "SCHEDULER": "crawler.fleet.FleetScheduler",
+        "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
+        "SCHEDULER_PERSIST": True,
+        "SCHEDULER_QUEUE_KEY": f"{crawl_id}:requests",
+        "SCHEDULER_DUPEFILTER_KEY": f"{crawl_id}:dupefilter",
+        "REDIS_URL": redis_url,
+        "OPTOUT_CRAWL_ID": crawl_id,
+        "OPTOUT_CACHE_URL": redis_url,
+        "OPTOUT_REGISTRY_INTEGRATE": integrate,
+        "JOBDIR": None,  # the queue lives in Redis; resuming is joining the crawl again
+    }
 
 
 def spider_args(opts: CrawlOptions) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class OptOutConfig:
     operator: str = "localhost"
     node: str = ""
     max_origins: int = 5000
+    cache_prefix: str = "optout:"
+    cache_outage: float = 60.0
+    integrate: bool = True
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
@@ -96,6 +99,9 @@ class OptOutConfig:
             operator=str(settings.get("OPTOUT_OPERATOR") or "localhost"),
             node=str(settings.get("OPTOUT_NODE") or ""),
             max_origins=max(1, settings.getint("OPTOUT_CACHE_MAX_ORIGINS", 5000)),
+            cache_prefix=str(settings.get("OPTOUT_CACHE_PREFIX") or "optout:"),
+            cache_outage=_positive(settings, "OPTOUT_CACHE_OUTAGE", 60.0),
+            integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", True),
         )
 
 

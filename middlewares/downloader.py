@@ -66,7 +66,31 @@ class OptOutAccessMiddleware:
             decision = policy.decide(url, denied + site.failures, site.notes)
             self._refuse(request, decision, site)
         state.stats.inc_value("optout/access/allowed")
-        self._apply_crawl_delay(request, site.robots.crawl_delay(policy.agent, lenient=policy.lenient))
+        delay = site.robots.crawl_delay(policy.agent, lenient=policy.lenient)
+        if delay and state.fleet_delay is not None:
+            await self._fleet_turn(request, delay)
+        self._apply_crawl_delay(request, delay)
+
+    async def _fleet_turn(self, request: Request, delay: float) -> None:
+        """Wait for this origin's turn across the fleet; if the shared clock cannot be reached, do not fetch."""
+        from middlewares.rediscache import CacheUnavailable
+
+        assert self.state.fleet_delay is not None
+        try:
+            await self.state.fleet_delay.wait(request, _origin(request), delay)
+        except CacheUnavailable as exc:
+            self.state.stats.inc_value("optout/access/gate_unavailable")
+            logger.error("optout: not fetching %s: the fleet's Crawl-delay clock is unavailable (%s)", request.url, exc)
+            raise IgnoreRequest(f"optout: Crawl-delay {delay:g} s cannot be honoured fleet-wide: {exc}") from None
+
+    def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
+        if self.state.fleet_delay is not None:
+            self.state.fleet_delay.release(request)
+        return response
+
+    def process_exception(self, request: Request, exception: BaseException, spider: object = None) -> None:
+        if self.state.fleet_delay is not None:
+            self.state.fleet_delay.release(request)
 
     def _refuse(self, request: Request, decision, site) -> None:  # type: ignore[no-untyped-def]
         state = self.state
@@ -79,7 +103,9 @@ class OptOutAccessMiddleware:
 
     def _apply_crawl_delay(self, request: Request, delay: float | None) -> None:
         """One download slot per origin (RFC 9309 scopes robots.txt to scheme+host+port); when the origin asks
-        for a Crawl-delay, its slot fetches one request at a time, that far apart. Other origins keep theirs."""
+        for a Crawl-delay, its slot fetches one request at a time, that far apart. Other origins keep theirs.
+        In a fleet the spacing comes from the shared clock (``_fleet_turn``), so the slot adds no delay of its own:
+        a granted request must leave at once."""
         engine = self.crawler.engine
         if engine is None or not delay or "download_slot" in request.meta:
             return
@@ -89,8 +115,8 @@ class OptOutAccessMiddleware:
         slot = downloader.slots.get(key)
         if slot is None:
             _, slot = downloader._get_slot(request)
-        if slot.delay < delay:
-            slot.delay = delay
+        if slot.concurrency != 1 or (self.state.fleet_delay is None and slot.delay < delay):
+            slot.delay = 0.0 if self.state.fleet_delay is not None else max(slot.delay, delay)
             slot.jitter = 0.0
             slot.concurrency = 1
             self.state.stats.set_value(f"optout/crawl_delay/{key[len('optout:') :]}", delay)

@@ -103,8 +103,12 @@ class Recorder:
         software: str = "optout/0.1",
         batch: int = 500,
         interval: float = 0.5,
+        integrate: bool = True,
     ) -> None:
         self.registry_url = registry_url
+        # A fleet's workers only sequence records; one integrator signs (REGISTRY.md §6.5), so a worker needs
+        # no signing key and never publishes a checkpoint of its own.
+        self.integrate = integrate
         self.agent = agent
         self.operator = operator
         self.node = node
@@ -191,7 +195,7 @@ class Recorder:
             self._drain_to_spill()
             return
         try:
-            self.vkey = registry.vkey
+            self.vkey = registry.vkey if self.integrate else registry.recorded_vkey()
             while not self._closed:
                 self._collect()
                 if self._pending:
@@ -200,7 +204,11 @@ class Recorder:
                 self._write(registry)  # one more try for a batch that failed before
             if self._pending:
                 self._spill()
-            self.checkpoint = registry.checkpoint()
+            if self.integrate:
+                self.checkpoint = registry.checkpoint()
+            else:
+                latest = registry.latest()
+                self.checkpoint = latest[2] if latest is not None else None
         except Exception as exc:  # the writer must never die silently with records in hand
             self.errors.append(f"registry writer failed: {exc}")
             logger.error("optout: registry writer failed: %s", exc)

@@ -17,13 +17,17 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 from twisted.internet.defer import Deferred, gatherResults
 
 from middlewares.engine import POLICY_FILE_LIMIT, Fetched, SitePolicy, site_files
 from middlewares.policy import Policy
+
+if TYPE_CHECKING:
+    from middlewares.rediscache import RedisPolicyStore
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,11 @@ class _Entry:
 
 class PolicyStore:
     """Raw answers (status, headers, body) of policy files in SQLite, keyed by URL, with their fetch time. Raw
-    answers rather than parsed objects: a parser fix applies to cached files too, and evidence stays exact."""
+    answers rather than parsed objects: a parser fix applies to cached files too, and evidence stays exact.
+
+    The store interface (``get``/``put``/``claim``/``release``/``close``, all awaitable) is shared with the
+    fleet-wide Redis store (middlewares/rediscache.py); here one process owns the file, so a claim always
+    succeeds and SiteCache's in-process single flight is all the coordination there is."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,34 +59,29 @@ class PolicyStore:
             " final_url TEXT NOT NULL, error TEXT NOT NULL)"
         )
 
-    @classmethod
-    def from_url(cls, url: str | None) -> PolicyStore | None:
-        if not url:
-            return None
-        if url.startswith("sqlite:///"):
-            return cls(Path(url[len("sqlite:///") :]))
-        if url.startswith("redis://") or url.startswith("rediss://"):
-            raise ValueError("OPTOUT_CACHE_URL: Redis caches are not supported yet; use sqlite:///path")
-        raise ValueError(f"OPTOUT_CACHE_URL: unsupported URL {url!r} (expected sqlite:///path)")
-
-    def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
-        """A stored answer that has not expired, with its expiry time."""
+    def load(self, url: str, now: float) -> tuple[Fetched, float] | None:
+        """A stored answer that has not expired, with its expiry time (synchronous: the spider reads it too)."""
         row = self.db.execute(
-            "SELECT status, headers, body, final_url, error, expires_at FROM policy_file"
+            "SELECT status, headers, body, final_url, error, expires_at, fetched_at FROM policy_file"
             " WHERE url = ? AND expires_at > ?",
             (url, now),
         ).fetchone()
         if row is None:
             return None
-        status, headers, body, final_url, error, expires = row
-        return Fetched(url, status, json.loads(headers), bytes(body), final_url=final_url, error=error), expires
+        status, headers, body, final_url, error, expires, fetched_at = row
+        fetched = Fetched(url, status, json.loads(headers), bytes(body), final_url, error, fetched_at=fetched_at)
+        return fetched, expires
 
-    def put(self, fetched: Fetched, now: float, expires: float) -> None:
+    async def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
+        return self.load(url, now)
+
+    async def put(self, fetched: Fetched, expires: float) -> None:
+        fetched = compact(fetched)
         self.db.execute(
             "INSERT OR REPLACE INTO policy_file VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 fetched.url,
-                now,
+                fetched.fetched_at,
                 expires,
                 fetched.status,
                 json.dumps({k: list(v) for k, v in fetched.headers.items()}),
@@ -88,8 +91,39 @@ class PolicyStore:
             ),
         )
 
-    def close(self) -> None:
+    async def claim(self, url: str, ttl: float) -> bool:
+        return True
+
+    async def release(self, url: str) -> None:
+        return None
+
+    async def close(self) -> None:
         self.db.close()
+
+
+def compact(fetched: Fetched) -> Fetched:
+    """What is worth keeping of a policy file's answer: a 4xx means "no such file" (RFC 9309 §2.3.1.3), so
+    its error page is dropped; 2xx bodies are the policy and 5xx bodies the evidence of a fail-closed decision."""
+    if fetched.status is not None and 400 <= fetched.status < 500 and fetched.body:
+        return replace(fetched, body=b"")
+    return fetched
+
+
+Store = Union[PolicyStore, "RedisPolicyStore"]
+
+
+def open_store(url: str | None, **options: Any) -> Store | None:
+    """The persistent policy store an ``OPTOUT_CACHE_URL`` names: ``sqlite:///path`` (one machine, across
+    runs) or ``redis://host:port/db`` (shared by a fleet of workers)."""
+    if not url:
+        return None
+    if url.startswith("sqlite:///"):
+        return PolicyStore(Path(url[len("sqlite:///") :]))
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from middlewares.rediscache import RedisPolicyStore
+
+        return RedisPolicyStore(url, **options)
+    raise ValueError(f"OPTOUT_CACHE_URL: unsupported URL {url!r} (expected sqlite:///path or redis://host:port/db)")
 
 
 class SiteCache:
@@ -100,7 +134,8 @@ class SiteCache:
         *,
         ttl: float,
         recheck: float,
-        store: PolicyStore | None = None,
+        store: Store | None = None,
+        claim_ttl: float = 30.0,
         clock: Callable[[], float] = time.time,
         on_fetch: Callable[[Fetched], None] | None = None,
         max_origins: int = 5000,
@@ -110,6 +145,7 @@ class SiteCache:
         self.ttl = ttl
         self.recheck = recheck
         self.store = store
+        self.claim_ttl = claim_ttl
         self.clock = clock
         self.on_fetch = on_fetch
         # Least recently used origins are evicted beyond ``max_origins`` so memory stays flat however many
@@ -179,21 +215,55 @@ class SiteCache:
         return await maybe_deferred_to_future(gatherResults(pending, consumeErrors=True))
 
     async def _file(self, url: str, limit: int) -> tuple[Fetched, float]:
-        now = self.clock()
-        if self.store is not None:
-            stored = self.store.get(url, now)
+        store = self.store
+        if store is None:
+            return await self._fetch(url, limit)
+        # Fleet-wide single flight: the first worker to claim the URL fetches it; the others read its answer
+        # from the shared store once it is there. A claim expires, so a worker killed mid-fetch holds no one up
+        # for longer than ``claim_ttl``; after that a waiter fetches itself (a second fetch, never a guess).
+        deadline = self.clock() + self.claim_ttl + 5.0
+        pause = 0.05
+        while True:
+            stored = await store.get(url, self.clock())
             if stored is not None:
                 return stored
+            if await store.claim(url, self.claim_ttl) or self.clock() > deadline:
+                break
+            await sleep(pause)
+            pause = min(pause * 2, 0.5)
+        try:
+            fetched, expires = await self._fetch(url, limit)
+            await store.put(fetched, expires)
+        finally:
+            await store.release(url)
+        return fetched, expires
+
+    async def _fetch(self, url: str, limit: int) -> tuple[Fetched, float]:
+        now = self.clock()
         fetched = await self.fetch(url, limit)
         if self.on_fetch is not None:
             self.on_fetch(fetched)
         # Failures (5xx, 429, no answer) are re-checked soon; a good answer lasts the RFC 9309 maximum.
         failed = fetched.status is None or fetched.status >= 500 or fetched.status == 429
-        expires = now + (self.recheck if failed else self.ttl)
-        if self.store is not None:
-            self.store.put(fetched, now, expires)
-        return fetched, expires
+        return fetched, now + (self.recheck if failed else self.ttl)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self.store is not None:
-            self.store.close()
+            await self.store.close()
+
+
+async def sleep(seconds: float) -> None:
+    """Wait without blocking the reactor: on asyncio's loop when the coroutine runs on one (Scrapy's asyncio
+    reactor, or plain asyncio), else with Twisted's reactor."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        from scrapy.utils.defer import maybe_deferred_to_future
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await maybe_deferred_to_future(deferLater(reactor, seconds, lambda: None))
+    else:
+        await asyncio.sleep(seconds)

@@ -16,9 +16,11 @@ from twisted.internet.threads import deferToThread
 
 from middlewares.config import ConfigError, OptOutConfig
 from middlewares.engine import MAX_REDIRECTS, Fetched
+from middlewares.fleetdelay import FleetCrawlDelay
 from middlewares.policy import Decision
 from middlewares.recording import Recorder
-from middlewares.sitecache import PolicyStore, SiteCache
+from middlewares.rediscache import RedisPolicyStore
+from middlewares.sitecache import SiteCache, open_store
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -49,20 +51,36 @@ class OptOutState:
         self.policy = config.policy
         self.stats = crawler.stats
         self.honoured: Counter[str] = Counter()
-        store = PolicyStore.from_url(config.cache_url)
+        store = open_store(config.cache_url, prefix=config.cache_prefix, outage=config.cache_outage)
         self.cache = SiteCache(
             config.policy,
             self._download,
             ttl=config.robots_ttl,
             recheck=config.recheck_unreachable,
             store=store,
+            claim_ttl=config.policy_timeout + 10.0,
             on_fetch=self._count_fetch,
             max_origins=config.max_origins,
         )
+        # With a fleet-wide store, Crawl-delay is fleet-wide too (one clock in Redis for all workers).
+        self.fleet_delay: FleetCrawlDelay | None = None
+        if isinstance(store, RedisPolicyStore):
+            from scrapy.utils.reactor import is_asyncio_reactor_installed
+
+            if not is_asyncio_reactor_installed():
+                raise ValueError(
+                    "OPTOUT_CACHE_URL: a Redis cache needs Twisted's asyncio reactor (TWISTED_REACTOR = "
+                    "'twisted.internet.asyncioreactor.AsyncioSelectorReactor', Scrapy's default)"
+                )
+            self.fleet_delay = FleetCrawlDelay(crawler, store)
         self.recorder: Recorder | None = None
         if config.registry_url:
             self.recorder = Recorder(
-                config.registry_url, agent=config.policy.agent, operator=config.operator, node=config.node
+                config.registry_url,
+                agent=config.policy.agent,
+                operator=config.operator,
+                node=config.node,
+                integrate=config.integrate,
             )
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
@@ -157,7 +175,7 @@ class OptOutState:
             self.stats.inc_value("optout/registry/queued", queued)
 
     async def _spider_closed(self, spider: Any, reason: str) -> None:
-        self.cache.close()
+        await self.cache.close()
         if self.recorder is not None:
             await maybe_deferred_to_future(deferToThread(self.recorder.close))
             self.stats.set_value("optout/registry/written", self.recorder.written)

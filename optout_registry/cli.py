@@ -51,6 +51,12 @@ def add_registry_commands(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="also timestamp it with this RFC 3161 TSA (repeatable; default $OPTOUT_TSA_URL if set)",
     )
+    p.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="keep integrating at this interval until stopped (Ctrl-C or SIGTERM): the integrator of a fleet",
+    )
 
     p = rsub.add_parser("records", parents=[common], help="list logged records for a site")
     p.add_argument("--site", help="registrable domain (a host or URL is reduced to it); all sites if omitted")
@@ -140,13 +146,39 @@ def _cmd_key(args: argparse.Namespace) -> int:
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
     tsas = args.tsa or ([os.environ["OPTOUT_TSA_URL"]] if os.environ.get("OPTOUT_TSA_URL") else [])
+    if args.every is not None and not args.every > 0:
+        raise _UsageError("--every must be a positive number of seconds")
     with _open(args, create=True) as reg:
+        if args.every:
+            _integrate_until_stopped(reg, args.every)
         note = reg.checkpoint()
         sys.stdout.write(note)
         for tsa in tsas:
             gen_time = reg.anchor(tsa)
             print(f"anchored at {tsa}: genTime {gen_time}", file=sys.stderr)
     return EXIT_OK
+
+
+def _integrate_until_stopped(reg: Any, every: float) -> None:
+    """Sign a checkpoint whenever workers have sequenced new records; one line per checkpoint on stderr. Ends
+    on SIGTERM as on Ctrl-C, and the caller then signs the last checkpoint."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        size = reg.size
+        while not stop.is_set():
+            reg.integrate(wait=True)
+            if reg.size != size:
+                size = reg.size
+                print(f"checkpoint {size}", file=sys.stderr, flush=True)
+            stop.wait(every)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_records(args: argparse.Namespace) -> int:

@@ -373,10 +373,14 @@ class Registry:
 
         return self._signer().sign(Checkpoint(self.origin, size, root))
 
+    def recorded_vkey(self) -> str | None:
+        """The verifier key this registry is signed with, if it has one yet (never generates a key)."""
+        return self._store.get_meta("vkey")
+
     @property
     def vkey(self) -> str:
         """The public verifier key (C2SP vkey). Generates the key pair on first use if none exists yet."""
-        recorded = self._store.get_meta("vkey")
+        recorded = self.recorded_vkey()
         return recorded if recorded is not None else self._signer().vkey()
 
     # -- writing ----------------------------------------------------------------------------------------------

@@ -244,10 +244,11 @@ class CompliantSpider(scrapy.Spider):
             return known[1]
         if site is not None:
             answers = list(site.files.items())
-        elif cache.store is not None:  # evicted from memory (more origins than OPTOUT_CACHE_MAX_ORIGINS)
+        elif hasattr(cache.store, "load"):  # evicted from memory (more origins than OPTOUT_CACHE_MAX_ORIGINS)
             from middlewares.engine import site_files
 
-            stored = ((url, cache.store.get(url, 0.0)) for url, _ in site_files(origin, state.policy).values())
+            load = cache.store.load
+            stored = ((url, load(url, 0.0)) for url, _ in site_files(origin, state.policy).values())
             answers = [(url, found[0]) for url, found in stored if found is not None]
         else:
             return None

@@ -1,0 +1,216 @@
+"""The fleet-wide policy store (middlewares/rediscache.py) against a real Redis: stored answers, claims, the
+Crawl-delay gate shared by several "workers" (store instances), and outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from middlewares.engine import Fetched
+from middlewares.policy import Policy
+from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
+from middlewares.sitecache import SiteCache
+from tests.fleet_support import REDIS_URL, PrivateRedis, redis_prefix  # noqa: F401
+
+
+def store(prefix: str, url: str = REDIS_URL, **kw: object) -> RedisPolicyStore:
+    return RedisPolicyStore(url, prefix=prefix, **kw)  # type: ignore[arg-type]
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_answers_round_trip_with_their_fetch_time_and_expiry(redis_prefix: str) -> None:
+    async def go() -> None:
+        s = store(redis_prefix)
+        fetched = Fetched(
+            "http://a.test/robots.txt",
+            200,
+            {"content-type": ["text/plain"], "x-two": ["1", "2"]},
+            b"User-agent: *\nDisallow: /p\n\x00\xff",
+            final_url="http://a.test/robots.txt",
+            fetched_at=1234.5,
+        )
+        now = time.time()
+        await s.put(fetched, now + 60)
+        got = await s.get(fetched.url, now)
+        assert got is not None
+        back, expires = got
+        assert (back.status, back.body, back.final_url, back.fetched_at) == (200, fetched.body, fetched.final_url, 1234.5)
+        assert back.headers == {"content-type": ["text/plain"], "x-two": ["1", "2"]}
+        assert expires == pytest.approx(now + 60)
+        assert await s.get(fetched.url, now + 61) is None  # past its expiry even if Redis still holds it
+        ttl = await s.client.pttl(f"{redis_prefix}pf:{fetched.url}")
+        assert 50_000 < ttl <= 60_000  # Redis drops it by itself at the RFC 9309 limit
+        failed = Fetched("http://a.test/ai.txt", None, error="timed out")
+        await s.put(failed, now + 60)
+        back, _ = (await s.get(failed.url, now)) or (None, 0)
+        assert back is not None and back.status is None and back.error == "timed out"
+        await s.close()
+
+    run(go())
+
+
+def test_a_4xx_error_page_is_not_kept(redis_prefix: str) -> None:
+    async def go() -> None:
+        s = store(redis_prefix)
+        await s.put(Fetched("http://a.test/robots.txt", 404, {}, b"<html>not found</html>" * 100), time.time() + 60)
+        got = await s.get("http://a.test/robots.txt", time.time())
+        assert got is not None and got[0].status == 404 and got[0].body == b""
+        await s.put(Fetched("http://a.test/x.json", 503, {}, b"busy"), time.time() + 60)
+        got = await s.get("http://a.test/x.json", time.time())
+        assert got is not None and got[0].body == b"busy"  # the evidence of a fail-closed decision stays
+        await s.close()
+
+    run(go())
+
+
+def test_only_one_worker_wins_a_claim_and_only_the_owner_releases_it(redis_prefix: str) -> None:
+    async def go() -> None:
+        a, b = store(redis_prefix, worker="a"), store(redis_prefix, worker="b")
+        url = "http://a.test/robots.txt"
+        results = await asyncio.gather(*(s.claim(url, 5) for s in (a, b, a, b)))
+        assert sorted(results) == [False, False, False, True]
+        winner, loser = (a, b) if url in a._claims else (b, a)
+        await loser.release(url)  # not its claim: nothing happens
+        assert await b.claim(url, 5) is False
+        await winner.release(url)
+        assert await loser.claim(url, 5) is True
+        await a.close()
+        await b.close()
+
+    run(go())
+
+
+def test_a_claim_expires_so_a_dead_worker_holds_no_one_up(redis_prefix: str) -> None:
+    async def go() -> None:
+        a, b = store(redis_prefix), store(redis_prefix)
+        assert await a.claim("u", 0.2) is True
+        assert await b.claim("u", 0.2) is False
+        await asyncio.sleep(0.3)
+        assert await b.claim("u", 0.2) is True
+        await a.close()
+        await b.close()
+
+    run(go())
+
+
+def test_crawl_delay_gate_spaces_requests_of_many_workers(redis_prefix: str) -> None:
+    delay = 0.2
+
+    async def worker(s: RedisPolicyStore, grants: list[float], n: int) -> None:
+        for _ in range(n):
+            await s.wait_turn("http://slow.test", delay)
+            grants.append(time.time())
+            await s.sent("http://slow.test", delay)
+
+    async def go() -> list[float]:
+        workers = [store(redis_prefix, worker=str(i)) for i in range(4)]
+        grants: list[float] = []
+        started = time.time()
+        await asyncio.gather(*(worker(s, grants, 3) for s in workers))
+        for s in workers:
+            await s.close()
+        assert grants[0] - started >= delay * 0.95  # cold: no record of the last request, wait one delay
+        return sorted(grants)
+
+    grants = run(go())
+    assert len(grants) == 12
+    gaps = [b - a for a, b in zip(grants, grants[1:])]
+    assert min(gaps) >= delay * 0.95, gaps  # the Redis clock is ms-resolution; local time.time() jitters a little
+    assert grants[-1] - grants[0] < delay * 11 + 1.0  # and nobody waited far longer than needed
+
+
+def test_other_origins_do_not_wait(redis_prefix: str) -> None:
+    # The first request to an origin waits one delay (cold gate); an unrelated origin has its own clock.
+    async def two() -> tuple[float, float]:
+        s = store(redis_prefix)
+        t0 = time.time()
+        await s.wait_turn("http://a.test", 0.3)
+        t1 = time.time()
+        await s.wait_turn("http://b.test", 0.3)
+        t2 = time.time()
+        await s.wait_turn("http://a.test", 0.3)
+        t3 = time.time()
+        await s.close()
+        return t1 - t0, t3 - t2
+
+    first, again = run(two())
+    assert 0.25 < first < 1.0
+    assert again < 0.35  # a.test's delay had already passed while b.test waited its own
+
+
+def test_unreachable_redis_fails_closed_after_the_outage_limit() -> None:
+    from tests.fleet_support import free_port
+
+    async def go() -> None:
+        s = RedisPolicyStore(f"redis://127.0.0.1:{free_port()}/0", outage=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(CacheUnavailable, match="unreachable for over"):
+            await s.get("http://a.test/robots.txt", time.time())
+        assert 0.4 < time.monotonic() - t0 < 5
+        with pytest.raises(CacheUnavailable):
+            await s.wait_turn("http://a.test", 1.0)
+        await s.close()
+
+    run(go())
+
+
+def test_a_redis_restart_is_waited_out_and_comes_back_cold(tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path)
+    server.start()
+
+    async def go() -> None:
+        s = RedisPolicyStore(server.url, prefix="t:", outage=20)
+        await s.put(Fetched("http://a.test/robots.txt", 200, {}, b"User-agent: *\nDisallow: /\n"), time.time() + 60)
+        assert await s.get("http://a.test/robots.txt", time.time()) is not None
+        server.stop()
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, server.start)  # back after a second, empty (no persistence)
+        t0 = time.monotonic()
+        assert await s.get("http://a.test/robots.txt", time.time()) is None  # cold: must be fetched again
+        assert time.monotonic() - t0 > 0.9
+        await s.close()
+
+    try:
+        run(go())
+    finally:
+        server.stop()
+
+
+def test_site_cache_on_two_workers_fetches_each_file_once(redis_prefix: str) -> None:
+    """Two workers (two SiteCaches, two stores) ask for the same origin at once: one fetches every file, the
+    other waits for its answers and reaches the same policy."""
+    fetches: list[str] = []
+
+    async def fetch(url: str, limit: int) -> Fetched:
+        fetches.append(url)
+        await asyncio.sleep(0.2)
+        if url.endswith("/robots.txt"):
+            return Fetched(url, 200, {}, b"User-agent: *\nDisallow: /private/\n")
+        return Fetched(url, 404, {}, b"")
+
+    async def go() -> list[bool]:
+        policy = Policy.build(agent="ExampleBot")
+        caches = [
+            SiteCache(policy, fetch, ttl=3600, recheck=60, store=store(redis_prefix, worker=str(i)), claim_ttl=5)
+            for i in range(2)
+        ]
+        files = ["http://shared.test/robots.txt", "http://shared.test/.well-known/tdmrep.json"]
+
+        async def load(cache: SiteCache) -> list[bool]:
+            answers = [await cache._file(url, 500 * 1024) for url in files]
+            return [a[0].status == 200 for a in answers]
+
+        results = await asyncio.gather(*(load(c) for c in caches))
+        for c in caches:
+            await c.close()
+        return [r for rs in results for r in rs]
+
+    statuses = run(go())
+    assert statuses == [True, False, True, False]
+    assert sorted(fetches) == sorted(set(fetches)) and len(fetches) == 2
