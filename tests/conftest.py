@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crawler.fixtureweb import FixtureWeb
+from tests.fleet_support import redis_prefix  # noqa: F401  (a fixture)
 
 if TYPE_CHECKING:
     from middlewares.policy import Decision
