@@ -307,11 +307,12 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     finally:
         progress.stop()
-    return crawl_exit_status(console, out, result)
+    return crawl_exit_status(console, out, result, distributed=args.distributed)
 
 
-def crawl_exit_status(console, out: Path, result) -> int:  # type: ignore[no-untyped-def]
-    """Print the outcome; 0 done, 1 done with problems (nothing lost), 2 could not run, 130 interrupted."""
+def crawl_exit_status(console, out: Path, result, distributed: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Print the outcome; 0 done, 1 done with problems (nothing lost), 2 could not run, 130 interrupted. A fleet
+    worker that found nothing left to do is done: the other workers crawled it."""
     from crawler.crawl import print_summary
 
     if result.summary is not None:
@@ -353,7 +354,7 @@ def crawl_exit_status(console, out: Path, result) -> int:  # type: ignore[no-unt
     crawled = summary["pages"]["stored"] + summary["pages"]["refused"]
     if problems or (unreachable and len(unreachable) >= summary["seeds"] and not summary["pages"]["stored"]):
         return EXIT_RESERVED
-    if not crawled:
+    if not crawled and not distributed:
         print("optout crawl: nothing was crawled", file=sys.stderr)
         return EXIT_RESERVED
     return EXIT_OK

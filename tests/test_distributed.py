@@ -1,0 +1,223 @@
+"""Distributed crawls end to end: four `optout crawl --distributed` worker processes on this machine's real Redis
+(scrapy-redis queue and dupefilter, the shared policy cache) and PostgreSQL (one registry), crawling a loopback
+web of 22 origins. The fixture servers log every request with its time, which is what the assertions rest on:
+each robots.txt fetched once for the whole fleet, Crawl-delay held between requests of different workers, no
+URL fetched twice, nothing reserved fetched; then one log, integrated by one integrator, that verifies.
+
+Faults: a worker killed with SIGKILL mid-crawl, and a (private) Redis restarted mid-crawl, empty.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.fixtureweb import FixtureWeb, Route, page
+from tests.conftest import ROOT, run_cli
+from tests.fleet_support import REDIS_URL
+from tests.registry_helpers import pg_schema_url
+
+POLICY_FILES = {"/robots.txt", "/.well-known/tdmrep.json", "/ai.txt"}
+TEXT = "text/plain"
+DELAY = 1.0
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from pg_schema_url()
+
+
+def build_fleet_web(web: FixtureWeb, origins: int = 22, pages: int = 4, slow: float = 0.0) -> dict[str, Any]:
+    """``origins`` sites: s00 disallows /private/ for our token, s01..s03 ask for a Crawl-delay, s04 reserves
+    /premium/ in tdmrep.json, s05 answers robots.txt with 503, s06 sends X-Robots-Tag noai on one page; the rest
+    are open. Every index links to its own pages and to the next site's index."""
+    names = [f"s{i:02d}" for i in range(origins)]
+    for name in names:
+        web.site(name)
+    expect: dict[str, Any] = {"reserved": set(), "never": set(), "delayed": set(), "names": names}
+    for i, name in enumerate(names):
+        base = web.origin(name)
+        nxt = web.origin(names[(i + 1) % len(names)])
+        links = [f"/p{j}.html" for j in range(pages)]
+        robots = "User-agent: *\nAllow: /\n"
+        routes: dict[str, Route | str] = {}
+        if name == "s00":
+            robots = "User-agent: OptOutBot\nDisallow: /private/\n"
+            links += ["/private/a.html", "/private/b.html"]
+            for p in ("/private/a.html", "/private/b.html"):
+                expect["reserved"].add(base + p)
+                expect["never"].add((name, p))
+        if name in ("s01", "s02", "s03"):
+            robots = f"User-agent: *\nCrawl-delay: {DELAY:g}\nAllow: /\n"
+            expect["delayed"].add(name)
+        if name == "s04":
+            routes["/.well-known/tdmrep.json"] = Route(
+                body=json.dumps([{"location": "/premium/*", "tdm-reservation": 1}]), content_type="application/json"
+            )
+            links.append("/premium/x.html")
+            expect["reserved"].add(base + "/premium/x.html")
+        if name == "s05":
+            routes["/robots.txt"] = Route(503, "busy", content_type=TEXT)
+            expect["never"] |= {(name, p) for p in ["/", *links]}
+            expect["reserved"].add(base + "/")
+        if name == "s06":
+            routes["/p0.html"] = Route(body=page("noai"), headers=[("X-Robots-Tag", "noai")], delay=slow)
+            expect["reserved"].add(base + "/p0.html")
+        routes.setdefault("/robots.txt", Route(body=robots, content_type=TEXT))
+        body = "".join(f"<a href='{base}{p}'>{p}</a> " for p in links) + f"<a href='{nxt}/'>next</a>"
+        routes["/"] = Route(body=page(f"{name} home", body), delay=slow)
+        for p in links:
+            routes.setdefault(p, Route(body=page(f"{name} {p}", "<p>text</p>"), delay=slow))
+        web.site(name, routes)
+    expect["seeds"] = [web.origin(n) + "/" for n in names if n != "s05"]
+    # s05's index is reached only by link from s04: never fetched, refused for its unreachable robots.txt
+    return expect
+
+
+class Fleet:
+    """Worker processes of one distributed crawl, an integrator, and their outputs."""
+
+    def __init__(self, tmp: Path, redis_url: str, registry: str, prefix: str, seeds: list[str]) -> None:
+        self.tmp = tmp
+        self.redis_url = redis_url
+        self.registry = registry
+        self.prefix = prefix
+        self.key = tmp / "registry.key"
+        self.seeds = tmp / "seeds.txt"
+        self.seeds.write_text("\n".join(seeds) + "\n")
+        self.workers: list[subprocess.Popen[str]] = []
+        self.env = {**os.environ, "OPTOUT_REGISTRY_KEY": str(self.key), "PYTHONUNBUFFERED": "1"}
+        # the integrator's key and the log's origin exist before any worker appends (docs/distributed.md)
+        proc = run_cli("registry", "key", "--registry", registry, "--key", str(self.key))
+        assert proc.returncode == 0, proc.stderr
+
+    def out(self, i: int) -> Path:
+        return self.tmp / f"w{i}"
+
+    def start(self, n: int, *extra: str) -> None:
+        for i in range(len(self.workers), len(self.workers) + n):
+            cmd = [
+                sys.executable, "-m", "crawler.cli", "crawl", "--distributed",
+                "--redis", self.redis_url, "--registry", self.registry, "--crawl-id", f"{self.prefix}crawl",
+                "--seeds-file", str(self.seeds), "--out", str(self.out(i)), "--agent", "OptOutBot",
+                "--depth", "3", "--timeout", "5",
+                "-s", f"OPTOUT_CACHE_PREFIX={self.prefix}", "-s", "OPTOUT_FLEET_GRACE=1",
+                "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=2", *extra,
+            ]  # fmt: skip
+            self.workers.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+
+    def wait(self, timeout: float = 240) -> list[tuple[int | None, str]]:
+        deadline = time.time() + timeout
+        results = []
+        for proc in self.workers:
+            try:
+                _, err = proc.communicate(timeout=max(1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                pytest.fail(f"a worker did not finish in {timeout} s: {err[-2000:]}")
+            results.append((proc.returncode, err))
+        return results
+
+    def kill_all(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+    def items(self) -> dict[int, list[dict[str, Any]]]:
+        found = {}
+        for i in range(len(self.workers)):
+            path = self.out(i) / "items.jsonl"
+            found[i] = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        return found
+
+    def registry_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("registry", *args, "--registry", self.registry, "--key", str(self.key), timeout=120)
+
+    def records(self) -> list[dict[str, Any]]:
+        proc = self.registry_cli("records", "--json")
+        assert proc.returncode == 0, proc.stderr
+        return [json.loads(line)["record"] for line in proc.stdout.splitlines()]
+
+
+def page_hits(web: FixtureWeb) -> list[tuple[str, str]]:
+    return [(h.site, h.path) for h in web.log if h.path not in POLICY_FILES]
+
+
+def assert_crawl_delay_held(web: FixtureWeb, names: set[str]) -> None:
+    for name in sorted(names):
+        times = sorted(h.time for h in web.log if h.site == name and h.path not in POLICY_FILES)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # the server's own clock: every request to the origin at least Crawl-delay after the one before,
+        # whichever worker sent it (10 ms for the two clocks' resolution and scheduling of the log line)
+        assert gaps and min(gaps) >= DELAY - 0.01, (name, gaps)
+
+
+def test_four_workers_crawl_one_web_compliantly(web: FixtureWeb, tmp_path: Path, redis_prefix: str, pg_url: str):
+    expect = build_fleet_web(web)
+    fleet = Fleet(tmp_path, REDIS_URL, pg_url, redis_prefix, expect["seeds"])
+    integrator = subprocess.Popen(
+        [sys.executable, "-m", "crawler.cli", "registry", "checkpoint", "--every", "1",
+         "--registry", pg_url, "--key", str(fleet.key)],
+        cwd=ROOT, env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        fleet.start(4)
+        results = fleet.wait()
+    finally:
+        fleet.kill_all()
+        integrator.send_signal(signal.SIGTERM)
+        note, integrator_err = integrator.communicate(timeout=60)
+    for code, err in results:
+        assert code == 0, err[-3000:]
+        assert "Traceback" not in err
+    assert integrator.returncode == 0, integrator_err
+
+    # one fetch of each policy file per origin for the whole fleet
+    for name in expect["names"]:
+        for path in POLICY_FILES:
+            assert len(web.hits(name, path)) == 1, (name, path, len(web.hits(name, path)))
+    # no URL fetched twice, nothing reserved fetched
+    counts = Counter(page_hits(web))
+    assert counts and max(counts.values()) == 1, [k for k, v in counts.items() if v > 1]
+    assert not expect["never"] & set(counts)
+    assert_crawl_delay_held(web, expect["delayed"])
+
+    # the work was shared, and the workers' items together are exactly the allowed pages, once each
+    items = fleet.items()
+    assert sum(1 for found in items.values() if found) >= 2
+    urls = [i["url"] for found in items.values() for i in found]
+    assert len(urls) == len(set(urls))
+    assert not set(urls) & expect["reserved"]
+    for name in ("s01", "s02", "s07", "s21"):
+        assert web.origin(name) + "/p3.html" in urls
+
+    # one log: every honoured opt-out, from whichever worker, integrated by the integrator, verifying
+    records = fleet.records()
+    assert {r["target"]["url"] for r in records} == expect["reserved"]
+    assert note.startswith("optout-registry") or "\n" in note
+    check = fleet.registry_cli("check", "--full")
+    assert check.returncode == 0, check.stdout + check.stderr
+    stats = json.loads(fleet.registry_cli("stats", "--json").stdout)
+    assert stats["tree_size"] == stats["entries"] == len(records) and stats["pending"] == 0, stats
