@@ -53,6 +53,14 @@ class FleetScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self._held: deque[Request] = deque()
         self._down = False
+        self._stats: Any = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> FleetScheduler:
+        instance = cls.from_settings(crawler.settings)
+        # Counted here: scrapy-redis passes ``spider=`` to the stats, which Scrapy 2.13+ warns about every time.
+        instance._stats = crawler.stats
+        return instance
 
     def _outage(self, exc: BaseException) -> None:
         if not self._down:
@@ -71,19 +79,25 @@ class FleetScheduler(Scheduler):
     def enqueue_request(self, request: Request) -> bool:
         try:
             self._flush_held()
-            return bool(super().enqueue_request(request))
+            queued = bool(super().enqueue_request(request))
         except _redis_errors() as exc:
             self._outage(exc)
             self._held.append(request)
             return True
+        if queued and self._stats is not None:
+            self._stats.inc_value("scheduler/enqueued/redis")
+        return queued
 
     def next_request(self) -> Request | None:
         try:
             self._flush_held()
-            return super().next_request()  # type: ignore[no-any-return]
+            request: Request | None = super().next_request()
         except _redis_errors() as exc:
             self._outage(exc)
             return None
+        if request is not None and self._stats is not None:
+            self._stats.inc_value("scheduler/dequeued/redis")
+        return request
 
     def has_pending_requests(self) -> bool:
         if self._held:
