@@ -5,6 +5,11 @@ What scrapy-redis leaves to us, for a crawl that must finish and stay compliant:
 * ``FleetScheduler`` rides out a Redis restart: scrapy-redis's scheduler raises into Scrapy's engine when Redis
   is unreachable, which stops the worker. Here a request that cannot be queued is held in memory and queued once
   Redis answers again, and "no request available" is the answer while it does not.
+* It also keeps what a worker has taken: scrapy-redis pops requests for good, so a worker killed mid-crawl would
+  take up to CONCURRENT_REQUESTS pages with it (already in the dupefilter, so never crawled). Each taken request
+  is written to the worker's in-flight hash and removed once Scrapy has finished with it; a worker that stops
+  beating has its in-flight requests put back in the queue by a survivor. At least once, not at most once: a page
+  the dead worker had fetched but not finished is fetched again.
 * ``FleetIdle`` keeps a worker alive while the fleet still has work: with a shared queue, a worker whose queue
   view is empty for a moment is not done while another worker is still fetching pages whose links will refill it.
   Each busy worker keeps a heartbeat in a sorted set (Redis clock); a worker closes when the queue is empty, no
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FLEET_BUSY_TTL = 10.0
+FLEET_ALIVE_TTL = 10.0
 
 
 def worker_name() -> str:
@@ -54,13 +60,21 @@ class FleetScheduler(Scheduler):
         self._held: deque[Request] = deque()
         self._down = False
         self._stats: Any = None
+        self._taken: dict[str, Request] = {}  # fingerprint -> request, while Scrapy works on it
+        self.crawl_id = "optout-crawl"
+        self.worker = worker_name()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> FleetScheduler:
         instance = cls.from_settings(crawler.settings)
         # Counted here: scrapy-redis passes ``spider=`` to the stats, which Scrapy 2.13+ warns about every time.
         instance._stats = crawler.stats
+        instance.crawl_id = crawler.settings.get("OPTOUT_CRAWL_ID") or instance.crawl_id
         return instance
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.crawl_id}:inflight:{self.worker}"
 
     def _outage(self, exc: BaseException) -> None:
         if not self._down:
@@ -95,9 +109,66 @@ class FleetScheduler(Scheduler):
         except _redis_errors() as exc:
             self._outage(exc)
             return None
-        if request is not None and self._stats is not None:
+        if request is None:
+            return None
+        if self._stats is not None:
             self._stats.inc_value("scheduler/dequeued/redis")
+        fingerprint = self.df.request_fingerprint(request)
+        try:
+            self.server.hset(self.ledger, fingerprint, self.queue._encode_request(request))
+        except _redis_errors() as exc:  # Redis went away between pop and here: the request is ours alone now
+            self._outage(exc)
+        self._taken[fingerprint] = request
         return request
+
+    def settle(self, in_progress: set[Request]) -> None:
+        """Forget the taken requests Scrapy has finished with (downloaded and parsed, or refused, or failed)."""
+        done = [fp for fp, request in self._taken.items() if request not in in_progress]
+        if not done:
+            return
+        try:
+            self.server.hdel(self.ledger, *done)
+        except _redis_errors() as exc:
+            self._outage(exc)
+            return
+        for fp in done:
+            del self._taken[fp]
+
+    def recover(self, alive: set[str]) -> int:
+        """Put back in the queue what dead workers had taken; returns how many requests."""
+        recovered = 0
+        prefix = f"{self.crawl_id}:inflight:"
+        for key in self.server.scan_iter(f"{prefix}*", count=1000):
+            worker = key.decode()[len(prefix) :]
+            if worker in alive or worker == self.worker:
+                continue
+            moving = f"{self.crawl_id}:recovering:{worker}:{self.worker}"
+            try:
+                self.server.rename(key, moving)  # one survivor wins; the others find the key gone
+            except Exception:  # redis.ResponseError "no such key"
+                continue
+            taken = self.server.hvals(moving)
+            for data in taken:
+                self.queue.push(self.queue._decode_request(data))
+            self.server.delete(moving)
+            recovered += len(taken)
+            logger.warning(
+                "optout: worker %s stopped beating; %d request(s) it had taken are queued again", worker, len(taken)
+            )
+        return recovered
+
+    def close(self, reason: str) -> None:
+        """A worker stopped early (Ctrl-C, a page limit) hands back what it took in its last moments, for the
+        others; a worker that finished has nothing in flight."""
+        try:
+            if reason != "finished":
+                for request in self._taken.values():
+                    self.queue.push(request)
+            self.server.delete(self.ledger)
+        except _redis_errors() as exc:
+            logger.error("optout: could not hand back %d unfinished request(s): %s", len(self._taken), exc)
+        self._taken.clear()
+        super().close(reason)
 
     def has_pending_requests(self) -> bool:
         if self._held:
@@ -122,6 +193,7 @@ class FleetIdle:
         self.crawler = crawler
         self.server = get_redis_from_settings(settings)
         self.key = f"{crawl_id}:busy"
+        self.alive_key = f"{crawl_id}:alive"
         self.worker = worker_name()
         self.grace = settings.getfloat("OPTOUT_FLEET_GRACE", 3.0)
         self._idle_since: float | None = None
@@ -152,11 +224,20 @@ class FleetIdle:
         idle = engine.spider_is_idle()
         if not idle:
             self._idle_since = None
+        slot = engine._slot
+        scheduler = slot.scheduler if slot is not None else None
         try:
+            now = self._now_ms()
+            self.server.zadd(self.alive_key, {self.worker: now + int(FLEET_ALIVE_TTL * 1000)})
             if idle:
                 self.server.zrem(self.key, self.worker)
             else:
-                self.server.zadd(self.key, {self.worker: self._now_ms() + int(FLEET_BUSY_TTL * 1000)})
+                self.server.zadd(self.key, {self.worker: now + int(FLEET_BUSY_TTL * 1000)})
+            if isinstance(scheduler, FleetScheduler):
+                scheduler.settle(slot.inprogress)  # type: ignore[union-attr]
+                alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
+                if scheduler.recover(alive):
+                    idle = False
         except _redis_errors() as exc:
             logger.debug("optout: fleet heartbeat failed: %s", exc)
         if idle:
@@ -191,5 +272,6 @@ class FleetIdle:
             self._loop.stop()
         try:
             self.server.zrem(self.key, self.worker)
+            self.server.zrem(self.alive_key, self.worker)
         except _redis_errors():
             pass
