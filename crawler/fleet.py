@@ -21,6 +21,7 @@ store (middlewares/rediscache.py); the registry side is PostgreSQL's sequencing 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
+from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -37,6 +39,15 @@ if TYPE_CHECKING:
     from scrapy.http import Request
 
 logger = logging.getLogger(__name__)
+
+# The highest-priority request of scrapy-redis's PriorityQueue (a sorted set), moved into the in-flight hash.
+_TAKE = """
+local top = redis.call('ZRANGE', KEYS[1], 0, 0)
+if #top == 0 then return false end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, 0)
+redis.call('HSET', KEYS[2], redis.sha1hex(top[1]), top[1])
+return top[1]
+"""
 
 FLEET_BUSY_TTL = 10.0
 FLEET_ALIVE_TTL = 10.0
@@ -60,7 +71,8 @@ class FleetScheduler(Scheduler):
         self._held: deque[Request] = deque()
         self._down = False
         self._stats: Any = None
-        self._taken: dict[str, Request] = {}  # fingerprint -> request, while Scrapy works on it
+        self._taken: dict[str, Request] = {}  # SHA-1 of the serialised request -> request, while Scrapy has it
+        self._take_script: Any = None
         self.crawl_id = "optout-crawl"
         self.worker = worker_name()
 
@@ -105,21 +117,31 @@ class FleetScheduler(Scheduler):
     def next_request(self) -> Request | None:
         try:
             self._flush_held()
-            request: Request | None = super().next_request()
+            data = self._take()
         except _redis_errors() as exc:
             self._outage(exc)
             return None
-        if request is None:
+        if data is None:
             return None
         if self._stats is not None:
             self._stats.inc_value("scheduler/dequeued/redis")
-        fingerprint = self.df.request_fingerprint(request)
-        try:
-            self.server.hset(self.ledger, fingerprint, self.queue._encode_request(request))
-        except _redis_errors() as exc:  # Redis went away between pop and here: the request is ours alone now
-            self._outage(exc)
-        self._taken[fingerprint] = request
+        request: Request = self.queue._decode_request(data)
+        self._taken[hashlib.sha1(data).hexdigest()] = request
         return request
+
+    def _take(self) -> bytes | None:
+        """Pop the next request and note it in this worker's in-flight hash in one step (a worker killed between
+        the two would otherwise lose it), keyed by the SHA-1 of its serialised form."""
+        if isinstance(self.queue, PriorityQueue):
+            if self._take_script is None:
+                self._take_script = self.server.register_script(_TAKE)
+            return self._take_script(keys=[self.queue.key, self.ledger])  # type: ignore[no-any-return]
+        request = super().next_request()  # another queue class: two steps
+        if request is None:
+            return None
+        data: bytes = self.queue._encode_request(request)
+        self.server.hset(self.ledger, hashlib.sha1(data).hexdigest(), data)
+        return data
 
     def settle(self, in_progress: set[Request]) -> None:
         """Forget the taken requests Scrapy has finished with (downloaded and parsed, or refused, or failed)."""
@@ -245,11 +267,22 @@ class FleetIdle:
             engine._slot.nextcall.schedule()  # type: ignore[union-attr]
 
     def fleet_busy(self) -> bool:
-        """Another worker is still fetching (or we cannot tell, which counts as busy)."""
+        """Another worker is still fetching, or holds requests it took (a dead worker's are queued again first),
+        or we cannot tell: all count as busy."""
         try:
             now = self._now_ms()
             self.server.zremrangebyscore(self.key, 0, now)
             others = [m for m in self.server.zrange(self.key, 0, -1) if m.decode() != self.worker]
+            engine = self.crawler.engine
+            scheduler = engine._slot.scheduler if engine is not None and engine._slot is not None else None
+            if isinstance(scheduler, FleetScheduler):
+                alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
+                scheduler.recover(alive)
+                others += [
+                    k
+                    for k in self.server.scan_iter(f"{scheduler.crawl_id}:inflight:*")
+                    if k.decode() != scheduler.ledger
+                ]
         except _redis_errors():
             return True
         return bool(others)

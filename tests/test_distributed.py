@@ -127,10 +127,13 @@ class Fleet:
                 )
             )
 
-    def wait(self, timeout: float = 240) -> list[tuple[int | None, str]]:
+    def wait(self, timeout: float = 240, skip: int | None = None) -> list[tuple[int | None, str]]:
         deadline = time.time() + timeout
         results = []
-        for proc in self.workers:
+        for i, proc in enumerate(self.workers):
+            if i == skip:
+                proc.communicate()
+                continue
             try:
                 _, err = proc.communicate(timeout=max(1, deadline - time.time()))
             except subprocess.TimeoutExpired:
@@ -232,6 +235,23 @@ def wait_for_pages(web: FixtureWeb, n: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def busy_worker(crawl_id: str, workers: list[subprocess.Popen[str]], timeout: float = 60) -> int:
+    """The index of a worker that has requests in flight (its in-flight hash in Redis is not empty)."""
+    import redis
+
+    from crawler.fleet import worker_name
+
+    host = worker_name().rsplit(":", 1)[0]
+    client = redis.Redis.from_url(REDIS_URL)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for i, proc in enumerate(workers):
+            if client.hlen(f"{crawl_id}:inflight:{host}:{proc.pid}"):
+                return i
+        time.sleep(0.01)
+    pytest.fail(f"no worker had a request in flight: {list(client.scan_iter(crawl_id + ':*'))}")
+
+
 def assert_fleet_outcome(web: FixtureWeb, fleet: Fleet, expect: dict[str, Any], results: list[Any]) -> None:
     """What must hold after a fault: the surviving workers finished cleanly, nothing reserved was fetched,
     Crawl-delay held, and the one log (integrated now) verifies and holds only honoured opt-outs."""
@@ -255,19 +275,18 @@ def test_a_worker_killed_mid_crawl(web: FixtureWeb, tmp_path: Path, redis_prefix
     try:
         fleet.start(4)
         wait_for_pages(web, 30)
-        victim = fleet.workers[0]
+        dead = busy_worker(f"{redis_prefix}crawl", fleet.workers)
+        victim = fleet.workers[dead]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        survivors = fleet.workers[1:]
-        fleet.workers = survivors
-        results = fleet.wait()
+        results = fleet.wait(skip=dead)
     finally:
         fleet.kill_all()
     assert_fleet_outcome(web, fleet, expect, results)
     # the crawl finished: every page was fetched, those the victim had taken included (put back in the queue
     # once it stopped beating; a page it had fetched but not finished may be fetched twice: at least once)
     assert set(page_hits(web)) == expect["pages"]
-    logs = "".join((fleet.out(i) / "crawl.log").read_text() for i in range(1, 4))
+    logs = "".join((fleet.out(i) / "crawl.log").read_text() for i in range(4) if i != dead)
     assert "stopped beating" in logs
     # and no policy file was fetched twice: the victim's claims (if any) expired and its answers were shared
     for name in expect["names"]:
