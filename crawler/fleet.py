@@ -73,6 +73,7 @@ class FleetScheduler(Scheduler):
         self._stats: Any = None
         self._taken: dict[str, Request] = {}  # SHA-1 of the serialised request -> request, while Scrapy has it
         self._take_script: Any = None
+        self._finishing: dict[str, int] = {}  # finished, waiting for their records to be written
         self.crawl_id = "optout-crawl"
         self.worker = worker_name()
 
@@ -143,9 +144,15 @@ class FleetScheduler(Scheduler):
         self.server.hset(self.ledger, hashlib.sha1(data).hexdigest(), data)
         return data
 
-    def settle(self, in_progress: set[Request]) -> None:
-        """Forget the taken requests Scrapy has finished with (downloaded and parsed, or refused, or failed)."""
-        done = [fp for fp, request in self._taken.items() if request not in in_progress]
+    def settle(self, in_progress: set[Request], queued: int = 0, written: int = 0) -> None:
+        """Forget the taken requests Scrapy has finished with (downloaded and parsed, or refused, or failed) once
+        the registry records their handling produced are written: ``queued`` and ``written`` are the recorder's
+        counts now, and a request finished when ``queued`` records had been queued is settled when ``written``
+        reaches that. Until then a kill puts it back in the queue, so its opt-out is recorded again, not lost."""
+        for fp, request in self._taken.items():
+            if fp not in self._finishing and request not in in_progress:
+                self._finishing[fp] = queued
+        done = [fp for fp, mark in self._finishing.items() if written >= mark]
         if not done:
             return
         try:
@@ -155,6 +162,7 @@ class FleetScheduler(Scheduler):
             return
         for fp in done:
             del self._taken[fp]
+            del self._finishing[fp]
 
     def recover(self, alive: set[str]) -> int:
         """Put back in the queue what dead workers had taken; returns how many requests."""
@@ -190,6 +198,7 @@ class FleetScheduler(Scheduler):
         except _redis_errors() as exc:
             logger.error("optout: could not hand back %d unfinished request(s): %s", len(self._taken), exc)
         self._taken.clear()
+        self._finishing.clear()
         super().close(reason)
 
     def has_pending_requests(self) -> bool:
@@ -256,7 +265,9 @@ class FleetIdle:
             else:
                 self.server.zadd(self.key, {self.worker: now + int(FLEET_BUSY_TTL * 1000)})
             if isinstance(scheduler, FleetScheduler):
-                scheduler.settle(slot.inprogress)  # type: ignore[union-attr]
+                recorder = getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
+                marks = (recorder.queued, recorder.written) if recorder is not None else (0, 0)
+                scheduler.settle(slot.inprogress, *marks)  # type: ignore[union-attr]
                 alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
                 if scheduler.recover(alive):
                     idle = False

@@ -116,6 +116,7 @@ class Recorder:
         self.batch = batch
         self.interval = interval
         self.queue: queue.Queue[tuple[dict[str, Any], bytes | None] | None] = queue.Queue()
+        self.queued = 0  # records handed to the writer so far (the reactor thread's count)
         self.written = 0
         self.failed = 0
         self.errors: list[str] = []
@@ -175,6 +176,7 @@ class Recorder:
                 continue
             self.queue.put((rec, evidence.body if evidence is not None else None))
             queued += 1
+        self.queued += queued
         return queued
 
     def close(self, timeout: float = 60.0) -> None:
