@@ -775,9 +775,11 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         "OPTOUT_REPORT_LABELS": opts.labels,
         "USER_AGENT": user_agent_for(opts.agent, info_url),
     }
-    if opts.redis_url:
-        overrides.update(fleet_settings(opts.redis_url, opts.crawl_id, integrate=opts.integrate))
-        overrides["EXTENSIONS"] = {**settings.getdict("EXTENSIONS"), "crawler.fleet.FleetIdle": 510}
+    if opts.redis_url:  # crawler.fleet.FleetAddon does the rest
+        overrides["OPTOUT_FLEET_REDIS"] = opts.redis_url
+        overrides["OPTOUT_CRAWL_ID"] = opts.crawl_id
+        overrides["OPTOUT_REGISTRY_INTEGRATE"] = opts.integrate
+        del overrides["JOBDIR"], overrides["OPTOUT_CACHE_URL"]
     if opts.blocklist:
         overrides["OPTOUT_BLOCKLIST"] = opts.blocklist
     if opts.operator:
@@ -792,24 +794,6 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         overrides["OPTOUT_POLICY_TIMEOUT"] = opts.timeout
     settings.setdict({**overrides, **opts.extra_settings}, priority="cmdline")
     return settings
-
-
-def fleet_settings(redis_url: str, crawl_id: str, *, integrate: bool = False) -> dict[str, Any]:
-    """What makes a worker part of a fleet: scrapy-redis's queue and dupefilter (kept when a worker stops, since
-    other workers still use them), the add-on's Redis policy cache, and no checkpoint signing unless asked. The
-    same dict works for ``scrapy crawl compliant -s ...`` (docs/distributed.md)."""
-    return {
-        "SCHEDULER": "crawler.fleet.FleetScheduler",
-        "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
-        "SCHEDULER_PERSIST": True,
-        "SCHEDULER_QUEUE_KEY": f"{crawl_id}:requests",
-        "SCHEDULER_DUPEFILTER_KEY": f"{crawl_id}:dupefilter",
-        "REDIS_URL": redis_url,
-        "OPTOUT_CRAWL_ID": crawl_id,
-        "OPTOUT_CACHE_URL": redis_url,
-        "OPTOUT_REGISTRY_INTEGRATE": integrate,
-        "JOBDIR": None,  # the queue lives in Redis; resuming is joining the crawl again
-    }
 
 
 def spider_args(opts: CrawlOptions) -> dict[str, Any]:

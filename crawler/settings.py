@@ -11,7 +11,8 @@ BOT_NAME = "optout"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
 
-ADDONS = {"middlewares.OptOutAddon": 0}
+# The fleet add-on does nothing unless OPTOUT_FLEET_REDIS is set (distributed crawls, docs/distributed.md).
+ADDONS = {"middlewares.OptOutAddon": 0, "crawler.fleet.FleetAddon": 10}
 # Writes items.jsonl, decisions.jsonl, summary.json and report.html into OPTOUT_OUT_DIR when it is set
 # (``scrapy crawl compliant -s OPTOUT_OUT_DIR=out``); does nothing otherwise.
 EXTENSIONS = {"crawler.crawl.RunFiles": 500}

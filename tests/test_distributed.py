@@ -311,3 +311,37 @@ def test_redis_restarted_mid_crawl(web: FixtureWeb, tmp_path: Path, pg_url: str)
     assert_fleet_outcome(web, fleet, expect, results)
     logs = "".join((fleet.out(i) / "crawl.log").read_text() for i in range(3))
     assert "Redis scheduler unreachable" in logs and "reachable again" in logs  # the outage was lived through
+
+
+def test_scrapy_crawl_compliant_workers_join_with_two_settings(
+    web: FixtureWeb, tmp_path: Path, redis_prefix: str, pg_url: str
+) -> None:
+    """The same fleet through plain `scrapy crawl compliant`: OPTOUT_FLEET_REDIS (and a crawl id) is all it
+    takes, the FleetAddon in the project's settings does the rest."""
+    expect = build_fleet_web(web, origins=8)
+    fleet = Fleet(tmp_path, REDIS_URL, pg_url, redis_prefix, expect["seeds"])
+    env = {k: v for k, v in fleet.env.items() if k != "SCRAPY_SETTINGS_MODULE"}
+
+    def worker(i: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "scrapy", "crawl", "compliant", "-a", f"seeds_file={fleet.seeds}",
+                "-s", f"OPTOUT_FLEET_REDIS={REDIS_URL}", "-s", f"OPTOUT_CRAWL_ID={redis_prefix}crawl",
+                "-s", f"OPTOUT_CACHE_PREFIX={redis_prefix}", "-s", f"OPTOUT_REGISTRY_URL={pg_url}",
+                "-s", f"OPTOUT_OUT_DIR={fleet.out(i)}", "-s", "OPTOUT_FLEET_GRACE=1", "-s", "LOG_LEVEL=INFO",
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    procs = [worker(i) for i in range(2)]
+    errors = [p.communicate(timeout=180)[1] for p in procs]
+    for proc, err in zip(procs, errors, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+    assert all("FleetScheduler" in err for err in errors)  # scrapy-redis scheduled, through the add-on
+    for name in expect["names"]:
+        assert len(web.hits(name, "/robots.txt")) == 1
+    counts = Counter(page_hits(web))
+    assert max(counts.values()) == 1 and set(counts) == expect["pages"]
+    assert_crawl_delay_held(web, expect["delayed"])
+    assert fleet.registry_cli("checkpoint").returncode == 0
+    assert {r["target"]["url"] for r in fleet.records()} == expect["reserved"]

@@ -1,4 +1,4 @@
-"""crawler/fleet.py's FleetScheduler on a real Redis: requests in flight are noted and settled only once their
+"""crawler/fleetqueue.py's FleetScheduler on a real Redis: requests in flight are noted and settled only once their
 records are written, a dead worker's are queued again by a survivor, and a Redis outage holds requests instead of
 failing the engine."""
 
@@ -10,7 +10,7 @@ import scrapy
 from scrapy.http import Request
 from scrapy.utils.test import get_crawler
 
-from crawler.fleet import FleetScheduler
+from crawler.fleetqueue import FleetScheduler
 from tests.fleet_support import REDIS_URL, PrivateRedis
 
 

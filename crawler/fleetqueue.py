@@ -1,0 +1,178 @@
+"""The scrapy-redis scheduler of a fleet worker (see crawler/fleet.py for the whole picture): rides out a Redis
+restart, and keeps what the worker has taken in an in-flight hash so that a killed worker's requests are queued
+again by a survivor. Needs the ``redis`` extra (scrapy-redis)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from scrapy_redis.queue import PriorityQueue
+from scrapy_redis.scheduler import Scheduler
+
+from crawler.fleet import _redis_errors, worker_name
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Request
+
+logger = logging.getLogger(__name__)
+
+# The highest-priority request of scrapy-redis's PriorityQueue (a sorted set), moved into the in-flight hash.
+_TAKE = """
+local top = redis.call('ZRANGE', KEYS[1], 0, 0)
+if #top == 0 then return false end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, 0)
+redis.call('HSET', KEYS[2], redis.sha1hex(top[1]), top[1])
+return top[1]
+"""
+
+
+class FleetScheduler(Scheduler):
+    """scrapy-redis's Scheduler that holds requests in memory while Redis is away instead of failing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: deque[Request] = deque()
+        self._down = False
+        self._stats: Any = None
+        self._taken: dict[str, Request] = {}  # SHA-1 of the serialised request -> request, while Scrapy has it
+        self._take_script: Any = None
+        self._finishing: dict[str, int] = {}  # finished, waiting for their records to be written
+        self.crawl_id = "optout-crawl"
+        self.worker = worker_name()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> FleetScheduler:
+        instance = cls.from_settings(crawler.settings)
+        # Counted here: scrapy-redis passes ``spider=`` to the stats, which Scrapy 2.13+ warns about every time.
+        instance._stats = crawler.stats
+        instance.crawl_id = crawler.settings.get("OPTOUT_CRAWL_ID") or instance.crawl_id
+        return instance
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.crawl_id}:inflight:{self.worker}"
+
+    def _outage(self, exc: BaseException) -> None:
+        if not self._down:
+            logger.warning("optout: Redis scheduler unreachable (%s); holding requests until it is back", exc)
+            self._down = True
+
+    def _flush_held(self) -> None:
+        while self._held:
+            request = self._held[0]
+            super().enqueue_request(request)
+            self._held.popleft()
+        if self._down:
+            logger.warning("optout: Redis scheduler reachable again")
+            self._down = False
+
+    def enqueue_request(self, request: Request) -> bool:
+        try:
+            self._flush_held()
+            queued = bool(super().enqueue_request(request))
+        except _redis_errors() as exc:
+            self._outage(exc)
+            self._held.append(request)
+            return True
+        if queued and self._stats is not None:
+            self._stats.inc_value("scheduler/enqueued/redis")
+        return queued
+
+    def next_request(self) -> Request | None:
+        try:
+            self._flush_held()
+            data = self._take()
+        except _redis_errors() as exc:
+            self._outage(exc)
+            return None
+        if data is None:
+            return None
+        if self._stats is not None:
+            self._stats.inc_value("scheduler/dequeued/redis")
+        request: Request = self.queue._decode_request(data)
+        self._taken[hashlib.sha1(data).hexdigest()] = request
+        return request
+
+    def _take(self) -> bytes | None:
+        """Pop the next request and note it in this worker's in-flight hash in one step (a worker killed between
+        the two would otherwise lose it), keyed by the SHA-1 of its serialised form."""
+        if isinstance(self.queue, PriorityQueue):
+            if self._take_script is None:
+                self._take_script = self.server.register_script(_TAKE)
+            return self._take_script(keys=[self.queue.key, self.ledger])  # type: ignore[no-any-return]
+        request = super().next_request()  # another queue class: two steps
+        if request is None:
+            return None
+        data: bytes = self.queue._encode_request(request)
+        self.server.hset(self.ledger, hashlib.sha1(data).hexdigest(), data)
+        return data
+
+    def settle(self, in_progress: set[Request], queued: int = 0, written: int = 0) -> None:
+        """Forget the taken requests Scrapy has finished with (downloaded and parsed, or refused, or failed) once
+        the registry records their handling produced are written: ``queued`` and ``written`` are the recorder's
+        counts now, and a request finished when ``queued`` records had been queued is settled when ``written``
+        reaches that. Until then a kill puts it back in the queue, so its opt-out is recorded again, not lost."""
+        for fp, request in self._taken.items():
+            if fp not in self._finishing and request not in in_progress:
+                self._finishing[fp] = queued
+        done = [fp for fp, mark in self._finishing.items() if written >= mark]
+        if not done:
+            return
+        try:
+            self.server.hdel(self.ledger, *done)
+        except _redis_errors() as exc:
+            self._outage(exc)
+            return
+        for fp in done:
+            del self._taken[fp]
+            del self._finishing[fp]
+
+    def recover(self, alive: set[str]) -> int:
+        """Put back in the queue what dead workers had taken; returns how many requests."""
+        recovered = 0
+        prefix = f"{self.crawl_id}:inflight:"
+        for key in self.server.scan_iter(f"{prefix}*", count=1000):
+            worker = key.decode()[len(prefix) :]
+            if worker in alive or worker == self.worker:
+                continue
+            moving = f"{self.crawl_id}:recovering:{worker}:{self.worker}"
+            try:
+                self.server.rename(key, moving)  # one survivor wins; the others find the key gone
+            except Exception:  # redis.ResponseError "no such key"
+                continue
+            taken = self.server.hvals(moving)
+            for data in taken:
+                self.queue.push(self.queue._decode_request(data))
+            self.server.delete(moving)
+            recovered += len(taken)
+            logger.warning(
+                "optout: worker %s stopped beating; %d request(s) it had taken are queued again", worker, len(taken)
+            )
+        return recovered
+
+    def close(self, reason: str) -> None:
+        """A worker stopped early (Ctrl-C, a page limit) hands back what it took in its last moments, for the
+        others; a worker that finished has nothing in flight."""
+        try:
+            if reason != "finished":
+                for request in self._taken.values():
+                    self.queue.push(request)
+            self.server.delete(self.ledger)
+        except _redis_errors() as exc:
+            logger.error("optout: could not hand back %d unfinished request(s): %s", len(self._taken), exc)
+        self._taken.clear()
+        self._finishing.clear()
+        super().close(reason)
+
+    def has_pending_requests(self) -> bool:
+        if self._held:
+            return True
+        try:
+            return bool(super().has_pending_requests())
+        except _redis_errors() as exc:
+            self._outage(exc)
+            return True  # unknown: not done
