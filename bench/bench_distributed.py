@@ -1,0 +1,193 @@
+"""Benchmark: a distributed compliant crawl with 1, 2 and 4 workers (`optout crawl --distributed`), on this
+machine's Redis (queue, dupefilter, policy cache) and PostgreSQL (one registry, one integrator at the end).
+
+The web: ``--origins`` sites on loopback ports, each a tree of ``--pages`` HTML pages (five links per page), a
+robots.txt that disallows ``/private/`` (linked from every page, so every origin yields refusals to record), and
+404 for tdmrep.json and ai.txt. It is served by an asyncio server in its own process, which counts every request,
+so the table shows what the fleet asked of each origin: robots.txt fetches per origin must stay at 1 whatever the
+number of workers, and no page may be fetched twice.
+
+Pages/s is pages fetched over the wall time from the first worker's start to the last worker's exit (process
+start-up included, as an operator sees it). On this 2-vCPU machine the server, Redis, PostgreSQL and the workers
+share two cores, so more than ~2x cannot appear here; the point is that adding workers does not cost compliance
+(fetch counts) and that throughput grows until the CPUs are full.
+
+Run: python bench/bench_distributed.py [--origins 40] [--pages 150] [--workers 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BASE = os.environ.get("OPTOUT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OPTOUT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+FANOUT = 5
+
+
+def page(port: int, n: int, pages: int) -> bytes:
+    kids = [c for c in range(n * FANOUT + 1, n * FANOUT + FANOUT + 1) if c < pages]
+    links = "".join(f'<a href="/p{c}.html">page {c}</a> ' for c in kids)
+    body = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>site {port} page {n}</title>"
+        '<meta name="description" content="a page of a benchmark site"></head><body>'
+        f"<h1>Page {n}</h1><p>{'Some text of the article. ' * 40}</p>{links}"
+        '<a href="/private/account.html">account</a></body></html>'
+    )
+    return body.encode()
+
+
+def is_page(path: str) -> bool:
+    return path == "/" or (path.startswith("/p") and path.endswith(".html") and path[2:-5].isdigit())
+
+
+def answer(status: str, body: bytes, ctype: str) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def serve(origins: int, pages: int, ports_out: Any, counts_path: str, stop: Any) -> None:
+    hits: Counter[str] = Counter()
+
+    def respond(port: int, path: str) -> bytes:
+        hits[f"{port} {path}"] += 1
+        if path == "/robots.txt":
+            return answer("200 OK", b"User-agent: *\nDisallow: /private/\nAllow: /\n", "text/plain")
+        if is_page(path) and (path == "/" or int(path[2:-5]) < pages):
+            return answer(
+                "200 OK", page(port, 0 if path == "/" else int(path[2:-5]), pages), "text/html; charset=utf-8"
+            )
+        return answer("404 Not Found", b"not found", "text/plain")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("sockname")[1]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode("latin-1")
+                writer.write(respond(port, path))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        servers = [await asyncio.start_server(handle, "127.0.0.1", 0) for _ in range(origins)]
+        ports_out.send([s.sockets[0].getsockname()[1] for s in servers])
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        Path(counts_path).write_text(json.dumps(hits))
+
+    asyncio.run(main())
+
+
+def fleet_run(workers: int, ports: list[int], pages: int, workdir: Path) -> float:
+    """One crawl with ``workers`` processes; returns wall seconds."""
+    import psycopg
+
+    schema = f"optout_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    registry = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    key = workdir / "registry.key"
+    env = {**os.environ, "OPTOUT_REGISTRY_KEY": str(key)}
+    cli = [sys.executable, "-m", "crawler.cli"]
+    subprocess.run([*cli, "registry", "key", "--registry", registry], env=env, check=True, capture_output=True)
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("".join(f"http://127.0.0.1:{p}/\n" for p in ports))
+    prefix = f"optout-bench-{uuid.uuid4().hex[:8]}:"
+    started = time.perf_counter()
+    args = ["--redis", REDIS_URL, "--registry", registry, "--crawl-id", f"{prefix}crawl", "--seeds-file", str(seeds)]
+    args += ["--depth", "0", "--no-sitemaps", "-s", f"OPTOUT_CACHE_PREFIX={prefix}", "-s", "OPTOUT_FLEET_GRACE=1"]
+    procs = [
+        subprocess.Popen(
+            [*cli, "crawl", "--distributed", *args, "--out", str(workdir / f"w{i}")],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(workers)
+    ]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"a worker failed ({proc.returncode}): {err[-2000:]}")
+    wall = time.perf_counter() - started
+    subprocess.run([*cli, "registry", "checkpoint", "--registry", registry], env=env, check=True, capture_output=True)
+    check = subprocess.run([*cli, "registry", "check", "--registry", registry], env=env, capture_output=True)
+    if check.returncode != 0:
+        raise SystemExit(f"the registry does not verify: {check.stdout!r} {check.stderr!r}")
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    stale = list(client.scan_iter(f"{prefix}*"))
+    if stale:
+        client.delete(*stale)
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return wall
+
+
+def measure(workers: int, origins: int, pages: int) -> dict[str, Any]:
+    parent, child = multiprocessing.Pipe()
+    stop = multiprocessing.Event()
+    with tempfile.TemporaryDirectory(prefix="optout-bench-fleet-") as tmp:
+        counts_path = str(Path(tmp) / "hits.json")
+        server = multiprocessing.Process(target=serve, args=(origins, pages, child, counts_path, stop), daemon=True)
+        server.start()
+        ports = parent.recv()
+        wall = fleet_run(workers, ports, pages, Path(tmp))
+        stop.set()
+        server.join(10)
+        hits = Counter(json.loads(Path(counts_path).read_text()))
+    robots = [hits.get(f"{p} /robots.txt", 0) for p in ports]
+    page_hits = {k: v for k, v in hits.items() if is_page(k.split(" ", 1)[1])}
+    fetched = sum(page_hits.values())
+    return {
+        "workers": workers,
+        "pages": fetched,
+        "wall": wall,
+        "pages_per_s": fetched / wall,
+        "robots_per_origin": (min(robots), max(robots)),
+        "pages_fetched_twice": sum(1 for v in page_hits.values() if v > 1),
+        "private_fetched": sum(v for k, v in hits.items() if "/private/" in k),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--origins", type=int, default=40)
+    ap.add_argument("--pages", type=int, default=150, help="pages per origin")
+    ap.add_argument("--workers", default="1,2,4")
+    args = ap.parse_args()
+    rows = [measure(int(n), args.origins, args.pages) for n in args.workers.split(",")]
+    base = rows[0]["pages_per_s"]
+    print(f"\n{args.origins} origins x {args.pages} pages, loopback, Redis + PostgreSQL, {os.cpu_count()} CPUs")
+    print(f"{'workers':>7} {'pages':>7} {'wall s':>7} {'pages/s':>8} {'speed-up':>8} {'robots.txt/origin':>18} "
+          f"{'fetched twice':>13} {'disallowed fetched':>18}")  # fmt: skip
+    for r in rows:
+        lo, hi = r["robots_per_origin"]
+        print(
+            f"{r['workers']:>7} {r['pages']:>7} {r['wall']:>7.1f} {r['pages_per_s']:>8.1f} "
+            f"{r['pages_per_s'] / base:>7.2f}x {f'{lo}..{hi}' if lo != hi else str(lo):>18} "
+            f"{r['pages_fetched_twice']:>13} {r['private_fetched']:>18}"
+        )
+
+
+if __name__ == "__main__":
+    main()
