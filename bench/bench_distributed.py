@@ -12,7 +12,13 @@ start-up included, as an operator sees it). On this 2-vCPU machine the server, R
 share two cores, so more than ~2x cannot appear here; the point is that adding workers does not cost compliance
 (fetch counts) and that throughput grows until the CPUs are full.
 
-Run: python bench/bench_distributed.py [--origins 40] [--pages 150] [--workers 1,2,4]
+A second table measures the registry's sequencing step as a fleet uses it: ``--appenders`` processes each
+append small batches (``--batch`` records, pre-canonicalised, as a worker's recorder does every half second) for a
+few seconds; every batch takes the one ``seq_coord`` row lock until its commit, so transactions per second is the
+fleet-wide ceiling that docs/distributed.md scales from.
+
+Run: python bench/bench_distributed.py [--origins 40] [--pages 150] [--workers 1,2,4] [--appenders 8]
+     [--batch 50] [--registry-only]
 """
 
 from __future__ import annotations
@@ -169,12 +175,72 @@ def measure(workers: int, origins: int, pages: int) -> dict[str, Any]:
     }
 
 
+def _appender(registry: str, key: str, batch: int, seconds: float, out: Any) -> None:
+    sys.path.insert(0, str(ROOT))
+    from optout_registry import Registry
+    from optout_registry.record import canonical
+    from tests.registry_helpers import make_records
+
+    leaves = [canonical(r) for r in make_records(batch)]
+    with Registry.open(registry, key=key) as reg:
+        store = reg._store  # the sequencing step itself, as the recorder's writer thread reaches it
+        done = 0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            store.append(leaves, [], [], reg._sign)
+            done += 1
+    out.send(done)
+
+
+def registry_ceiling(appenders: int, batch: int, seconds: float = 8.0) -> dict[str, float]:
+    """Concurrent sequencing transactions per second on one PostgreSQL registry."""
+    import psycopg
+
+    schema = f"optout_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    registry = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            key = str(Path(tmp) / "k")
+            subprocess.run(
+                [sys.executable, "-m", "crawler.cli", "registry", "key", "--registry", registry, "--key", key],
+                cwd=ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            pipes = [multiprocessing.Pipe() for _ in range(appenders)]
+            procs = [
+                multiprocessing.Process(target=_appender, args=(registry, key, batch, seconds, child))
+                for _, child in pipes
+            ]
+            for proc in procs:
+                proc.start()
+            batches = sum(parent.recv() for parent, _ in pipes)
+            for proc in procs:
+                proc.join()
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return {"tx_per_s": batches / seconds, "records_per_s": batches * batch / seconds}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--origins", type=int, default=40)
     ap.add_argument("--pages", type=int, default=150, help="pages per origin")
     ap.add_argument("--workers", default="1,2,4")
+    ap.add_argument("--appenders", type=int, default=8, help="concurrent registry appenders")
+    ap.add_argument("--batch", type=int, default=50, help="records per sequencing transaction")
+    ap.add_argument("--registry-only", action="store_true", help="only the registry sequencing table")
     args = ap.parse_args()
+    if not args.registry_only:
+        crawl_table(args)
+    print(f"\nregistry sequencing on one PostgreSQL: {args.appenders} appenders x batches of {args.batch}")
+    for batch in sorted({1, args.batch}):
+        r = registry_ceiling(args.appenders, batch)
+        print(f"  batch {batch:>4}: {r['tx_per_s']:>8.0f} transactions/s  {r['records_per_s']:>9.0f} records/s")
+
+
+def crawl_table(args: argparse.Namespace) -> None:
     rows = [measure(int(n), args.origins, args.pages) for n in args.workers.split(",")]
     base = rows[0]["pages_per_s"]
     print(f"\n{args.origins} origins x {args.pages} pages, loopback, Redis + PostgreSQL, {os.cpu_count()} CPUs")

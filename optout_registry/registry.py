@@ -29,6 +29,7 @@ import re
 import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
 from pathlib import Path
@@ -105,6 +106,7 @@ class Store(Protocol):
     def site_indices(self, site: str, upto: int) -> list[int]: ...
     def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None: ...
     def anchors(self, size: int | None = None) -> list[tuple[int, str, bytes, str]]: ...
+    def snapshot(self) -> AbstractContextManager[None]: ...
     def close(self) -> None: ...
 
 
@@ -628,6 +630,10 @@ class Registry:
         re-hashes every evidence blob. The database owner can defeat any local check by rewriting everything and
         re-signing; only checkpoints kept by others (exports, anchors) catch that.
         """
+        with self._store.snapshot():
+            return self._self_check(full)
+
+    def _self_check(self, full: bool) -> CheckReport:
         from optout_registry.note import NoteError, open_checkpoint
 
         rep = CheckReport()

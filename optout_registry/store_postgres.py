@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from optout_registry.registry import ForkError, IntegrityError, RegistryError, SignFn
@@ -121,6 +122,14 @@ class PostgresStore(CheckpointReads):
         except BaseException:
             self._conn.close()
             raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one moment of the log: workers may be sequencing and an integrator signing while a
+        self-check compares counts, and separate statements would see them half-way (a false alarm)."""
+        with self._lock, self._conn.transaction():
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         with self._lock:

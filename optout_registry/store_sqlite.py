@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,6 +102,16 @@ class SqliteStore(CheckpointReads):
         self._lock = threading.RLock()
         self._builder = None  # tiles.TileBuilder at the latest checkpoint size, or None to rebuild
         self.set_meta_default("schema", SCHEMA_VERSION)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one moment of the log (a WAL read transaction), even with another process appending."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------------------------------------------
 

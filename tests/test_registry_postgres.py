@@ -247,3 +247,38 @@ def test_missing_schema_and_unreachable_server() -> None:
         Registry.open(f"{PG_BASE}?options=-csearch_path%3Dno_such_schema_x")
     with pytest.raises(RegistryError, match="cannot connect"):
         Registry.open("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
+
+
+def test_opening_while_other_nodes_append_and_integrate_is_no_false_alarm(url: str, key: Path) -> None:
+    """A fleet worker opening the registry runs the start-up self-check while other workers sequence and the
+    integrator signs: the check must see one moment of the log, not counts from before and after a commit."""
+    with Registry.open(url, key=key) as reg:
+        reg.checkpoint()
+    leaves = [canonical(r) for r in make_records(20)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def append_forever() -> None:
+        with Registry.open(url, key=key) as node:
+            while not stop.is_set():
+                node._store.append(leaves, [], [], node._sign)
+
+    def integrate_forever() -> None:
+        with Registry.open(url, key=key) as node:
+            while not stop.is_set():
+                node.integrate(wait=True)
+
+    threads = [threading.Thread(target=f) for f in (append_forever, append_forever, integrate_forever)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(40):
+            try:
+                Registry.open(url, key=key).close()
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
