@@ -242,11 +242,11 @@ class SitePolicy:
             found += content_usage.robots_signals(cu_lines, url, mode=mode, group=group.describe())
         if cs_lines:
             found += content_signal.robots_signals(cs_lines, mode=mode, group=group.describe())
-        if policy.cross_token and mode is Mode.CONSERVATIVE:
-            found += robots.cross_token_signals(self.robots, url, policy.agent)
         found = with_source(found, self.robots_url)
+        if policy.cross_token and mode is Mode.CONSERVATIVE:
+            found += robots.cross_token_signals(self.robots, url, policy.agent, source=self.robots_url)
         if self.tdmrep is not None:
-            found += with_source(tdmrep.file_signals(self.tdmrep, url, mode=mode), self.origin + TDMREP_PATH)
+            found += tdmrep.file_signals(self.tdmrep, url, mode=mode, source=self.origin + TDMREP_PATH)
         if self.ai_txt is not None:
             found += with_source(ai_txt.signals(self.ai_txt, url, policy.agent, mode=mode), self.origin + AI_TXT_PATH)
         for lic_url, doc in self.licenses.items():
