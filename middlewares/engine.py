@@ -319,20 +319,24 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
         if sig is not None:
             found.append(sig)
     notes: list[str] = []
-    if fetched.header("content-usage"):
-        usage = content_usage.header_signals(fetched.header("content-usage"), mode=mode)
+    usage_lines = fetched.header("content-usage")
+    if usage_lines:
+        usage = content_usage.header_signals(usage_lines, mode=mode)
         found += usage
         if not usage:
-            reason = content_usage.parse_error(", ".join(fetched.header("content-usage")))
+            reason = content_usage.parse_error(", ".join(usage_lines))
             if reason:
                 notes.append(f"{url}: Content-Usage header ignored: {reason}")
-    if fetched.header("content-signal"):
-        found += content_signal.header_signals(fetched.header("content-signal"), mode=mode)
+    signal_lines = fetched.header("content-signal")
+    if signal_lines:
+        found += content_signal.header_signals(signal_lines, mode=mode)
     ctype = fetched.content_type
     is_image = ctype.startswith("image/")
-    if fetched.header("x-robots-tag"):
-        found += robots_tag.header_signals(fetched.header("x-robots-tag"), policy.agent, is_image=is_image, mode=mode)
-    licenses = rsl.license_urls_from_headers(fetched.header("link"), url) if fetched.header("link") else []
+    robots_lines = fetched.header("x-robots-tag")
+    if robots_lines:
+        found += robots_tag.header_signals(robots_lines, policy.agent, is_image=is_image, mode=mode)
+    links = fetched.header("link")
+    licenses = rsl.license_urls_from_headers(links, url) if links else []
     head: HtmlHead | None = None
     if _looks_like_html(fetched):
         head = scan_html(fetched.body)

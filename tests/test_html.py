@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middlewares.protocols.html import MAX_HTML_BYTES, scan_html
+from middlewares.protocols.html import MAX_HTML_BYTES, _Skipped, scan_html
 
 DOC = b"""<!doctype html><html><head><title>T &amp; x</title>
 <!-- <meta name=robots content=noai> -->
@@ -66,3 +66,30 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 def test_adversarial_tokens_never_raise(parts: list[str]) -> None:
     head = scan_html("".join(parts).encode())
     _ = [t.attrs for t in head.metas + head.links]
+
+
+def _skipped_reference(lower: str) -> list[tuple[int, int]]:
+    """The spans as first written: one full pass per kind of opener and closer."""
+    spans: list[tuple[int, int]] = []
+    for opener, closer in (("<!--", "-->"), ("<script", "</script"), ("<style", "</style")):
+        i = lower.find(opener)
+        while i >= 0:
+            j = lower.find(closer, i + len(opener))
+            end = len(lower) if j < 0 else j + len(closer)
+            spans.append((i, end))
+            i = lower.find(opener, end)
+    return spans
+
+
+_SKIP_PIECES = st.sampled_from(["<!--", "-->", "<!-->", "<script>", "</script>", "<style>", "</style>", "<meta>", "x"])
+
+
+@given(st.lists(_SKIP_PIECES, max_size=20), st.lists(st.integers(0, 120), max_size=12))
+@settings(max_examples=400)
+def test_skipped_spans_found_lazily_equal_a_full_scan(pieces: list[str], positions: list[int]) -> None:
+    """Spans found only as far as asked, in any order of questions, are those of a full scan per kind."""
+    lower = "".join(pieces)
+    skipped = _Skipped(lower)
+    spans = _skipped_reference(lower)
+    for pos in positions:
+        assert skipped.covers(pos) == any(a < pos < b for a, b in spans), (lower, pos)
