@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middlewares.protocols.html import MAX_HTML_BYTES, _contains, _Skipped, scan_html
+from middlewares.protocols.html import MAX_HTML_BYTES, _Skipped, scan_html
 
 DOC = b"""<!doctype html><html><head><title>T &amp; x</title>
 <!-- <meta name=robots content=noai> -->
@@ -93,17 +93,3 @@ def test_skipped_spans_found_lazily_equal_a_full_scan(pieces: list[str], positio
     spans = _skipped_reference(lower)
     for pos in positions:
         assert skipped.covers(pos) == any(a < pos < b for a, b in spans), (lower, pos)
-
-
-@given(st.lists(st.sampled_from([b"+", b"ld+json", b"ld", b"+json", b"l", b"d+", b"x", b"<script>"]), max_size=40))
-@settings(max_examples=500)
-def test_contains_through_a_rare_byte_equals_a_substring_search(pieces: list[bytes]) -> None:
-    data = b"".join(pieces)
-    assert _contains(data, b"ld+json", rare=2) == (b"ld+json" in data)
-    assert _contains(data, b"+json", rare=0) == (b"+json" in data)
-
-
-def test_contains_falls_back_to_a_substring_search_where_the_byte_is_common() -> None:
-    for leads in range(40):  # the needle's own byte is the last lead, the first after them, or beyond
-        assert _contains(b"x+" * leads + b"ld+json", b"ld+json", rare=2)
-        assert not _contains(b"x+" * leads + b"ld+jso", b"ld+json", rare=2)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import html as _html
 import re
 
+from .bytesearch import contains
+
 MAX_HTML_BYTES = 5 * 1024 * 1024
 
 _TAG_REST = re.compile(r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>?""")
@@ -148,7 +150,7 @@ class HtmlHead:
             body = self._body
             # Lower-case spellings only: each substring test is a pass over the whole page, and upper-case
             # `type=PASSWORD` is vanishingly rare; the expression below is case-insensitive anyway.
-            self._password = b"assword" in body and bool(_PASSWORD.search(body) and _FORM.search(body))
+            self._password = contains(body, b"assword") and bool(_PASSWORD.search(body) and _FORM.search(body))
         return self._password
 
     @property
@@ -156,7 +158,7 @@ class HtmlHead:
         """Raw contents of every ``application/ld+json`` script (paywall markup lives there)."""
         if self._json_ld is None:
             body = self._body
-            found = _JSON_LD.findall(body) if _contains(body, b"ld+json", rare=2) else []
+            found = _JSON_LD.findall(body) if contains(body, b"ld+json", rare=2) else []
             self._json_ld = tuple(_decode(b[:1_000_000]) for b in found)
         return self._json_ld
 
@@ -205,25 +207,6 @@ class HtmlHead:
         """Meta tags whose ``name`` equals ``name`` case-insensitively."""
         name = name.lower()
         return [t for t in self.metas if t.mentions(name) and t.get("name").strip().lower() == name]
-
-
-_FALSE_LEADS = 16
-
-
-def _contains(data: bytes, needle: bytes, *, rare: int) -> bool:
-    """``needle in data``, located through its byte at index ``rare``, one that pages seldom contain (the `+` of
-    `ld+json`). Finding one byte is a memchr, several times faster than CPython's substring search over a page
-    of lower-case text, and the usage stage does this on every page. Where the byte turns out to be common, a
-    plain search of the rest takes over after a few false leads, so the worst case stays one pass."""
-    byte = needle[rare]
-    i = data.find(byte)
-    for _ in range(_FALSE_LEADS):
-        if i < 0:
-            return False
-        if i >= rare and data.startswith(needle, i - rare):
-            return True
-        i = data.find(byte, i + 1)
-    return i >= 0 and data.find(needle, max(i - rare, 0)) >= 0
 
 
 def _attrs(raw: str) -> dict[str, str]:
