@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middlewares.protocols.html import MAX_HTML_BYTES, _Skipped, scan_html
+from middlewares.protocols.html import MAX_HTML_BYTES, HtmlHead, _Skipped, scan_html
 
 DOC = b"""<!doctype html><html><head><title>T &amp; x</title>
 <!-- <meta name=robots content=noai> -->
@@ -93,3 +95,20 @@ def test_skipped_spans_found_lazily_equal_a_full_scan(pieces: list[str], positio
     spans = _skipped_reference(lower)
     for pos in positions:
         assert skipped.covers(pos) == any(a < pos < b for a, b in spans), (lower, pos)
+
+
+_HEAD_PIECES = st.sampled_from(
+    ["<meta name=robots content=noai>", "<meta name=MyBot content=x>", "<link rel=license href=/l>", "<meta ",
+     "name=tdm-reservation", "<!--", "-->", "<script>", "</script>", ">", "'", "ROBOTS", "\u212abot", "é", "x" * 3000]
+)  # fmt: skip
+
+
+@given(st.lists(_HEAD_PIECES, max_size=12).map("".join), st.sampled_from(["robots", "mybot", "kbot", "tdm-", "é"]))
+@settings(max_examples=300)
+def test_page_wide_negative_does_not_change_which_tags_mention_a_word(head: str, word: str) -> None:
+    """Skipping the search when the word occurs nowhere (a bytes test on the UTF-8 form) finds the same tags."""
+    fast = scan_html(head.encode())
+    slow = scan_html(head.encode())
+    with patch.object(HtmlHead, "_occurs", lambda self, word: True):
+        expected = [(t.attrs, t.line) for t in slow.metas_mentioning(word) + slow.links_mentioning(word)]
+    assert [(t.attrs, t.line) for t in fast.metas_mentioning(word) + fast.links_mentioning(word)] == expected
