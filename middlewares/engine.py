@@ -82,9 +82,10 @@ def fetch_failure(what: str, where: str, source: str, fetched: Fetched, purposes
     )
 
 
-def _looks_like_html(fetched: Fetched) -> bool:
-    head = fetched.body[:512].lstrip().lower()
-    return fetched.content_type in ("text/html", "application/xhtml+xml") or head.startswith((b"<!doctype", b"<html"))
+def _looks_like_html(body: bytes, content_type: str) -> bool:
+    if content_type in ("text/html", "application/xhtml+xml"):
+        return True
+    return body[:512].lstrip().lower().startswith((b"<!doctype", b"<html"))
 
 
 def site_files(origin: str, policy: Policy) -> dict[str, tuple[str, int]]:
@@ -203,7 +204,7 @@ class SitePolicy:
             return None
         source = fetched.url
         if fetched.ok:
-            if _looks_like_html(fetched):
+            if _looks_like_html(fetched.body, fetched.content_type):
                 return None
             if len(fetched.body) > POLICY_FILE_LIMIT:
                 self.notes.append(f"{source}: larger than {POLICY_FILE_LIMIT} bytes, ignored beyond that")
@@ -338,7 +339,7 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
     links = fetched.header("link")
     licenses = rsl.license_urls_from_headers(links, url) if links else []
     head: HtmlHead | None = None
-    if _looks_like_html(fetched):
+    if _looks_like_html(fetched.body, ctype):
         head = scan_html(fetched.body)
         sig = tdmrep.html_signal(head, mode=mode)
         if sig is not None:
