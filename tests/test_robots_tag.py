@@ -212,3 +212,12 @@ def test_values_without_effect_words_skip_parsing_without_changing_answers(value
     with patch.object(rt, "_EFFECT_WORDS", re.compile("")), patch.object(Tag, "may_match", lambda self, p: True):
         assert rt.header_signals(values, "MyBot", is_image=True, mode=mode) == fast_header
         assert rt.meta_signals(scan_html(page.encode()), "MyBot", mode=mode) == fast_meta
+
+
+def test_every_directive_with_an_effect_is_among_the_effect_words() -> None:
+    """The fast negative must know every directive _effect gives a meaning, including any added later."""
+    for name in rt.KNOWN_DIRECTIVES | {"noml", "none", "noimageai"}:
+        for mode in (C, S):
+            for image in (True, False):
+                if rt._effect(name, is_image=image, mode=mode) is not None:
+                    assert rt._EFFECT_WORDS.search(name), name

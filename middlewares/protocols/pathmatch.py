@@ -116,13 +116,13 @@ def compile_pattern(text: str) -> Pattern:
     return Pattern(text)
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 MEMO_SIZE = 128
 """Answers a :class:`PrefixMemo` keeps before starting afresh."""
 
 
-class PrefixMemo(Generic[T]):
+class PrefixMemo(Generic[_T]):
     """Answers that depend on a path only through plain-prefix patterns, remembered per deciding prefix.
 
     A pattern without `*` or a final `$` matches exactly the paths that start with it, so what a set of such
@@ -140,9 +140,9 @@ class PrefixMemo(Generic[T]):
         self.horizon: int | None = None
         if None not in prefixes:
             self.horizon = max((len(p) for p in prefixes if p is not None), default=0)
-        self._answers: dict[str, T] = {}
+        self._answers: dict[str, _T] = {}
 
-    def get(self, path: str, compute: Callable[[], T]) -> T:
+    def get(self, path: str, compute: Callable[[], _T]) -> _T:
         """The answer for ``path`` (normalised as the patterns were), computing it on first use of its prefix."""
         if self.horizon is None:
             return compute()
