@@ -82,9 +82,10 @@ def fetch_failure(what: str, where: str, source: str, fetched: Fetched, purposes
     )
 
 
-def _looks_like_html(fetched: Fetched) -> bool:
-    head = fetched.body[:512].lstrip().lower()
-    return fetched.content_type in ("text/html", "application/xhtml+xml") or head.startswith((b"<!doctype", b"<html"))
+def _looks_like_html(body: bytes, content_type: str) -> bool:
+    if content_type in ("text/html", "application/xhtml+xml"):
+        return True
+    return body[:512].lstrip().lower().startswith((b"<!doctype", b"<html"))
 
 
 def site_files(origin: str, policy: Policy) -> dict[str, tuple[str, int]]:
@@ -203,7 +204,7 @@ class SitePolicy:
             return None
         source = fetched.url
         if fetched.ok:
-            if _looks_like_html(fetched):
+            if _looks_like_html(fetched.body, fetched.content_type):
                 return None
             if len(fetched.body) > POLICY_FILE_LIMIT:
                 self.notes.append(f"{source}: larger than {POLICY_FILE_LIMIT} bytes, ignored beyond that")
@@ -242,11 +243,11 @@ class SitePolicy:
             found += content_usage.robots_signals(cu_lines, url, mode=mode, group=group.describe())
         if cs_lines:
             found += content_signal.robots_signals(cs_lines, mode=mode, group=group.describe())
-        if policy.cross_token and mode is Mode.CONSERVATIVE:
-            found += robots.cross_token_signals(self.robots, url, policy.agent)
         found = with_source(found, self.robots_url)
+        if policy.cross_token and mode is Mode.CONSERVATIVE:
+            found += robots.cross_token_signals(self.robots, url, policy.agent, source=self.robots_url)
         if self.tdmrep is not None:
-            found += with_source(tdmrep.file_signals(self.tdmrep, url, mode=mode), self.origin + TDMREP_PATH)
+            found += tdmrep.file_signals(self.tdmrep, url, mode=mode, source=self.origin + TDMREP_PATH)
         if self.ai_txt is not None:
             found += with_source(ai_txt.signals(self.ai_txt, url, policy.agent, mode=mode), self.origin + AI_TXT_PATH)
         for lic_url, doc in self.licenses.items():
@@ -319,22 +320,26 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
         if sig is not None:
             found.append(sig)
     notes: list[str] = []
-    if fetched.header("content-usage"):
-        usage = content_usage.header_signals(fetched.header("content-usage"), mode=mode)
+    usage_lines = fetched.header("content-usage")
+    if usage_lines:
+        usage = content_usage.header_signals(usage_lines, mode=mode)
         found += usage
         if not usage:
-            reason = content_usage.parse_error(", ".join(fetched.header("content-usage")))
+            reason = content_usage.parse_error(", ".join(usage_lines))
             if reason:
                 notes.append(f"{url}: Content-Usage header ignored: {reason}")
-    if fetched.header("content-signal"):
-        found += content_signal.header_signals(fetched.header("content-signal"), mode=mode)
+    signal_lines = fetched.header("content-signal")
+    if signal_lines:
+        found += content_signal.header_signals(signal_lines, mode=mode)
     ctype = fetched.content_type
     is_image = ctype.startswith("image/")
-    if fetched.header("x-robots-tag"):
-        found += robots_tag.header_signals(fetched.header("x-robots-tag"), policy.agent, is_image=is_image, mode=mode)
-    licenses = rsl.license_urls_from_headers(fetched.header("link"), url) if fetched.header("link") else []
+    robots_lines = fetched.header("x-robots-tag")
+    if robots_lines:
+        found += robots_tag.header_signals(robots_lines, policy.agent, is_image=is_image, mode=mode)
+    links = fetched.header("link")
+    licenses = rsl.license_urls_from_headers(links, url) if links else []
     head: HtmlHead | None = None
-    if _looks_like_html(fetched):
+    if _looks_like_html(fetched.body, ctype):
         head = scan_html(fetched.body)
         sig = tdmrep.html_signal(head, mode=mode)
         if sig is not None:

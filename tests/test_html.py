@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from unittest.mock import patch
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middlewares.protocols.html import MAX_HTML_BYTES, scan_html
+from middlewares.protocols.html import MAX_HTML_BYTES, HtmlHead, _Skipped, scan_html
 
 DOC = b"""<!doctype html><html><head><title>T &amp; x</title>
 <!-- <meta name=robots content=noai> -->
@@ -66,3 +68,47 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 def test_adversarial_tokens_never_raise(parts: list[str]) -> None:
     head = scan_html("".join(parts).encode())
     _ = [t.attrs for t in head.metas + head.links]
+
+
+def _skipped_reference(lower: str) -> list[tuple[int, int]]:
+    """The spans as first written: one full pass per kind of opener and closer."""
+    spans: list[tuple[int, int]] = []
+    for opener, closer in (("<!--", "-->"), ("<script", "</script"), ("<style", "</style")):
+        i = lower.find(opener)
+        while i >= 0:
+            j = lower.find(closer, i + len(opener))
+            end = len(lower) if j < 0 else j + len(closer)
+            spans.append((i, end))
+            i = lower.find(opener, end)
+    return spans
+
+
+_SKIP_PIECES = st.sampled_from(["<!--", "-->", "<!-->", "<script>", "</script>", "<style>", "</style>", "<meta>", "x"])
+
+
+@given(st.lists(_SKIP_PIECES, max_size=20), st.lists(st.integers(0, 120), max_size=12))
+@settings(max_examples=400)
+def test_skipped_spans_found_lazily_equal_a_full_scan(pieces: list[str], positions: list[int]) -> None:
+    """Spans found only as far as asked, in any order of questions, are those of a full scan per kind."""
+    lower = "".join(pieces)
+    skipped = _Skipped(lower)
+    spans = _skipped_reference(lower)
+    for pos in positions:
+        assert skipped.covers(pos) == any(a < pos < b for a, b in spans), (lower, pos)
+
+
+_HEAD_PIECES = st.sampled_from(
+    ["<meta name=robots content=noai>", "<meta name=MyBot content=x>", "<link rel=license href=/l>", "<meta ",
+     "name=tdm-reservation", "<!--", "-->", "<script>", "</script>", ">", "'", "ROBOTS", "\u212abot", "é", "x" * 3000]
+)  # fmt: skip
+
+
+@given(st.lists(_HEAD_PIECES, max_size=12).map("".join), st.sampled_from(["robots", "mybot", "kbot", "tdm-", "é"]))
+@settings(max_examples=300)
+def test_page_wide_negative_does_not_change_which_tags_mention_a_word(head: str, word: str) -> None:
+    """Skipping the search when the word occurs nowhere (a bytes test on the UTF-8 form) finds the same tags."""
+    fast = scan_html(head.encode())
+    slow = scan_html(head.encode())
+    with patch.object(HtmlHead, "_occurs", lambda self, word: True):
+        expected = [(t.attrs, t.line) for t in slow.metas_mentioning(word) + slow.links_mentioning(word)]
+    assert [(t.attrs, t.line) for t in fast.metas_mentioning(word) + fast.links_mentioning(word)] == expected

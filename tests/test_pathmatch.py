@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middlewares.protocols.pathmatch import compile_pattern, normalise_path, url_path
+from middlewares.protocols.pathmatch import MEMO_SIZE, PrefixMemo, compile_pattern, normalise_path, url_path
 
 
 def matches(pattern: str, path: str) -> bool:
@@ -71,3 +71,42 @@ def test_normalise_never_raises(text: str) -> None:
     out = normalise_path(text)
     assert out.isascii()
     compile_pattern(text).matches(out)
+
+
+def test_prefix_memo_horizon() -> None:
+    assert PrefixMemo(["/", "/premium/"]).horizon == len("/premium/")
+    assert PrefixMemo([]).horizon == 0
+    assert PrefixMemo(["/", None]).horizon is None  # a wildcard or end anchor: the whole path matters
+    assert compile_pattern("/a/").literal == "/a/" and compile_pattern("/a*").literal is None
+    assert compile_pattern("/a$").literal is None and compile_pattern("/ツ").literal == "/%E3%83%84"
+
+
+def test_prefix_memo_computes_once_per_prefix_and_stays_bounded() -> None:
+    memo: PrefixMemo[str] = PrefixMemo(["/ab"])
+    calls: list[str] = []
+
+    def compute(path: str) -> str:
+        calls.append(path)
+        return path[:3]
+
+    assert memo.get("/abc", lambda: compute("/abc")) == "/ab"
+    assert memo.get("/abd", lambda: compute("/abd")) == "/ab"  # same deciding prefix: remembered
+    assert memo.get("/a", lambda: compute("/a")) == "/a"
+    assert calls == ["/abc", "/a"]
+    for i in range(MEMO_SIZE * 3):
+        memo.get(f"/{i}", lambda: "x")
+    assert len(memo._answers) <= MEMO_SIZE
+    off: PrefixMemo[int] = PrefixMemo([None])
+    assert [off.get("/a", lambda: 1), off.get("/a", lambda: 2)] == [1, 2]  # no memo without a horizon
+
+
+@given(st.lists(st.text("ab*/$%2", max_size=5), max_size=4), st.lists(st.text("ab/%2*$", max_size=8), max_size=12))
+@settings(max_examples=400)
+def test_prefix_memo_answers_equal_a_fresh_evaluation(patterns: list[str], paths: list[str]) -> None:
+    """Whatever was remembered for another path with the same deciding prefix is what a fresh evaluation says."""
+    compiled = [compile_pattern(p) for p in patterns]
+    memo: PrefixMemo[tuple[bool, ...]] = PrefixMemo(p.literal for p in compiled)
+    for raw in paths:
+        path = normalise_path(raw)
+        fresh = tuple(p.matches(path) for p in compiled)
+        assert memo.get(path, lambda path=path: tuple(p.matches(path) for p in compiled)) == fresh

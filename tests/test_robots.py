@@ -483,6 +483,27 @@ def test_cross_token_lenient_versioned_value() -> None:
     assert cross_token_signals(robots, "https://e/x", "ExampleBot", lenient=False) == []
 
 
+_PATTERN = st.sampled_from(["/", "/a", "/a/", "/ab", "/b", "/a%2F", "/a*b", "/a$", ""]) | st.text("ab/*$%", max_size=5)
+_RULE = st.tuples(st.sampled_from(["Allow", "Disallow"]), _PATTERN)
+_TRAINING_GROUP = st.tuples(st.sampled_from(["GPTBot", "CCBot", "ClaudeBot", "*", "ExampleBot"]), st.lists(_RULE))
+_PATH = st.sampled_from(["/", "/a", "/a/b", "/ab", "/b", "/robots.txt", "/a?x", "//a/b"]) | st.text(
+    "ab/%*$?#", max_size=7
+)
+
+
+@given(st.lists(_TRAINING_GROUP, max_size=4), st.lists(_PATH, max_size=10))
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+def test_cross_token_remembered_answers_equal_a_fresh_file(groups: list, paths: list[str]) -> None:
+    """Answers are remembered per path prefix: one file asked about many URLs says what a fresh parse says."""
+    body = "".join(f"User-agent: {agent}\n" + "".join(f"{k}: {v}\n" for k, v in rules) for agent, rules in groups)
+    warm = parse_robots(body)
+    for path in paths:
+        url = "https://e" + (path if path.startswith("/") else "/" + path)
+        fresh = cross_token_signals(parse_robots(body), url, "ExampleBot", source="https://e/robots.txt")
+        assert cross_token_signals(warm, url, "ExampleBot", source="https://e/robots.txt") == fresh
+        assert all(s.source == "https://e/robots.txt" for s in fresh)
+
+
 def test_training_tokens_list() -> None:
     lowered = {t.lower() for t in TRAINING_TOKENS}
     for token in ("gptbot", "claudebot", "ccbot", "google-extended", "applebot-extended", "__usage_ai-training"):

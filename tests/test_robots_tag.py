@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import re
+from unittest.mock import patch
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from middlewares.protocols import robots_tag as rt
-from middlewares.protocols.html import scan_html
+from middlewares.protocols.html import Tag, scan_html
 from middlewares.protocols.signals import Mode, Purpose, Verdict
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
@@ -191,3 +194,30 @@ def test_fuzz_html(body: bytes) -> None:
 @given(st.sampled_from(["noai," * 50000, "a:" * 100000, "\x00" * 100000]))
 def test_fuzz_huge(value: str) -> None:
     rt.header_signals([value] * 3, "MyBot", is_image=True, mode=C)
+
+
+_DIRECTIVE_PIECES = st.sampled_from(
+    ["noai", "NoImageAI", "noindex", "NONE", "noarchive", "nocache", "noml", "nofollow", "index", "max-snippet: 5",
+     "mybot:", "otherbot:", "*:", ", ", " ", "&#110;", "&amp;", "n", "o", "ai", "\u212a", "\u0130"]
+)  # fmt: skip
+
+
+@given(st.lists(st.lists(_DIRECTIVE_PIECES, max_size=8).map("".join), max_size=3), st.sampled_from([C, S]))
+@settings(max_examples=300)
+def test_values_without_effect_words_skip_parsing_without_changing_answers(values: list[str], mode: Mode) -> None:
+    """The fast negative (no `noai`, `noindex`... anywhere: nothing to parse) agrees with parsing everything."""
+    fast_header = rt.header_signals(values, "MyBot", is_image=True, mode=mode)
+    page = "".join(f"<meta name=robots content='{v}'><meta name=MyBot content=\"{v}\">" for v in values)
+    fast_meta = rt.meta_signals(scan_html(page.encode()), "MyBot", mode=mode)
+    with patch.object(rt, "_EFFECT_WORDS", re.compile("")), patch.object(Tag, "may_match", lambda self, p: True):
+        assert rt.header_signals(values, "MyBot", is_image=True, mode=mode) == fast_header
+        assert rt.meta_signals(scan_html(page.encode()), "MyBot", mode=mode) == fast_meta
+
+
+def test_every_directive_with_an_effect_is_among_the_effect_words() -> None:
+    """The fast negative must know every directive _effect gives a meaning, including any added later."""
+    for name in rt.KNOWN_DIRECTIVES | {"noml", "none", "noimageai"}:
+        for mode in (C, S):
+            for image in (True, False):
+                if rt._effect(name, is_image=image, mode=mode) is not None:
+                    assert rt._EFFECT_WORDS.search(name), name

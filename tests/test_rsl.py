@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -368,3 +369,19 @@ def test_fuzz_robots_license_values(value: str) -> None:
 @given(st.sampled_from(["<" * 60000, '<a>; rel="' + "x" * 100000, ";" * 100000 + "<a>"]))
 def test_fuzz_huge_headers(value: str) -> None:
     rsl.license_urls_from_headers([value], "https://x.example/")
+
+
+_LINK_PARAM = st.sampled_from(
+    ['rel="license"', "REL=License", 'rel="lic\\ense"', 'rel="canonical license"', "rel=canonical", "rel",
+     'type="application/rsl+xml"', "type=application/rsl+xml", 'type="app\\lication/rsl+xml"', 'x="a,b"', '"', ""]
+)  # fmt: skip
+_LINK = st.tuples(st.sampled_from(["<https://h/l.xml>", "<l.xml>", "<>", "junk"]), st.lists(_LINK_PARAM, max_size=4))
+_LINK_VALUE = st.lists(_LINK.map(lambda link: "; ".join([link[0], *link[1]])), max_size=3).map(", ".join)
+
+
+@given(st.lists(_LINK_VALUE | st.text('<>;,"\\ =licenseLICENSE\u212a', max_size=30), max_size=3))
+@settings(max_examples=300)
+def test_link_values_that_cannot_name_a_licence_skip_parsing_without_changing_answers(values: list[str]) -> None:
+    fast = rsl.license_urls_from_headers(values, "https://h/page")
+    with patch.object(rsl, "_cannot_name_license", lambda value: False):
+        assert rsl.license_urls_from_headers(values, "https://h/page") == fast

@@ -700,3 +700,25 @@ def test_fuzz_mutated_epub(data: st.DataObject) -> None:
     cut = data.draw(st.integers(1, len(epub)))
     for mode in (C, S):
         epub_signal(bytes(epub[:cut]), mode=mode)
+
+
+LOCATION = st.sampled_from(["/", "/a", "/a/", "/ab", "/b", "a", "/a*b", "/a$"]) | st.text(
+    "ab/*$%", min_size=1, max_size=5
+)
+
+
+@given(
+    st.lists(st.tuples(LOCATION, st.sampled_from([0, 1, "1", None])), max_size=4),
+    st.lists(st.sampled_from(["/", "/a", "/a/b", "/ab", "/b", "/a?x"]) | st.text("ab/%*$?", max_size=7), max_size=10),
+    st.sampled_from([C, S]),
+)
+@FUZZ
+def test_file_remembered_answers_equal_a_fresh_file(rules: list, paths: list[str], mode: Mode) -> None:
+    """Answers are remembered per path prefix: one file asked about many URLs says what a fresh parse says."""
+    entries = [{"location": loc, "tdm-reservation": value} for loc, value in rules]
+    warm = tdm_file(entries, mode)
+    for path in paths:
+        url = "https://h" + (path if path.startswith("/") else "/" + path)
+        fresh = file_signals(tdm_file(entries, mode), url, mode=mode, source="https://h/.well-known/tdmrep.json")
+        assert file_signals(warm, url, mode=mode, source="https://h/.well-known/tdmrep.json") == fresh
+        assert all(s.source == "https://h/.well-known/tdmrep.json" for s in fresh)

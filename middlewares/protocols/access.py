@@ -150,6 +150,8 @@ def _same_page(candidate: str, requested: str) -> bool:
 
 def _redirect_wall(requested_url: str, final_url: str) -> tuple[str, str] | None:
     """(value, rule) when the request ended on a login / subscription endpoint it did not ask for."""
+    if requested_url == final_url:
+        return None  # not redirected
     try:
         req, fin = urlsplit(requested_url), urlsplit(final_url)
     except ValueError:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import html as _html
 import re
 
+from .bytesearch import contains
+
 MAX_HTML_BYTES = 5 * 1024 * 1024
 
 _TAG_REST = re.compile(r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>?""")
@@ -62,6 +64,12 @@ class Tag:
         """Cheap pre-filter: could this tag carry ``text`` (lower-case) in any attribute?"""
         return text in self._lower
 
+    def may_match(self, pattern: re.Pattern[str]) -> bool:
+        """Could an attribute value, entity-decoded and lower-cased, contain a match of ``pattern`` (which must
+        only match ASCII)? False only when certain: no match in the tag as written and no entity that could spell
+        one, so callers can skip working out the attributes."""
+        return "&" in self._lower or pattern.search(self._lower) is not None
+
 
 class HtmlHead:
     """What :func:`scan_html` found. Everything is computed on first use: consumers mostly ask for the few tags
@@ -73,9 +81,10 @@ class HtmlHead:
         "_json_ld",
         "_links",
         "_lower",
+        "_lower_utf8",
         "_metas",
         "_password",
-        "_spans",
+        "_skipped",
         "_text",
         "_text_length",
         "_title",
@@ -95,7 +104,8 @@ class HtmlHead:
         self._body = body
         self._text = text
         self._lower: str | None = None
-        self._spans: list[tuple[int, int]] | None = None
+        self._lower_utf8: bytes | None = None
+        self._skipped: _Skipped | None = None
         self._text_length: int | None = None
         self._password: bool | None = None
         self._json_ld: tuple[str, ...] | None = None
@@ -103,16 +113,16 @@ class HtmlHead:
     def __repr__(self) -> str:
         return f"HtmlHead(metas={self.metas!r}, links={self.links!r}, title={self.title!r})"
 
-    def _prepared(self) -> tuple[str, str, list[tuple[int, int]]]:
+    def _prepared(self) -> tuple[str, str, _Skipped]:
         if self._lower is None:
             text = self._text
             lower = text.lower()
             if len(lower) != len(text):  # a few characters change length when lower-cased; keep positions exact
                 lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
             self._lower = lower
-            self._spans = _skipped_ranges(lower)
-        assert self._spans is not None
-        return self._text, self._lower, self._spans
+            self._skipped = _Skipped(lower)
+        assert self._skipped is not None
+        return self._text, self._lower, self._skipped
 
     @property
     def metas(self) -> tuple[Tag, ...]:
@@ -129,9 +139,9 @@ class HtmlHead:
     @property
     def title(self) -> str:
         if self._title is None:
-            text, _, spans = self._prepared()
+            text, _, skipped = self._prepared()
             found = _TITLE.search(text)
-            ok = found is not None and not _inside(found.start(), spans)
+            ok = found is not None and not skipped.covers(found.start())
             self._title = _html.unescape(found.group(1)).strip()[:500] if ok and found else ""
         return self._title
 
@@ -142,7 +152,7 @@ class HtmlHead:
             body = self._body
             # Lower-case spellings only: each substring test is a pass over the whole page, and upper-case
             # `type=PASSWORD` is vanishingly rare; the expression below is case-insensitive anyway.
-            self._password = b"assword" in body and bool(_PASSWORD.search(body) and _FORM.search(body))
+            self._password = contains(body, b"assword") and bool(_PASSWORD.search(body) and _FORM.search(body))
         return self._password
 
     @property
@@ -150,7 +160,7 @@ class HtmlHead:
         """Raw contents of every ``application/ld+json`` script (paywall markup lives there)."""
         if self._json_ld is None:
             body = self._body
-            found = _JSON_LD.findall(body) if b"ld+json" in body else []
+            found = _JSON_LD.findall(body) if contains(body, b"ld+json", rare=2) else []
             self._json_ld = tuple(_decode(b[:1_000_000]) for b in found)
         return self._json_ld
 
@@ -173,11 +183,11 @@ class HtmlHead:
         return [t for t in tags if any(w in t._lower for w in words)]
 
     def _mentioning(self, kind: str, words: tuple[str, ...]) -> list[Tag]:
-        text, lower, spans = self._prepared()
+        text, lower, skipped = self._prepared()
         opener = "<" + kind
         found: dict[int, Tag] = {}
         for word in words:
-            if not word:
+            if not word or not self._occurs(word):
                 continue
             i = lower.find(word)
             while i >= 0:
@@ -187,13 +197,21 @@ class HtmlHead:
                     and start not in found
                     and lower.startswith(opener, start)
                     and lower[start + len(opener) : start + len(opener) + 1] in _TAG_NAME_END
-                    and not _inside(start, spans)
+                    and not skipped.covers(start)
                 ):
                     end = _tag_end(text, start + len(opener))
                     if end >= i:  # the word lies inside this tag, not in text after it
                         found[start] = Tag(kind, text[start + len(opener) : end], text=text, pos=start)
                 i = lower.find(word, i + len(word))
         return [found[k] for k in sorted(found)]
+
+    def _occurs(self, word: str) -> bool:
+        """Does ``word`` occur anywhere in the lower-cased head? Most words asked about do not, and this page-wide
+        negative is answered several times faster on bytes (:func:`bytesearch.contains`) than ``str.find`` can
+        answer it; UTF-8 being self-synchronising, the bytes contain the word exactly where the text does."""
+        if self._lower_utf8 is None:
+            self._lower_utf8 = self._prepared()[1].encode("utf-8", "surrogatepass")
+        return contains(self._lower_utf8, word.encode("utf-8", "surrogatepass"))
 
     def meta_values(self, name: str) -> list[Tag]:
         """Meta tags whose ``name`` equals ``name`` case-insensitively."""
@@ -227,28 +245,58 @@ _FORM = re.compile(rb"<form\b", re.IGNORECASE)
 _JSON_LD = re.compile(rb"<script\b[^>]*ld\+json[^>]*>(.*?)</script", re.IGNORECASE | re.DOTALL)
 
 
-def _skipped_ranges(lower: str) -> list[tuple[int, int]]:
-    """Spans of comments, scripts and styles, whose contents are not markup."""
-    spans: list[tuple[int, int]] = []
-    for opener, closer in (("<!--", "-->"), ("<script", "</script"), ("<style", "</style")):
-        i = lower.find(opener)
-        while i >= 0:
+_CLOSERS = {"<!--": "-->", "<script": "</script", "<style": "</style"}
+_OPENERS = re.compile("|".join(map(re.escape, _CLOSERS)))
+
+
+class _Skipped:
+    """The comments, scripts and styles of a document, whose contents are not markup, found only as far as
+    someone asks: the tags the protocols read usually come early in the head, before its scripts.
+
+    Each kind is scanned on its own, as if alone in the document: an opener starts a span unless it lies inside
+    an earlier span of the same kind, and the span runs to the next closer of that kind (or the end)."""
+
+    __slots__ = ("_lower", "_resume", "_scanned", "_spans")
+
+    def __init__(self, lower: str) -> None:
+        self._lower = lower
+        self._spans: list[tuple[int, int]] = []
+        self._scanned = 0  # every opener starting before this has been read
+        self._resume = dict.fromkeys(_CLOSERS, 0)  # per kind: where its next span may start
+
+    def covers(self, pos: int) -> bool:
+        """Is ``pos`` strictly inside a comment, script or style?"""
+        if pos > self._scanned:
+            self._scan(pos)
+        return any(a < pos < b for a, b in self._spans)
+
+    def _scan(self, upto: int) -> None:
+        """Read the openers starting before ``upto``."""
+        lower = self._lower
+        for found in _OPENERS.finditer(lower, self._scanned):
+            i = found.start()
+            if i >= upto:
+                self._scanned = i
+                return
+            opener = found.group()
+            if i < self._resume[opener]:
+                continue
+            closer = _CLOSERS[opener]
             j = lower.find(closer, i + len(opener))
             end = len(lower) if j < 0 else j + len(closer)
-            spans.append((i, end))
-            i = lower.find(opener, end)
-    spans.sort()
-    return spans
+            self._spans.append((i, end))
+            self._resume[opener] = end
+        self._scanned = len(lower)
 
 
-def _tags(text: str, lower: str, spans: list[tuple[int, int]], name: str) -> list[Tag]:
+def _tags(text: str, lower: str, skipped: _Skipped, name: str) -> list[Tag]:
     out: list[Tag] = []
     opener = "<" + name
     i = lower.find(opener)
     while i >= 0:
         after = lower[i + len(opener) : i + len(opener) + 1]
         end = _tag_end(text, i + len(opener))
-        if after in _TAG_NAME_END and not _inside(i, spans):
+        if after in _TAG_NAME_END and not skipped.covers(i):
             out.append(Tag(name, text[i + len(opener) : end], text=text, pos=i))
         i = lower.find(opener, end)
     return out
@@ -267,10 +315,6 @@ def _tag_end(text: str, start: int) -> int:
         return end
     m = _TAG_REST.match(text, start)
     return m.end() - 1 if m.group().endswith(">") else m.end()
-
-
-def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
-    return any(a < pos < b for a, b in spans)
 
 
 def scan_html(body: bytes) -> HtmlHead:

@@ -9,20 +9,24 @@ expressions (what Protego and urllib use) backtrack on such patterns.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
+# Anything but printable ASCII, and the characters normalisation rewrites: without them a text is already canonical.
+_NEEDS_NORMALISING = re.compile(r"[^\x21-\x7e]|[%*$]")
 
 
-def _normalise(text: str, *, escape_wildcards: bool) -> str:
-    """Bring a path (or a pattern with its wildcards protected) to the canonical octet form of RFC 9309
-    §2.2.2: non-ASCII and controls percent-encoded as UTF-8, hex digits upper-case, encoded unreserved
-    characters decoded. ``escape_wildcards`` encodes `*` and `$` so a URL's literal characters can only match a
-    pattern's `%2A` / `%24`."""
-    plain = text.isascii() and "%" not in text and not (escape_wildcards and ("*" in text or "$" in text))
-    if plain and all(c > " " and c != "\x7f" for c in text):
+def _normalise(text: str) -> str:
+    """Bring a path (or a pattern segment, its wildcards already split off) to the canonical octet form of RFC
+    9309 §2.2.2: non-ASCII and controls percent-encoded as UTF-8, hex digits upper-case, encoded unreserved
+    characters decoded. `*` and `$` are encoded so a URL's literal characters can only match a pattern's `%2A` /
+    `%24`."""
+    if _NEEDS_NORMALISING.search(text) is None:
         return text
     out: list[str] = []
     raw = text.encode("utf-8", "surrogatepass")
@@ -34,7 +38,7 @@ def _normalise(text: str, *, escape_wildcards: bool) -> str:
             out.append(chr(v) if v in _UNRESERVED else f"%{v:02X}")
             i += 3
             continue
-        if b <= 0x20 or b >= 0x7F or (escape_wildcards and b in (0x2A, 0x24)):
+        if b <= 0x20 or b >= 0x7F or b in (0x2A, 0x24):
             out.append(f"%{b:02X}")
         else:
             out.append(chr(b))
@@ -44,7 +48,7 @@ def _normalise(text: str, *, escape_wildcards: bool) -> str:
 
 def normalise_path(path: str) -> str:
     """Canonical form of a URL path (+ query) for matching against patterns."""
-    return _normalise(path or "/", escape_wildcards=True)
+    return _normalise(path or "/")
 
 
 def url_path(url: str) -> str:
@@ -68,7 +72,7 @@ class Pattern:
         anchored = text.endswith("$")
         body = text[:-1] if anchored else text
         # Inside a pattern `$` is only special at the end; elsewhere it is a literal character.
-        segments = [_normalise(s, escape_wildcards=True) for s in body.split("*")]
+        segments = [_normalise(s) for s in body.split("*")]
         self._segments = segments
         self._anchored = anchored
         self._literal = segments[0] if len(segments) == 1 and not anchored else None
@@ -76,6 +80,11 @@ class Pattern:
 
     def __repr__(self) -> str:
         return f"Pattern({self.text!r})"
+
+    @property
+    def literal(self) -> str | None:
+        """The normalised prefix this pattern stands for, or None when it has a `*` or a final `$`."""
+        return self._literal
 
     def matches(self, path: str) -> bool:
         """Match an already normalised path (see :func:`normalise_path`)."""
@@ -105,3 +114,43 @@ class Pattern:
 @lru_cache(maxsize=4096)
 def compile_pattern(text: str) -> Pattern:
     return Pattern(text)
+
+
+_T = TypeVar("_T")
+
+MEMO_SIZE = 128
+"""Answers a :class:`PrefixMemo` keeps before starting afresh."""
+
+
+class PrefixMemo(Generic[_T]):
+    """Answers that depend on a path only through plain-prefix patterns, remembered per deciding prefix.
+
+    A pattern without `*` or a final `$` matches exactly the paths that start with it, so what a set of such
+    patterns says about a path is fixed by the path's first ``horizon`` characters (the longest pattern's
+    length): every article under ``/2026/11/`` gets the same answer from a file naming ``/premium/`` and ``/``.
+    Most policy files are written that way, and re-evaluating them for every URL of an origin otherwise costs
+    more than everything else the usage stage does. One wildcard or end anchor makes the whole path matter: the
+    memo is then off (``horizon`` is None). Bounded: when full it starts afresh, trading a recomputation for
+    memory, since a crawl keeps one per cached origin."""
+
+    __slots__ = ("_answers", "horizon")
+
+    def __init__(self, literals: Iterable[str | None]) -> None:
+        prefixes = list(literals)
+        self.horizon: int | None = None
+        if None not in prefixes:
+            self.horizon = max((len(p) for p in prefixes if p is not None), default=0)
+        self._answers: dict[str, _T] = {}
+
+    def get(self, path: str, compute: Callable[[], _T]) -> _T:
+        """The answer for ``path`` (normalised as the patterns were), computing it on first use of its prefix."""
+        if self.horizon is None:
+            return compute()
+        key = path[: self.horizon]
+        answers = self._answers
+        if key in answers:
+            return answers[key]
+        if len(answers) >= MEMO_SIZE:
+            answers.clear()
+        answer = answers[key] = compute()
+        return answer

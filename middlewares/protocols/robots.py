@@ -39,7 +39,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from middlewares.protocols.pathmatch import Pattern, compile_pattern, normalise_path
+from middlewares.protocols.pathmatch import Pattern, PrefixMemo, compile_pattern, normalise_path
 from middlewares.protocols.signals import Purpose, Signal, Verdict
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "SelectedGroup",
     "access_signal",
     "cross_token_signals",
+    "decision_path",
     "is_valid_token",
     "parse_robots",
     "request_path",
@@ -269,7 +270,7 @@ class RobotsTxt:
         self.warnings: list[str] = []
         self.size: int = 0  # bytes of the body that were parsed
         self._cache: dict[tuple[str, bool], SelectedGroup] = {}
-        self._explicit: dict[tuple[tuple[str, ...], str, bool], list[str]] = {}
+        self._explicit: dict[tuple[tuple[str, ...], str, bool, str], _CrossToken] = {}
         self._fixed: bool | None = None  # ALLOW_ALL / DISALLOW_ALL answer regardless of rules
         self._reason: str = ""
 
@@ -328,10 +329,8 @@ class RobotsTxt:
     def match(self, token: str, url_or_path: str, *, lenient: bool = True) -> RobotsMatch:
         """Decide whether ``token`` may fetch ``url_or_path`` (an absolute URL or a path starting with ``/``)."""
         selected = self._cache.get((token, lenient)) or self.select(token, lenient=lenient)
-        path = request_path(url_or_path)
-        if _needs_normalising(path):
-            path = normalise_path(path)
-        if path == "/robots.txt" or path.startswith("/robots.txt?"):
+        path = decision_path(url_or_path)
+        if _always_allowed(path):
             return RobotsMatch(True, None, selected, path, "/robots.txt is always allowed (RFC 9309 §2.2.2)")
         if self._fixed is not None:
             return RobotsMatch(self._fixed, None, selected, path, self._reason)
@@ -430,8 +429,16 @@ def _strict_key(value: str) -> str:
 
 
 _PATH_START_RE = re.compile(r"[/?;]")
-_NEEDS_NORMALISING_RE = re.compile(r"[^\x21-\x7e]|[%*$]")
-_needs_normalising = _NEEDS_NORMALISING_RE.search
+
+
+def decision_path(url_or_path: str) -> str:
+    """The path rules are matched against: :func:`request_path`, normalised like the patterns."""
+    return normalise_path(request_path(url_or_path))
+
+
+def _always_allowed(path: str) -> bool:
+    """RFC 9309 §2.2.2: /robots.txt itself (a decision path) may always be fetched."""
+    return path == "/robots.txt" or path.startswith("/robots.txt?")
 
 
 def request_path(url_or_path: str) -> str:
@@ -734,6 +741,14 @@ def access_signal(robots: RobotsTxt, token: str, url: str, *, lenient: bool = Tr
     )
 
 
+@dataclass(slots=True)
+class _CrossToken:
+    """Per file and own token: the training tokens with a group of their own, and their answers by path."""
+
+    named: list[str]
+    answers: PrefixMemo[tuple[Signal, ...]]
+
+
 def cross_token_signals(
     robots: RobotsTxt,
     url: str,
@@ -741,20 +756,37 @@ def cross_token_signals(
     *,
     tokens: tuple[str, ...] | list[str] = TRAINING_TOKENS,
     lenient: bool = True,
+    source: str = "",
 ) -> list[Signal]:
     """Conservative-mode cross-token training reservations (PROTOCOLS.md §8.2 item 4): for every well-known
     training token that has its *own* group (``*`` does not count) disallowing ``url``, a signal that AI training
-    is reserved. It never affects fetching or search. Tokens sharing one rule produce one signal naming them all."""
+    is reserved. It never affects fetching or search. Tokens sharing one rule produce one signal naming them all.
+    ``source`` (the robots.txt URL) is set on the signals, which are then shared by every URL they apply to."""
     own = own_token.strip().lower()
     # Which training tokens have a group of their own depends only on the file: work it out once per file, since
-    # this runs for every URL and most files name none of them.
-    key = (tuple(tokens), own, lenient)
-    named = robots._explicit.get(key)
-    if named is None:
+    # this runs for every URL and most files name none of them. Their groups are mostly `Disallow: /`, so the
+    # answer is remembered per deciding path prefix (see PrefixMemo) rather than worked out for every URL.
+    key = (tuple(tokens), own, lenient, source)
+    cross = robots._explicit.get(key)
+    if cross is None:
         named = [t for t in tokens if t.strip().lower() != own and robots.has_explicit_group(t, lenient=lenient)]
-        robots._explicit[key] = named
+        literals = (entry[0] for t in named for entry in robots.select(t, lenient=lenient)._entries)
+        cross = robots._explicit[key] = _CrossToken(named, PrefixMemo(literals))
+    if not cross.named:
+        return []
+    path = request_path(url)
+    decided = decision_path(path)
+
+    def answer() -> tuple[Signal, ...]:
+        return _cross_token_answer(robots, cross.named, path, lenient, source)
+
+    return list(answer() if _always_allowed(decided) else cross.answers.get(decided, answer))
+
+
+def _cross_token_answer(
+    robots: RobotsTxt, named: list[str], path: str, lenient: bool, source: str
+) -> tuple[Signal, ...]:
     found: dict[tuple[int, bool], tuple[RobotsMatch, list[str]]] = {}
-    path = request_path(url) if named else "/"
     for token in named:
         m = robots.match(token, path, lenient=lenient)
         if m.allowed or m.rule is None:
@@ -774,9 +806,10 @@ def cross_token_signals(
                 value=_rule_value(m),
                 rule=f"{m.rule.describe()} (User-agent: {', '.join(_dedupe_labels(m, names))})",
                 verdicts={Purpose.TRAIN_AI: Verdict.DISALLOW},
+                source=source,
             )
         )
-    return signals
+    return tuple(signals)
 
 
 def _dedupe_labels(m: RobotsMatch, names: list[str]) -> list[str]:

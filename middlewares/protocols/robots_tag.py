@@ -19,6 +19,7 @@ reservation only in conservative mode), directives separated by spaces instead o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,9 @@ KNOWN_DIRECTIVES = frozenset(
     }
 )
 _BOT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.*/")
+# Every directive :func:`_effect` gives a meaning contains one of these (lower-case). Most values (`index,
+# follow`, `max-snippet: 50`) contain none, and then nothing needs parsing.
+_EFFECT_WORDS = re.compile("no(?:ai|imageai|index|ne|archive|cache|ml)")
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,7 @@ def header_signals(values: list[str], token: str, *, is_image: bool, mode: Mode)
     for value in values[:MAX_LINES]:
         if isinstance(value, bytes | bytearray):
             value = bytes(value).decode("latin-1")
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _EFFECT_WORDS.search(value.lower()):
             continue
         for sig in _signals(value, token, is_image=is_image, mode=mode, where="header", rule_prefix="X-Robots-Tag: "):
             key = (sig.rule, frozenset(sig.verdicts.items()))
@@ -222,6 +226,8 @@ def meta_signals(head: HtmlHead, token: str, *, mode: Mode) -> list[Signal]:
     wanted = {"robots", token.strip().lower()}
     # Cheap pre-filter: most meta tags (Open Graph, viewport) name neither; skip parsing their attributes.
     for tag in head.metas_mentioning(*wanted):
+        if not tag.may_match(_EFFECT_WORDS):
+            continue
         attrs = getattr(tag, "attrs", None) or {}
         name = str(attrs.get("name", "")).strip()
         if name.lower() not in wanted:

@@ -225,6 +225,12 @@ def _is_rsl_link(rel: str, media_type: str) -> bool:
     return "license" in rels and media_type.split(";", 1)[0].strip().lower() == RSL_MEDIA_TYPE
 
 
+def _cannot_name_license(value: str) -> bool:
+    """A field value with no ``license`` (any case) cannot carry ``rel=license``, unless a quoted-pair spells it:
+    most pages send `Link` only for canonical URLs and preloads, which then need no parsing."""
+    return "\\" not in value and "license" not in value.lower()
+
+
 def license_urls_from_headers(link_values: list[str], base_url: str) -> list[str]:
     """Licence URLs from ``Link`` field lines: only links with ``rel`` containing ``license`` *and*
     ``type="application/rsl+xml"`` (vector 61), resolved against the response URL."""
@@ -232,7 +238,7 @@ def license_urls_from_headers(link_values: list[str], base_url: str) -> list[str
     for value in link_values[:64]:
         if isinstance(value, bytes | bytearray):
             value = bytes(value).decode("latin-1")
-        if not isinstance(value, str):
+        if not isinstance(value, str) or _cannot_name_license(value):
             continue
         for uri, params in parse_link_header(value):
             if not _is_rsl_link(params.get("rel", ""), params.get("type", "")):

@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from xml.etree.ElementTree import Element
 
 from .html import HtmlHead
-from .pathmatch import compile_pattern, normalise_path, url_path
+from .pathmatch import PrefixMemo, compile_pattern, normalise_path, url_path
 from .signals import Mode, Purpose, Signal, Verdict
 from .xmp import XmpDoc, parse_xml
 
@@ -72,8 +72,14 @@ class TdmRule:
 
 @dataclass
 class TdmrepFile:
+    """A parsed tdmrep.json. The rules are not to be changed once :func:`file_signals` has read them: their
+    answers are remembered per path prefix, mode and source."""
+
     rules: list[TdmRule] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    _answers: dict[tuple[Mode, str], PrefixMemo[tuple[Signal, ...]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 # --- value handling ----------------------------------------------------------------------------------------------
@@ -273,16 +279,24 @@ def parse_tdmrep_json(body: bytes, *, mode: Mode) -> TdmrepFile:
     return TdmrepFile(rules=rules, notes=notes)
 
 
-def file_signals(f: TdmrepFile, url: str, *, mode: Mode) -> list[Signal]:
+def file_signals(f: TdmrepFile, url: str, *, mode: Mode, source: str = "") -> list[Signal]:
     """Signals of tdmrep.json for ``url``. Strict: the first matching rule (§2.2). Conservative: the first
-    matching rule, plus every later matching rule that reserves (vector 25), each noting the conflict."""
+    matching rule, plus every later matching rule that reserves (vector 25), each noting the conflict. ``source``
+    (the file's URL) is set on the signals, which are then shared by every URL they apply to."""
     try:
         path = normalise_path(url_path(url))
     except ValueError:
         return []
+    answers = f._answers.get((mode, source))
+    if answers is None:
+        answers = f._answers[mode, source] = PrefixMemo(compile_pattern(r.location).literal for r in f.rules)
+    return list(answers.get(path, lambda: _file_answer(f, path, mode, source)))
+
+
+def _file_answer(f: TdmrepFile, path: str, mode: Mode, source: str) -> tuple[Signal, ...]:
     matches = [r for r in f.rules if compile_pattern(r.location).matches(path)]
     if not matches:
-        return []
+        return ()
     first = matches[0]
     out = [_signal("well-known", first.raw, f"location {first.location}", first.reservation, first.policy, first.note)]
     if mode is Mode.CONSERVATIVE:
@@ -294,7 +308,7 @@ def file_signals(f: TdmrepFile, url: str, *, mode: Mode) -> list[Signal]:
                 f"{first.raw or 'unset'} and wins under first-match; this later reservation is honoured (conservative)"
             )
             out.append(_signal("well-known", rule.raw, f"location {rule.location}", 1, rule.policy, conflict))
-    return out
+    return tuple(s.sourced(source) for s in out) if source else tuple(out)
 
 
 # --- Technique B: HTTP headers -----------------------------------------------------------------------------------
