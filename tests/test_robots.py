@@ -477,6 +477,17 @@ def test_cross_token_signals_ignore_star_and_own_token() -> None:
     assert cross_token_signals(robots, "https://e/robots.txt", "ExampleBot") == []
 
 
+def test_cross_token_judges_the_same_path_as_the_access_check() -> None:
+    # A path starting with "//" is not a network-path reference once it is taken from a URL: "//a/b" must be
+    # judged as "//a/b" (as our own group is), not re-parsed as host "a" and path "/b".
+    robots = parse_robots("User-agent: GPTBot\nDisallow: //a/\n")
+    assert [s.rule for s in cross_token_signals(robots, "https://e.test//a/b", "ExampleBot")] == [
+        "line 2: Disallow: //a/ (User-agent: GPTBot)"
+    ]
+    assert not robots.match("GPTBot", "https://e.test//a/b").allowed
+    assert cross_token_signals(robots, "https://e.test/a/b", "ExampleBot") == []
+
+
 def test_cross_token_lenient_versioned_value() -> None:
     robots = parse_robots("User-agent: CCBot/2.0\nDisallow: /\n")
     assert len(cross_token_signals(robots, "https://e/x", "ExampleBot")) == 1

@@ -774,21 +774,20 @@ def cross_token_signals(
         cross = robots._explicit[key] = _CrossToken(named, PrefixMemo(literals))
     if not cross.named:
         return []
-    path = request_path(url)
-    decided = decision_path(path)
+    decided = decision_path(url)
 
     def answer() -> tuple[Signal, ...]:
-        return _cross_token_answer(robots, cross.named, path, lenient, source)
+        return _cross_token_answer(robots, cross.named, url, lenient, source)
 
     return list(answer() if _always_allowed(decided) else cross.answers.get(decided, answer))
 
 
 def _cross_token_answer(
-    robots: RobotsTxt, named: list[str], path: str, lenient: bool, source: str
+    robots: RobotsTxt, named: list[str], url: str, lenient: bool, source: str
 ) -> tuple[Signal, ...]:
     found: dict[tuple[int, bool], tuple[RobotsMatch, list[str]]] = {}
     for token in named:
-        m = robots.match(token, path, lenient=lenient)
+        m = robots.match(token, url, lenient=lenient)
         if m.allowed or m.rule is None:
             continue
         key = (m.rule.line, m.rule.allow)
