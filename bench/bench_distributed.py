@@ -18,7 +18,7 @@ few seconds; every batch takes the one ``seq_coord`` row lock until its commit, 
 fleet-wide ceiling that docs/distributed.md scales from.
 
 Run: python bench/bench_distributed.py [--origins 40] [--pages 150] [--workers 1,2,4] [--appenders 8]
-     [--batch 50] [--registry-only]
+     [--batch 50] [--registry-only]   (registry: the sequencing and Redis memory figures only)
 """
 
 from __future__ import annotations
@@ -223,6 +223,47 @@ def registry_ceiling(appenders: int, batch: int, seconds: float = 8.0) -> dict[s
     return {"tx_per_s": batches / seconds, "records_per_s": batches * batch / seconds}
 
 
+def redis_memory_per_origin() -> dict[str, float]:
+    """Bytes Redis holds per origin (MEMORY USAGE of every key), for bench_robots' corpus of real-world-shaped
+    robots.txt files, with tdmrep.json and ai.txt answered 404 (most sites) and a Crawl-delay clock."""
+    import statistics
+
+    import redis
+
+    sys.path.insert(0, str(ROOT))
+    from bench.bench_robots import corpus
+    from middlewares.engine import Fetched
+    from middlewares.rediscache import RedisPolicyStore
+
+    files = [body for _, body in corpus(quick=False)[0]]
+    prefix = f"optout-bench-mem-{uuid.uuid4().hex[:8]}:"
+    expires = time.time() + 3600
+    plain, html = {"content-type": ["text/plain"]}, {"content-type": ["text/html"]}
+
+    async def fill() -> None:
+        store = RedisPolicyStore(REDIS_URL, prefix=prefix)
+        for i, body in enumerate(files):
+            origin = f"https://site{i}.example"
+            await store.put(Fetched(origin + "/robots.txt", 200, plain, body.encode()), expires)
+            for path in ("/.well-known/tdmrep.json", "/ai.txt"):
+                await store.put(Fetched(origin + path, 404, html, b"<html>not found</html>"), expires)
+            await store.wait_turn(origin, 0.001)
+        await store.close()
+
+    asyncio.run(fill())
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}*", count=1000))
+    total = sum(client.memory_usage(k) or 0 for k in keys)
+    client.delete(*keys)
+    sizes = [len(b.encode()) for b in files]
+    return {
+        "origins": len(files),
+        "bytes_per_origin": total / len(files),
+        "robots_median": statistics.median(sizes),
+        "robots_mean": statistics.fmean(sizes),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--origins", type=int, default=40)
@@ -230,7 +271,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--appenders", type=int, default=8, help="concurrent registry appenders")
     ap.add_argument("--batch", type=int, default=50, help="records per sequencing transaction")
-    ap.add_argument("--registry-only", action="store_true", help="only the registry sequencing table")
+    ap.add_argument("--registry-only", action="store_true", help="skip the crawl table")
     args = ap.parse_args()
     if not args.registry_only:
         crawl_table(args)
@@ -238,6 +279,12 @@ def main() -> None:
     for batch in sorted({1, args.batch}):
         r = registry_ceiling(args.appenders, batch)
         print(f"  batch {batch:>4}: {r['tx_per_s']:>8.0f} transactions/s  {r['records_per_s']:>9.0f} records/s")
+    mem = redis_memory_per_origin()
+    print(
+        f"\nRedis memory per cached origin: {mem['bytes_per_origin']:,.0f} bytes (robots.txt + tdmrep.json 404 + "
+        f"ai.txt 404 + Crawl-delay clock), over {mem['origins']} real-world-shaped robots.txt files "
+        f"(median {mem['robots_median']:,.0f} B, mean {mem['robots_mean']:,.0f} B)"
+    )
 
 
 def crawl_table(args: argparse.Namespace) -> None:
