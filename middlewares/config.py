@@ -57,6 +57,7 @@ class OptOutConfig:
     cache_prefix: str = "optout:"
     cache_outage: float = 60.0
     integrate: bool = True
+    registry_flush: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
@@ -102,6 +103,7 @@ class OptOutConfig:
             cache_prefix=str(settings.get("OPTOUT_CACHE_PREFIX") or "optout:"),
             cache_outage=_positive(settings, "OPTOUT_CACHE_OUTAGE", 60.0),
             integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", True),
+            registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH", 0.5),
         )
 
 

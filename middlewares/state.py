@@ -81,6 +81,7 @@ class OptOutState:
                 operator=config.operator,
                 node=config.node,
                 integrate=config.integrate,
+                interval=config.registry_flush,
             )
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
