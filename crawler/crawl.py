@@ -816,6 +816,8 @@ def preflight(opts: CrawlOptions) -> Any:
         OptOutConfig.from_settings(settings)
     except ConfigError as exc:
         raise CrawlError(str(exc)) from None
+    if opts.redis_url:
+        check_fleet(opts.redis_url, opts.registry_url)
     check_out_dir(opts.out)
     run = load_run(opts.out)
     for key, wanted in (("purpose", opts.purpose), ("agent", opts.agent), ("mode", opts.mode)):
@@ -831,6 +833,26 @@ def preflight(opts: CrawlOptions) -> Any:
             f"(items, decisions and the registry in {opts.out} are kept and appended to)"
         )
     return settings
+
+
+def check_fleet(redis_url: str, registry_url: str | None) -> None:
+    """A fleet worker that cannot reach Redis or the shared registry says so now, in one line, instead of
+    failing inside Scrapy's start-up."""
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
+    except ImportError:
+        raise CrawlError("--distributed needs the redis extra: pip install 'optout-toolkit[redis]'") from None
+    except Exception as exc:
+        raise CrawlError(f"cannot reach Redis at {redis_url}: {exc}") from None
+    if registry_url:
+        from optout_registry import Registry
+
+        try:
+            Registry.open(registry_url).close()
+        except Exception as exc:
+            raise CrawlError(f"registry: {exc}") from None
 
 
 def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:

@@ -345,3 +345,18 @@ def test_scrapy_crawl_compliant_workers_join_with_two_settings(
     assert_crawl_delay_held(web, expect["delayed"])
     assert fleet.registry_cli("checkpoint").returncode == 0
     assert {r["target"]["url"] for r in fleet.records()} == expect["reserved"]
+
+
+def test_a_worker_that_cannot_reach_redis_or_the_registry_says_so(tmp_path: Path, pg_url: str) -> None:
+    from tests.fleet_support import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    args = ["http://127.0.0.1:9/", "--out", str(tmp_path / "w"), "--distributed"]
+    proc = run_cli("crawl", *args, "--redis", dead, "--registry", pg_url)
+    assert proc.returncode == 2 and f"cannot reach Redis at {dead}" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(
+        "crawl", *args, "--redis", REDIS_URL, "--registry", f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    )
+    assert proc.returncode == 2 and "registry: cannot connect" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("crawl", *args, "--redis", REDIS_URL, "--registry", "sqlite:///x.db")
+    assert proc.returncode == 2 and "one registry for all workers" in proc.stderr
