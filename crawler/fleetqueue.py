@@ -9,6 +9,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     from scrapy.http import Request
 
 logger = logging.getLogger(__name__)
+
+# Add a request to the dupefilter (unless ARGV[1] is empty: dont_filter) and, if it was new, to the queue.
+_ENQUEUE = """
+if ARGV[1] ~= '' and redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
 
 # The highest-priority request of scrapy-redis's PriorityQueue (a sorted set), moved into the in-flight hash.
 _TAKE = """
@@ -40,6 +48,7 @@ class FleetScheduler(Scheduler):
         self._stats: Any = None
         self._taken: dict[str, Request] = {}  # SHA-1 of the serialised request -> request, while Scrapy has it
         self._take_script: Any = None
+        self._enqueue_script: Any = None
         self._finishing: dict[str, int] = {}  # finished, waiting for their records to be written
         self.crawl_id = "optout-crawl"
         self.worker = worker_name()
@@ -63,8 +72,7 @@ class FleetScheduler(Scheduler):
 
     def _flush_held(self) -> None:
         while self._held:
-            request = self._held[0]
-            super().enqueue_request(request)
+            self._enqueue(self._held[0])
             self._held.popleft()
         if self._down:
             logger.warning("optout: Redis scheduler reachable again")
@@ -73,13 +81,27 @@ class FleetScheduler(Scheduler):
     def enqueue_request(self, request: Request) -> bool:
         try:
             self._flush_held()
-            queued = bool(super().enqueue_request(request))
+            queued = self._enqueue(request)
         except _redis_errors() as exc:
             self._outage(exc)
             self._held.append(request)
             return True
         if queued and self._stats is not None:
             self._stats.inc_value("scheduler/enqueued/redis")
+        return queued
+
+    def _enqueue(self, request: Request) -> bool:
+        """Mark seen and queue in one step: a worker killed between scrapy-redis's two commands would leave a
+        URL in the dupefilter that is in no queue, never to be crawled."""
+        if not isinstance(self.queue, PriorityQueue) or not isinstance(self.df, RFPDupeFilter):
+            return bool(super().enqueue_request(request))  # other classes: scrapy-redis's two steps
+        if self._enqueue_script is None:
+            self._enqueue_script = self.server.register_script(_ENQUEUE)
+        seen = "" if request.dont_filter else self.df.request_fingerprint(request)
+        data = self.queue._encode_request(request)
+        queued = bool(self._enqueue_script(keys=[self.df.key, self.queue.key], args=[seen, -request.priority, data]))
+        if not queued:
+            self.df.log(request, self.spider)
         return queued
 
     def next_request(self) -> Request | None:

@@ -75,6 +75,9 @@ return 0
 """
 
 GATE_MEMORY_MS = 3600 * 1000
+# Added to every Crawl-delay: the delay is what the *server* should see between requests, and the time from our
+# grant to its arrival there (scheduling on a busy worker, the network, the server's accept) varies by tens of ms.
+GATE_MARGIN = 0.05
 
 
 class CacheUnavailable(RuntimeError):
@@ -217,7 +220,7 @@ class RedisPolicyStore:
 
     async def wait_turn(self, origin: str, delay: float) -> float:
         """Wait until this worker may start the next request to ``origin``; returns the seconds waited."""
-        step = max(1, int(delay * 1000))
+        step = max(1, int((delay + GATE_MARGIN) * 1000))
         key = self._key("next", origin)
         waited = 0.0
         while True:
@@ -229,7 +232,7 @@ class RedisPolicyStore:
 
     async def sent(self, origin: str, delay: float) -> None:
         """A granted request is on its way now: the next one waits a full delay from this moment."""
-        step = max(1, int(delay * 1000))
+        step = max(1, int((delay + GATE_MARGIN) * 1000))
         key = self._key("next", origin)
         await self._call(lambda r: self._script(_TOUCH)(keys=[key], args=[step, GATE_MEMORY_MS], client=r))
 

@@ -112,7 +112,7 @@ class Fleet:
                 sys.executable, "-m", "crawler.cli", "crawl", "--distributed",
                 "--redis", self.redis_url, "--registry", self.registry, "--crawl-id", f"{self.prefix}crawl",
                 "--seeds-file", str(self.seeds), "--out", str(self.out(i)), "--agent", "OptOutBot",
-                "--depth", "3", "--timeout", "5",
+                "--depth", "0", "--timeout", "5",
                 "-s", f"OPTOUT_CACHE_PREFIX={self.prefix}", "-s", "OPTOUT_FLEET_GRACE=1",
                 "-s", "CONCURRENT_REQUESTS_PER_DOMAIN=2", *extra,
             ]  # fmt: skip

@@ -45,6 +45,12 @@ def test_taken_requests_settle_only_when_done_and_recorded(redis_prefix: str) ->
     for i in range(3):
         assert s.enqueue_request(Request(f"http://a.test/{i}"))
     assert not s.enqueue_request(Request("http://a.test/0"))  # the shared dupefilter
+    assert s.server.scard(s.df.key) == 3 and s.server.zcard(s.queue.key) == 3  # seen and queued together
+    again = Request("http://a.test/0", dont_filter=True, priority=5)
+    assert s.enqueue_request(again) and s.server.zcard(s.queue.key) == 4
+    first = s.next_request()  # the highest priority comes first
+    assert first is not None and first.url == "http://a.test/0" and first.dont_filter
+    s.settle(set())
     taken = s.next_request()
     assert taken is not None and taken.url.startswith("http://a.test/")
     assert s.server.hlen(s.ledger) == 1
