@@ -3,7 +3,8 @@
 The add-on replaces Scrapy's RobotsTxtMiddleware (which allows everything when robots.txt answers 5xx, lets
 concurrent requests through while it is being fetched, and records nothing) with the access middleware in the same
 slot, adds the usage middleware next to the engine, the spider middleware that stamps items and the pipeline that
-drops items from reserved pages. ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us.
+drops items from reserved pages, and an extension that spares the garbage collector the start-up objects
+(:mod:`middlewares.gcfreeze`). ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ DOWNLOADER_MIDDLEWARES = {
 }
 SPIDER_MIDDLEWARES = {"middlewares.items.OptOutSpiderMiddleware": 950}
 ITEM_PIPELINES = {"middlewares.items.OptOutItemPipeline": 50}
+EXTENSIONS = {"middlewares.gcfreeze.GcFreeze": 0}
 
 
 class OptOutAddon:
@@ -30,3 +32,5 @@ class OptOutAddon:
             settings.set_in_component_priority_dict("SPIDER_MIDDLEWARES", name, order)
         for name, order in ITEM_PIPELINES.items():
             settings.set_in_component_priority_dict("ITEM_PIPELINES", name, order)
+        for name, order in EXTENSIONS.items():
+            settings.set_in_component_priority_dict("EXTENSIONS", name, order)
