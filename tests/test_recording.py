@@ -127,6 +127,21 @@ def test_a_record_that_does_not_validate_is_counted_and_logged_not_raised(
     assert [r["target"]["url"] for r in logged(tmp_path)] == [ORIGIN + "/private/3"]
 
 
+def test_an_unexpected_error_in_one_record_does_not_stop_the_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    where = site()
+    broken = refused("/private/6", where)
+    rec = recorder(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="middlewares.recording"):
+        rec.record(broken, NOT_FETCHED, signals=[object()])  # type: ignore[list-item]  # not a Signal: a bug
+        rec.record(refused("/private/7", where), NOT_FETCHED, site=where)
+        rec.close()
+    assert (rec.written, rec.failed) == (1, 1)
+    assert "could not build a registry record for " + ORIGIN + "/private/6" in caplog.text
+    assert [r["target"]["url"] for r in logged(tmp_path)] == [ORIGIN + "/private/7"]
+
+
 def test_nothing_is_lost_at_close(tmp_path: Path) -> None:
     where = site()
     rec = recorder(tmp_path, batch=50, interval=5.0)
