@@ -172,13 +172,13 @@ class ProxyMiddleware:
             request.meta["proxy"] = self.proxies[zlib.crc32(host) % len(self.proxies)]
 
 
-def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: bool) -> None:
-    sys.path.insert(0, str(ROOT))
+def plain_spider(origins: int) -> Any:
+    """The spider every crawl benchmark runs as its baseline: a plain Scrapy spider that knows nothing of this
+    project (title and links, follows every link). Built inside the child process, after its settings."""
     import scrapy
-    from scrapy.crawler import CrawlerProcess
 
-    class BenchSpider(scrapy.Spider):
-        name = "bench"
+    class PlainSpider(scrapy.Spider):
+        name = "plain"
 
         async def start(self):  # type: ignore[override]
             for i in range(origins):
@@ -188,6 +188,13 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
             yield {"url": response.url, "title": response.css("title::text").get()}
             for href in response.css("a::attr(href)").getall():
                 yield response.follow(href)
+
+    return PlainSpider
+
+
+def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: bool) -> None:
+    sys.path.insert(0, str(ROOT))
+    from scrapy.crawler import CrawlerProcess
 
     settings: dict[str, Any] = {
         "LOG_LEVEL": "WARNING",
@@ -223,7 +230,7 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
 
     gc.callbacks.append(gc_timer)
     process = CrawlerProcess(settings)
-    crawler = process.create_crawler(BenchSpider)
+    crawler = process.create_crawler(plain_spider(origins))
     process.crawl(crawler)
     if profile:
         import cProfile
@@ -256,10 +263,16 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
     print(json.dumps(out))
 
 
-def launch(variant: str, origins: int, pages: int, ports: list[int], profile: bool = False) -> Any:
+def proxy_env(ports: list[int]) -> dict[str, str]:
+    """The environment of a crawl process: ProxyMiddleware's ports, no proxy variables or Scrapy project."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
     env["BENCH_PROXY"] = ",".join(f"http://127.0.0.1:{port}" for port in ports)
     env.pop("SCRAPY_SETTINGS_MODULE", None)
+    return env
+
+
+def launch(variant: str, origins: int, pages: int, ports: list[int], profile: bool = False) -> Any:
+    env = proxy_env(ports)
     workdir = tempfile.TemporaryDirectory(prefix="bench-crawl-")
     cmd = [sys.executable, __file__, "--child", variant, str(origins), str(pages), workdir.name]
     proc = subprocess.Popen(

@@ -1,9 +1,11 @@
 """Benchmark: `optout crawl` end to end against a plain Scrapy spider that only sets ROBOTSTXT_OBEY.
 
-The web is bench_crawl.py's: one asyncio HTTP server on loopback acting as a proxy for many origins
-(``http://site00000.test/`` …), each with a realistic robots.txt (``Disallow: /private/`` and friends) and a tree of
-~4 KB news pages linking to five children, a private page and home. Crawlers reach it through ``http_proxy``, so
-nothing resolves or leaves the machine.
+The web and the baseline spider are bench_crawl.py's: an asyncio HTTP server on loopback acting as a proxy for
+many origins (``http://site00000.test/`` …), each with a realistic robots.txt (``Disallow: /private/`` and friends)
+and a tree of ~4 KB news pages linking to five children, a private page and home. Every crawl reaches it through
+bench_crawl's ProxyMiddleware (each origin on one of several proxy ports, as real origins have their own
+connections; ``optout crawl`` gets it with ``--set DOWNLOADER_MIDDLEWARES=...``), so nothing resolves or leaves the
+machine.
 
 Four crawls of the same 10,000 pages, each in a fresh process, alternating, median of ``--repeat`` runs:
 
@@ -44,33 +46,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_crawl import start_server  # noqa: E402  (the loopback proxy web, shared with bench_crawl.py)
+from bench_crawl import plain_spider, proxy_env, start_server  # noqa: E402  (shared with bench_crawl.py)
 
 VARIANTS = ("plain", "spider", "optout", "optout-nojob")
+PROXY = {"bench_crawl.ProxyMiddleware": 700}  # before HttpProxyMiddleware (750)
 TARGET = 0.05
 
 
 def child(variant: str, origins: int, workdir: str) -> None:
     """One baseline crawl in this (fresh) process; prints its stats as JSON."""
     sys.path.insert(0, str(ROOT))
-    import scrapy
     from scrapy.crawler import CrawlerProcess
     from scrapy.settings import Settings
 
     from crawler import settings as project
     from crawler.spiders.compliant import CompliantSpider
-
-    class PlainSpider(scrapy.Spider):
-        name = "plain"
-
-        async def start(self):  # type: ignore[override]
-            for i in range(origins):
-                yield scrapy.Request(f"http://site{i:05d}.test/")
-
-        def parse(self, response: Any) -> Any:
-            yield {"url": response.url, "title": response.css("title::text").get()}
-            for href in response.css("a::attr(href)").getall():
-                yield response.follow(href)
 
     settings = Settings()
     settings.setmodule(project, priority="project")
@@ -79,6 +69,7 @@ def child(variant: str, origins: int, workdir: str) -> None:
             "ADDONS": {},
             "EXTENSIONS": {},
             "ROBOTSTXT_OBEY": True,
+            "DOWNLOADER_MIDDLEWARES": PROXY,
             "LOG_LEVEL": "WARNING",
             "FEEDS": {f"{workdir}/items.jsonl": {"format": "jsonlines"}},
         },
@@ -86,7 +77,7 @@ def child(variant: str, origins: int, workdir: str) -> None:
     )
     process = CrawlerProcess(settings)
     if variant == "plain":
-        crawler = process.create_crawler(PlainSpider)
+        crawler = process.create_crawler(plain_spider(origins))
         process.crawl(crawler)
     else:
         crawler = process.create_crawler(CompliantSpider)
@@ -107,15 +98,15 @@ def _stats_from_log(log: Path) -> dict[str, Any]:
     return ast.literal_eval(body)
 
 
-def run(variant: str, origins: int, port: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
-    env["http_proxy"] = f"http://127.0.0.1:{port}"
-    env.pop("SCRAPY_SETTINGS_MODULE", None)
+def run(variant: str, origins: int, ports: list[int]) -> dict[str, Any]:
+    env = proxy_env(ports)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="bench-optout-") as workdir:
         optout = variant.startswith("optout")
         if optout:
             seeds = [f"http://site{i:05d}.test/" for i in range(origins)]
             cmd = [sys.executable, "-m", "crawler.cli", "crawl", *seeds, "--out", f"{workdir}/out", "--depth", "0"]
+            cmd += ["--set", f"DOWNLOADER_MIDDLEWARES={json.dumps(PROXY)}"]
             if variant == "optout-nojob":
                 cmd += ["--set", "JOBDIR="]
         else:
@@ -156,7 +147,7 @@ def main() -> None:
     total = 2_000 if args.quick else 10_000
     repeat = 1 if args.quick else args.repeat
     pages = total // args.origins
-    server, port = start_server(pages)
+    server, ports = start_server(pages)
     try:
         print(
             f"{args.origins} origins x {pages} pages = {args.origins * pages} pages on loopback, {repeat} run(s) each"
@@ -164,7 +155,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
         for _ in range(repeat):
             for variant in VARIANTS:
-                runs[variant].append(run(variant, args.origins, port))
+                runs[variant].append(run(variant, args.origins, ports))
     finally:
         server.terminate()
     print(

@@ -3,7 +3,9 @@
 The add-on replaces Scrapy's RobotsTxtMiddleware (which allows everything when robots.txt answers 5xx, lets
 concurrent requests through while it is being fetched, and records nothing) with the access middleware in the same
 slot, adds the usage middleware next to the engine, the spider middleware that stamps items and the pipeline that
-drops items from reserved pages. ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us.
+drops items from reserved pages, a spider middleware that feeds start requests only while Scrapy can take them
+(:mod:`middlewares.pacing`) and an extension that spares the garbage collector the start-up objects
+(:mod:`middlewares.gcfreeze`). ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ DOWNLOADER_MIDDLEWARES = {
     "middlewares.downloader.OptOutAccessMiddleware": 100,
     "middlewares.downloader.OptOutUsageMiddleware": 50,
 }
-SPIDER_MIDDLEWARES = {"middlewares.items.OptOutSpiderMiddleware": 950}
+SPIDER_MIDDLEWARES = {"middlewares.items.OptOutSpiderMiddleware": 950, "middlewares.pacing.LazyStartMiddleware": 10}
 ITEM_PIPELINES = {"middlewares.items.OptOutItemPipeline": 50}
+EXTENSIONS = {"middlewares.gcfreeze.GcFreeze": 0}
 
 
 class OptOutAddon:
@@ -30,3 +33,5 @@ class OptOutAddon:
             settings.set_in_component_priority_dict("SPIDER_MIDDLEWARES", name, order)
         for name, order in ITEM_PIPELINES.items():
             settings.set_in_component_priority_dict("ITEM_PIPELINES", name, order)
+        for name, order in EXTENSIONS.items():
+            settings.set_in_component_priority_dict("EXTENSIONS", name, order)
