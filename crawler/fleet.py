@@ -165,11 +165,8 @@ class FleetIdle:
             if hasattr(scheduler, "recover"):
                 alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
                 scheduler.recover(alive)
-                others += [
-                    k
-                    for k in self.server.scan_iter(f"{scheduler.crawl_id}:inflight:*")
-                    if k.decode() != scheduler.ledger
-                ]
+                if scheduler.others_in_flight():
+                    others.append(b"in flight")
         except _redis_errors():
             return True
         return bool(others)

@@ -34,6 +34,7 @@ local top = redis.call('ZRANGE', KEYS[1], 0, 0)
 if #top == 0 then return false end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, 0)
 redis.call('HSET', KEYS[2], redis.sha1hex(top[1]), top[1])
+redis.call('SADD', KEYS[3], ARGV[1])
 return top[1]
 """
 
@@ -63,7 +64,15 @@ class FleetScheduler(Scheduler):
 
     @property
     def ledger(self) -> str:
-        return f"{self.crawl_id}:inflight:{self.worker}"
+        return self.ledger_of(self.worker)
+
+    def ledger_of(self, worker: str) -> str:
+        return f"{self.crawl_id}:inflight:{worker}"
+
+    @property
+    def holders(self) -> str:
+        """The set of workers that may hold requests in flight (no SCAN of a keyspace the cache shares)."""
+        return f"{self.crawl_id}:holders"
 
     def _outage(self, exc: BaseException) -> None:
         if not self._down:
@@ -125,12 +134,14 @@ class FleetScheduler(Scheduler):
         if isinstance(self.queue, PriorityQueue):
             if self._take_script is None:
                 self._take_script = self.server.register_script(_TAKE)
-            return self._take_script(keys=[self.queue.key, self.ledger])  # type: ignore[no-any-return]
-        request = super().next_request()  # another queue class: two steps
+            keys = [self.queue.key, self.ledger, self.holders]
+            return self._take_script(keys=keys, args=[self.worker])  # type: ignore[no-any-return]
+        request = super().next_request()  # another queue class: three steps
         if request is None:
             return None
         data: bytes = self.queue._encode_request(request)
         self.server.hset(self.ledger, hashlib.sha1(data).hexdigest(), data)
+        self.server.sadd(self.holders, self.worker)
         return data
 
     def settle(self, in_progress: set[Request], queued: int = 0, written: int = 0) -> None:
@@ -152,29 +163,36 @@ class FleetScheduler(Scheduler):
         for fp in done:
             del self._taken[fp]
             del self._finishing[fp]
+        if not self._taken:  # the in-flight hash is gone with its last field: no longer a holder
+            self.server.srem(self.holders, self.worker)
 
     def recover(self, alive: set[str]) -> int:
         """Put back in the queue what dead workers had taken; returns how many requests."""
         recovered = 0
-        prefix = f"{self.crawl_id}:inflight:"
-        for key in self.server.scan_iter(f"{prefix}*", count=1000):
-            worker = key.decode()[len(prefix) :]
+        for member in self.server.smembers(self.holders):
+            worker = member.decode()
             if worker in alive or worker == self.worker:
                 continue
             moving = f"{self.crawl_id}:recovering:{worker}:{self.worker}"
             try:
-                self.server.rename(key, moving)  # one survivor wins; the others find the key gone
-            except Exception:  # redis.ResponseError "no such key"
+                self.server.rename(self.ledger_of(worker), moving)  # one survivor wins; the others find it gone
+            except Exception:  # redis.ResponseError "no such key": nothing in flight, or another got it
+                self.server.srem(self.holders, worker)
                 continue
             taken = self.server.hvals(moving)
             for data in taken:
                 self.queue.push(self.queue._decode_request(data))
             self.server.delete(moving)
+            self.server.srem(self.holders, worker)
             recovered += len(taken)
             logger.warning(
                 "optout: worker %s stopped beating; %d request(s) it had taken are queued again", worker, len(taken)
             )
         return recovered
+
+    def others_in_flight(self) -> bool:
+        """Whether another worker holds requests it took (call ``recover`` first: dead holders are cleared)."""
+        return any(m.decode() != self.worker for m in self.server.smembers(self.holders))
 
     def close(self, reason: str) -> None:
         """A worker stopped early (Ctrl-C, a page limit) hands back what it took in its last moments, for the
@@ -184,6 +202,7 @@ class FleetScheduler(Scheduler):
                 for request in self._taken.values():
                     self.queue.push(request)
             self.server.delete(self.ledger)
+            self.server.srem(self.holders, self.worker)
         except _redis_errors() as exc:
             logger.error("optout: could not hand back %d unfinished request(s): %s", len(self._taken), exc)
         self._taken.clear()

@@ -58,8 +58,10 @@ def test_taken_requests_settle_only_when_done_and_recorded(redis_prefix: str) ->
     assert s.server.hlen(s.ledger) == 1
     s.settle(set(), queued=5, written=3)  # done, but its records are not all written yet
     assert s.server.hlen(s.ledger) == 1
+    assert s.server.sismember(s.holders, "w1")  # known to hold requests in flight (found without a SCAN)
     s.settle(set(), queued=6, written=5)  # the mark is the count when it finished (5), not now
     assert s.server.hlen(s.ledger) == 0
+    assert not s.server.sismember(s.holders, "w1")
     s.close("finished")
 
 
@@ -70,8 +72,10 @@ def test_a_dead_workers_requests_are_queued_again_once(redis_prefix: str) -> Non
     urls = {dead.next_request().url, dead.next_request().url}  # type: ignore[union-attr]
     assert alive.next_request() is None and not alive.has_pending_requests()
     assert alive.recover({"dead", "alive"}) == 0  # still beating: its requests are its own
+    assert alive.others_in_flight()
     assert alive.recover({"alive"}) == 2
     assert alive.recover({"alive"}) == 0  # once
+    assert not alive.others_in_flight()
     again = {alive.next_request().url, alive.next_request().url}  # type: ignore[union-attr]
     assert again == urls
     assert not dead.server.exists(dead.ledger)
