@@ -80,6 +80,10 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+# json.dumps(obj, ensure_ascii=False, default=str) without building an encoder for every line
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 class JsonLines:
     """An append-only JSON Lines file, written straight to the file (no buffer to lose) one whole line at a
     time. A write that fails half-way (full disk) is cut back to the last whole line before the error is raised,
@@ -92,7 +96,7 @@ class JsonLines:
         self.offset = self.file.seek(0, os.SEEK_END)
 
     def write(self, obj: Any) -> None:
-        data = memoryview((json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+        data = memoryview((_encode(obj) + "\n").encode("utf-8"))
         start = self.offset
         try:
             while data:
