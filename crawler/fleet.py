@@ -131,8 +131,7 @@ class FleetIdle:
         idle = engine.spider_is_idle()
         if not idle:
             self._idle_since = None
-        slot = engine._slot
-        scheduler = slot.scheduler if slot is not None else None
+        scheduler = self._scheduler()
         try:
             now = self._now_ms()
             self.server.zadd(self.alive_key, {self.worker: now + int(FLEET_ALIVE_TTL * 1000)})
@@ -143,9 +142,8 @@ class FleetIdle:
             if hasattr(scheduler, "settle"):  # crawler.fleetqueue.FleetScheduler
                 recorder = getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
                 marks = (recorder.queued, recorder.written + recorder.failed) if recorder is not None else (0, 0)
-                scheduler.settle(slot.inprogress, *marks)  # type: ignore[union-attr]
-                alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
-                if scheduler.recover(alive):
+                scheduler.settle(engine._slot.inprogress, *marks)  # type: ignore[union-attr]
+                if self._recover_dead(scheduler, now):
                     idle = False
         except _redis_errors() as exc:
             logger.debug("optout: fleet heartbeat failed: %s", exc)
@@ -153,30 +151,36 @@ class FleetIdle:
             # Scrapy looks at the scheduler every 5 s when idle; another worker may have queued links since.
             engine._slot.nextcall.schedule()  # type: ignore[union-attr]
 
+    def _scheduler(self) -> Any:
+        engine = self.crawler.engine
+        return engine._slot.scheduler if engine is not None and engine._slot is not None else None
+
+    def _recover_dead(self, scheduler: Any, now: int) -> int:
+        """Queue again what workers that stopped beating had taken (crawler.fleetqueue.FleetScheduler.recover)."""
+        alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
+        return int(scheduler.recover(alive))
+
     def fleet_busy(self) -> bool:
         """Another worker is still fetching, or holds requests it took (a dead worker's are queued again first),
         or we cannot tell: all count as busy."""
         try:
             now = self._now_ms()
             self.server.zremrangebyscore(self.key, 0, now)
-            others = [m for m in self.server.zrange(self.key, 0, -1) if m.decode() != self.worker]
-            engine = self.crawler.engine
-            scheduler = engine._slot.scheduler if engine is not None and engine._slot is not None else None
+            if any(m.decode() != self.worker for m in self.server.zrange(self.key, 0, -1)):
+                return True
+            scheduler = self._scheduler()
             if hasattr(scheduler, "recover"):
-                alive = {m.decode() for m in self.server.zrangebyscore(self.alive_key, now, "+inf")}
-                scheduler.recover(alive)
-                if scheduler.others_in_flight():
-                    others.append(b"in flight")
+                self._recover_dead(scheduler, now)
+                return bool(scheduler.others_in_flight())
         except _redis_errors():
             return True
-        return bool(others)
+        return False
 
     def spider_idle(self, spider: Any) -> None:
         now = time.monotonic()
         if self._idle_since is None:
             self._idle_since = now
-        engine = self.crawler.engine
-        scheduler = engine._slot.scheduler if engine is not None and engine._slot is not None else None
+        scheduler = self._scheduler()
         if scheduler is not None and scheduler.has_pending_requests():
             self._idle_since = None
             raise DontCloseSpider

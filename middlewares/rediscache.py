@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from middlewares.engine import Fetched
 from middlewares.sitecache import compact
+from optout_registry.messages import first_line, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -136,20 +137,20 @@ class RedisPolicyStore:
                     self._down_since = now
                     logger.warning(
                         "optout: Redis policy cache %s unreachable (%s); pausing for up to %.0f s",
-                        _redact(self.url),
-                        _first_line(exc),
+                        redact_url(self.url),
+                        first_line(exc)[:200],
                         self.outage,
                     )
                 if now - self._down_since > self.outage:
                     raise CacheUnavailable(
-                        f"Redis policy cache {_redact(self.url)} unreachable for over {self.outage:.0f} s: "
-                        f"{_first_line(exc)}"
+                        f"Redis policy cache {redact_url(self.url)} unreachable for over {self.outage:.0f} s: "
+                        f"{first_line(exc)[:200]}"
                     ) from None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
             if self._down_since is not None:
-                logger.warning("optout: Redis policy cache %s reachable again", _redact(self.url))
+                logger.warning("optout: Redis policy cache %s reachable again", redact_url(self.url))
                 self._down_since = None
             return result
 
@@ -243,15 +244,3 @@ class RedisPolicyStore:
             except Exception as exc:  # closing a connection to a dead server
                 logger.debug("optout: closing the Redis client: %s", exc)
             self._client = None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
-def _redact(url: str) -> str:
-    """The URL without a password, for log lines."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from optout_registry.messages import first_line as _first_line
+from optout_registry.messages import redact_url as _redact
 from optout_registry.registry import ForkError, IntegrityError, RegistryError, SignFn
 from optout_registry.store_common import CheckpointReads
 
@@ -345,22 +347,3 @@ class PostgresStore(CheckpointReads):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _redact(url: str) -> str:
-    """The URL without a password, for messages."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "postgresql://…"
-    return url
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
