@@ -34,11 +34,12 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BASE = os.environ.get("OPTOUT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(ROOT))
 REDIS_URL = os.environ.get("OPTOUT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FANOUT = 5
 
@@ -100,14 +101,20 @@ def serve(origins: int, pages: int, ports_out: Any, counts_path: str, stop: Any)
     asyncio.run(main())
 
 
+def fresh_registry() -> AbstractContextManager[str]:
+    """The URL of a registry in a schema of its own, dropped afterwards (the tests' helper)."""
+    from tests.registry_helpers import pg_schema_url
+
+    return contextmanager(pg_schema_url)()
+
+
 def fleet_run(workers: int, ports: list[int], pages: int, workdir: Path) -> float:
     """One crawl with ``workers`` processes; returns wall seconds."""
-    import psycopg
+    with fresh_registry() as registry:
+        return _fleet_run(workers, ports, registry, workdir)
 
-    schema = f"optout_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    registry = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+
+def _fleet_run(workers: int, ports: list[int], registry: str, workdir: Path) -> float:
     key = workdir / "registry.key"
     env = {**os.environ, "OPTOUT_REGISTRY_KEY": str(key)}
     cli = [sys.executable, "-m", "crawler.cli"]
@@ -144,8 +151,6 @@ def fleet_run(workers: int, ports: list[int], pages: int, workdir: Path) -> floa
     stale = list(client.scan_iter(f"{prefix}*"))
     if stale:
         client.delete(*stale)
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
     return wall
 
 
@@ -176,7 +181,6 @@ def measure(workers: int, origins: int, pages: int) -> dict[str, Any]:
 
 
 def _appender(registry: str, key: str, batch: int, seconds: float, out: Any) -> None:
-    sys.path.insert(0, str(ROOT))
     from optout_registry import Registry
     from optout_registry.record import canonical
     from tests.registry_helpers import make_records
@@ -194,32 +198,21 @@ def _appender(registry: str, key: str, batch: int, seconds: float, out: Any) -> 
 
 def registry_ceiling(appenders: int, batch: int, seconds: float = 8.0) -> dict[str, float]:
     """Concurrent sequencing transactions per second on one PostgreSQL registry."""
-    import psycopg
-
-    schema = f"optout_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    registry = f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            key = str(Path(tmp) / "k")
-            subprocess.run(
-                [sys.executable, "-m", "crawler.cli", "registry", "key", "--registry", registry, "--key", key],
-                cwd=ROOT, check=True, capture_output=True,
-            )  # fmt: skip
-            pipes = [multiprocessing.Pipe() for _ in range(appenders)]
-            procs = [
-                multiprocessing.Process(target=_appender, args=(registry, key, batch, seconds, child))
-                for _, child in pipes
-            ]
-            for proc in procs:
-                proc.start()
-            batches = sum(parent.recv() for parent, _ in pipes)
-            for proc in procs:
-                proc.join()
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_registry() as registry, tempfile.TemporaryDirectory() as tmp:
+        key = str(Path(tmp) / "k")
+        subprocess.run(
+            [sys.executable, "-m", "crawler.cli", "registry", "key", "--registry", registry, "--key", key],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        pipes = [multiprocessing.Pipe() for _ in range(appenders)]
+        procs = [
+            multiprocessing.Process(target=_appender, args=(registry, key, batch, seconds, child)) for _, child in pipes
+        ]
+        for proc in procs:
+            proc.start()
+        batches = sum(parent.recv() for parent, _ in pipes)
+        for proc in procs:
+            proc.join()
     return {"tx_per_s": batches / seconds, "records_per_s": batches * batch / seconds}
 
 
@@ -230,7 +223,6 @@ def redis_memory_per_origin() -> dict[str, float]:
 
     import redis
 
-    sys.path.insert(0, str(ROOT))
     from bench.bench_robots import corpus
     from middlewares.engine import Fetched
     from middlewares.rediscache import RedisPolicyStore
