@@ -51,6 +51,16 @@ def install_chromium() -> str | None:
     return None
 
 
+def require_chromium(what: str) -> None:
+    """Install chromium (see install_chromium) or skip ``what`` with the reason printed."""
+    import pytest
+
+    reason = install_chromium()
+    if reason:
+        print(f"skipping {what}: {reason}")
+        pytest.skip(reason)
+
+
 def artifacts_dir(name: str) -> Path:
     base = os.environ.get("OPTOUT_ARTIFACTS") or os.path.join(tempfile.gettempdir(), "optout-artifacts")
     path = Path(base) / name

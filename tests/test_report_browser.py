@@ -26,7 +26,7 @@ import requests
 
 from crawler.crawl import SiteRow
 from crawler.report import render_report
-from tests.browser_support import CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, install_chromium
+from tests.browser_support import CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
 
 PROTOCOLS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "access", "fetch"]
 
@@ -64,10 +64,7 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    reason = install_chromium()
-    if reason:
-        print(f"skipping the browser tests: {reason}")
-        pytest.skip(reason)
+    require_chromium("the browser tests")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -27,7 +27,7 @@ from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import CHALLENGE_PATH, static_resolver
 from optout_registry.service.testing import LiveServer
 from optout_registry.verify import verify_export
-from tests.browser_support import artifacts_dir, install_chromium, selenium_chrome
+from tests.browser_support import artifacts_dir, require_chromium, selenium_chrome
 from tests.registry_helpers import ROBOTS, make_records
 
 HOSTILE_URL = "https://news.example.net/<script>window.__pwned=1</script>"
@@ -36,10 +36,7 @@ HOSTILE_RULE = "<img src=x onerror=window.__pwned=2>"
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = install_chromium()
-    if reason:
-        print(f"skipping the service browser test: {reason}")
-        pytest.skip(reason)
+    require_chromium("the service browser test")
     downloads = tmp_path_factory.mktemp("downloads")
     d = selenium_chrome(tmp_path_factory.mktemp("chromium-profile"), downloads)
     d.downloads = downloads
