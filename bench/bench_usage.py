@@ -64,8 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     policy = Policy.build(agent="ExampleBot")
     site = SitePolicy.from_robots(ORIGIN, Fetched(ORIGIN + "/robots.txt", 200, {}, ROBOTS), policy)
-    site.add_tdmrep(
-        Fetched(ORIGIN + "/.well-known/tdmrep.json", 200, {"content-type": ["application/json"]}, TDMREP), policy
+    site.add_file(
+        "tdmrep.json",
+        Fetched(ORIGIN + "/.well-known/tdmrep.json", 200, {"content-type": ["application/json"]}, TDMREP),
+        policy,
     )
     html = typical_html()
     headers = {

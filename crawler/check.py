@@ -7,9 +7,10 @@ checked against its own origin's robots.txt: a redirect must never carry the cra
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urljoin, urlsplit
 
-from crawler.fetcher import RequestsFetcher
+from crawler.fetcher import MAX_BODY, RequestsFetcher
 from middlewares.engine import (
     MAX_REDIRECTS,
     POLICY_FILE_LIMIT,
@@ -20,11 +21,11 @@ from middlewares.engine import (
     load_license,
     origin_of,
     response_signals,
-    site_files,
 )
 from middlewares.policy import Decision, Policy
 from middlewares.protocols.blocklist import Blocklist
 from middlewares.protocols.signals import ALL_PURPOSES, Signal
+from middlewares.siteload import Fetch, load_site, robots_only, run_sync
 
 
 class UsageError(ValueError):
@@ -45,27 +46,48 @@ def validate_url(url: str) -> str:
 
 
 class Checker:
-    """Answers "may this URL be used for the policy's purpose?" for many URLs, sharing per-origin state."""
+    """Answers "may this URL be used for the policy's purpose?" for many URLs, sharing per-origin state.
+
+    Politeness is the crawler's: robots.txt first and the other policy files under its rules
+    (middlewares/siteload.py), and the origin's Crawl-delay between every two requests, pages included."""
 
     def __init__(self, policy: Policy, fetcher: RequestsFetcher, blocklist: Blocklist | None = None) -> None:
         self.policy = policy
         self.fetcher = fetcher
         self.blocklist = blocklist
         self.sites: dict[str, SitePolicy] = {}
+        self.robots: dict[str, SitePolicy] = {}  # robots.txt alone, of origins hosting a licence
+        self.last_request: dict[str, float] = {}  # origin -> when its last answer ended (monotonic)
         self.linked_licenses: dict[str, LoadedLicense] = {}
 
     def site(self, origin: str) -> SitePolicy:
         site = self.sites.get(origin)
         if site is None:
-            policy = self.policy
-            answers = {
-                key: self.fetcher.get(url, limit=limit) for key, (url, limit) in site_files(origin, policy).items()
-            }
-            site = SitePolicy.assemble(origin, policy, answers)
-            for url in site.license_urls(policy):
-                site.add_license(url, self.fetcher.get(url, limit=POLICY_FILE_LIMIT), policy)
-            self.sites[origin] = site
+            site = self.sites[origin] = run_sync(load_site(origin, self.policy), self._fetch, self.robots_of)
         return site
+
+    def robots_of(self, origin: str) -> SitePolicy:
+        site = self.sites.get(origin) or self.robots.get(origin)
+        if site is None:
+            site = self.robots[origin] = run_sync(robots_only(origin, self.policy), self._fetch, self.robots_of)
+        return site
+
+    def _fetch(self, step: Fetch) -> list[Fetched]:
+        return [self._get(step.origin, url, limit, step.delay) for url, limit in step.files]
+
+    def _get(self, origin: str, url: str, limit: int = MAX_BODY, delay: float = 0.0, follow: bool = True) -> Fetched:
+        """One request, ``delay`` seconds at least after the end of the origin's previous answer."""
+        known = self.robots.get(origin)
+        if known is not None and url == known.robots_url:  # read for a licence already: not asked again
+            return known.files[url]
+        if delay:
+            wait = self.last_request.get(origin, 0.0) + delay - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        try:
+            return self.fetcher.get(url, limit=limit, follow=follow)
+        finally:
+            self.last_request[origin] = time.monotonic()
 
     def check(self, url: str) -> Decision:
         policy = self.policy
@@ -87,7 +109,7 @@ class Checker:
                 signals += denied + site.failures
                 errors += site.notes
                 return policy.decide(url, signals, errors)
-            fetched = self.fetcher.get(current, follow=False)
+            fetched = self._get(origin_of(current), current, delay=site.crawl_delay(policy), follow=False)
             location = fetched.header("location")
             if fetched.status in (301, 302, 303, 307, 308) and location:
                 current = urljoin(current, location[-1].strip())
@@ -109,17 +131,24 @@ class Checker:
         if fetched.error:
             errors.append(f"{current}: {fetched.error}")
         if "rsl" not in policy.disabled:
-            signals += self._linked_licenses(facts.license_urls, current)
+            signals += self._linked_licenses(facts.license_urls, current, errors)
         return policy.decide(url, signals, _unique(errors))
 
-    def _linked_licenses(self, urls: list[str], page_url: str) -> list[Signal]:
-        """RSL licences linked from the resource (Link header or HTML link), fetched once per run."""
+    def _linked_licenses(self, urls: list[str], page_url: str, notes: list[str]) -> list[Signal]:
+        """RSL licences linked from the resource (Link header or HTML link), read once per run under their own
+        origin's robots.txt and Crawl-delay."""
         found: list[Signal] = []
         for lic in urls:
             loaded = self.linked_licenses.get(lic)
             if loaded is None:
-                loaded = load_license(lic, self.fetcher.get(lic, limit=POLICY_FILE_LIMIT), self.policy.mode)
-                self.linked_licenses[lic] = loaded
+                host = origin_of(lic)
+                gate = self.robots_of(host)
+                refusal = gate.read_refusal(lic, "RSL licence " + lic, self.policy)
+                if refusal is not None:
+                    notes.append(refusal)
+                    continue
+                answer = self._get(host, lic, POLICY_FILE_LIMIT, gate.crawl_delay(self.policy))
+                loaded = self.linked_licenses[lic] = load_license(lic, answer, self.policy.mode)
             found += loaded.signals(page_url, self.policy, lic)
         return found
 

@@ -251,6 +251,7 @@ class RunFiles:
             "depth": data.get("depth", 0),
             "at": time.time(),
             "signals": stamp.get("signals", []),
+            "errors": stamp.get("errors", []),
         }
         if self._write(self.items, data) and self._write(self.decisions, event):
             self.live.stored += 1

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.httpobj import urlparse_cached
 
-from middlewares.engine import Fetched, LoadedLicense, load_license, origin_of, response_signals
+from middlewares.engine import POLICY_FILE_LIMIT, LoadedLicense, load_license, origin_of, response_signals
+from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
+from middlewares.rediscache import CacheUnavailable
 from middlewares.state import INTERNAL, OptOutState, fetched_from_response, logger
 
 if TYPE_CHECKING:
@@ -66,22 +68,14 @@ class OptOutAccessMiddleware:
             decision = policy.decide(url, denied + site.failures, site.notes)
             self._refuse(request, decision, site)
         state.stats.inc_value("optout/access/allowed")
-        delay = site.robots.crawl_delay(policy.agent, lenient=policy.lenient)
-        if delay and state.fleet_delay is not None:
-            await self._fleet_turn(request, delay)
-        self._apply_crawl_delay(request, delay)
-
-    async def _fleet_turn(self, request: Request, delay: float) -> None:
-        """Wait for this origin's turn across the fleet; if the shared clock cannot be reached, do not fetch."""
-        from middlewares.rediscache import CacheUnavailable
-
-        assert self.state.fleet_delay is not None
-        try:
-            await self.state.fleet_delay.wait(request, _origin(request), delay)
-        except CacheUnavailable as exc:
-            self.state.stats.inc_value("optout/access/gate_unavailable")
-            logger.error("optout: not fetching %s: the fleet's Crawl-delay clock is unavailable (%s)", request.url, exc)
-            raise IgnoreRequest(f"optout: Crawl-delay {delay:g} s cannot be honoured fleet-wide: {exc}") from None
+        delay = site.crawl_delay(policy)
+        if delay:
+            try:
+                await state.pace(request, _origin(request), delay, site.robots_fetched_at)
+            except CacheUnavailable as exc:
+                state.stats.inc_value("optout/access/gate_unavailable")
+                logger.error("optout: not fetching %s: the fleet's Crawl-delay clock is unavailable (%s)", url, exc)
+                raise IgnoreRequest(f"optout: Crawl-delay {delay:g} s cannot be honoured fleet-wide: {exc}") from None
 
     def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
         if self.state.fleet_delay is not None:
@@ -100,26 +94,6 @@ class OptOutAccessMiddleware:
         reasons = "; ".join(f"{s.protocol}: {s.rule}" for s in decision.reservations)
         logger.debug("optout: not fetching %s (%s)", request.url, reasons)
         raise IgnoreRequest(f"optout: {reasons}")
-
-    def _apply_crawl_delay(self, request: Request, delay: float | None) -> None:
-        """One download slot per origin (RFC 9309 scopes robots.txt to scheme+host+port); when the origin asks
-        for a Crawl-delay, its slot fetches one request at a time, that far apart. Other origins keep theirs.
-        In a fleet the spacing comes from the shared clock (``_fleet_turn``), so the slot adds no delay of its own:
-        a granted request must leave at once."""
-        engine = self.crawler.engine
-        if engine is None or not delay or "download_slot" in request.meta:
-            return
-        key = "optout:" + _origin(request)
-        request.meta["download_slot"] = key
-        downloader = engine.downloader
-        slot = downloader.slots.get(key)
-        if slot is None:
-            _, slot = downloader._get_slot(request)
-        if slot.concurrency != 1 or (self.state.fleet_delay is None and slot.delay < delay):
-            slot.delay = 0.0 if self.state.fleet_delay is not None else max(slot.delay, delay)
-            slot.jitter = 0.0
-            slot.concurrency = 1
-            self.state.stats.set_value(f"optout/crawl_delay/{key[len('optout:') :]}", delay)
 
 
 class OptOutUsageMiddleware:
@@ -143,9 +117,12 @@ class OptOutUsageMiddleware:
         if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
             return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
         signals = site.usage_signals(response.url, policy) + facts.signals
+        notes = site.notes + facts.notes
         if facts.license_urls and "rsl" not in policy.disabled:
-            signals += await self._linked_licenses(facts.license_urls, response.url)
-        decision = policy.decide(response.url, signals, site.notes + facts.notes)
+            linked, unread = await self._linked_licenses(facts.license_urls, response.url)
+            signals += linked
+            notes += unread
+        decision = policy.decide(response.url, signals, notes)
         request.meta[DECISION_META] = decision
         if decision.allowed:
             state.stats.inc_value("optout/usage/allowed")
@@ -158,14 +135,17 @@ class OptOutUsageMiddleware:
             raise IgnoreRequest(f"optout: reserved for {policy.purpose.value} ({reasons})")
         return response
 
-    async def _linked_licenses(self, urls: list[str], page_url: str) -> list:  # type: ignore[type-arg]
-        """RSL licences linked from responses, fetched once per crawl through Scrapy's downloader."""
-        out = []
+    async def _linked_licenses(self, urls: list[str], page_url: str) -> tuple[list[Signal], list[str]]:
+        """RSL licences linked from responses, read once per crawl under their own origin's robots.txt."""
+        found: list[Signal] = []
+        notes: list[str] = []
         for url in urls:
             loaded = self.licenses.get(url)
             if loaded is None:
-                fetched: Fetched = await self.state._download(url, 1024 * 1024)
-                loaded = load_license(url, fetched, self.state.policy.mode)
-                self.licenses[url] = loaded
-            out += loaded.signals(page_url, self.state.policy, url)
-        return out
+                fetched, refusal = await self.state.cache.read(url, POLICY_FILE_LIMIT)
+                if fetched is None:
+                    notes.append(refusal)
+                    continue
+                loaded = self.licenses[url] = load_license(url, fetched, self.state.policy.mode)
+            found += loaded.signals(page_url, self.state.policy, url)
+        return found, notes

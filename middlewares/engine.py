@@ -88,12 +88,17 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
     return body[:512].lstrip().lower().startswith((b"<!doctype", b"<html"))
 
 
-def site_files(origin: str, policy: Policy) -> dict[str, tuple[str, int]]:
-    """The site-level files to fetch once per origin for this policy: key -> (URL, size limit). tdmrep.json can
-    only reserve AI uses and ai.txt only training, so a search crawler does not ask for them."""
-    files = {"robots": (origin + "/robots.txt", ROBOTS_LIMIT)}
+def robots_url(origin: str) -> str:
+    return origin + "/robots.txt"
+
+
+def policy_files(origin: str, policy: Policy) -> dict[str, tuple[str, int]]:
+    """The site-level files after robots.txt, once per origin, for this policy: key -> (URL, size limit). The key
+    is also the name users read. tdmrep.json can only reserve AI uses and ai.txt only training, so a search
+    crawler does not ask for them."""
+    files: dict[str, tuple[str, int]] = {}
     if policy.purpose in (Purpose.TRAIN_AI, Purpose.AI_INPUT) and "tdmrep" not in policy.disabled:
-        files["tdmrep"] = (origin + TDMREP_PATH, POLICY_FILE_LIMIT)
+        files["tdmrep.json"] = (origin + TDMREP_PATH, POLICY_FILE_LIMIT)
     if policy.purpose is Purpose.TRAIN_AI and "ai-txt" not in policy.disabled:
         files["ai.txt"] = (origin + AI_TXT_PATH, POLICY_FILE_LIMIT)
     return files
@@ -114,20 +119,6 @@ class SitePolicy:
     # Raw answers by URL, kept as evidence: the registry stores exactly the bytes a decision rested on.
     files: dict[str, Fetched] = field(default_factory=dict)
 
-    @classmethod
-    def assemble(cls, origin: str, policy: Policy, fetched: Mapping[str, Fetched | None]) -> SitePolicy:
-        """Build from the answers to :func:`site_files` (missing keys were not fetched). RSL licences named in
-        robots.txt come second: see :meth:`license_urls` and :meth:`add_license`."""
-        site = cls.from_robots(origin, fetched.get("robots"), policy)
-        if "tdmrep" in fetched:
-            site.add_tdmrep(fetched["tdmrep"], policy)
-        if "ai.txt" in fetched:
-            site.add_ai_txt(fetched["ai.txt"])
-        for answer in fetched.values():
-            if answer is not None:
-                site.files[answer.url] = answer
-        return site
-
     @property
     def unreachable(self) -> bool:
         """robots.txt could not be fetched: everything is disallowed, and the answer must be re-checked soon
@@ -135,13 +126,13 @@ class SitePolicy:
         return any(f.protocol == "fetch" and f.where == "robots.txt" for f in self.failures)
 
     @classmethod
-    def from_robots(cls, origin: str, fetched: Fetched | None, policy: Policy) -> SitePolicy:
+    def from_robots(cls, origin: str, fetched: Fetched, policy: Policy) -> SitePolicy:
         """RFC 9309 §2.3.1: 2xx parse; 4xx "unavailable" allows all; 5xx and network errors "unreachable"
-        disallow all. Conservative mode also treats 429 and a redirect chain longer than 5 as unreachable."""
-        url = origin + "/robots.txt"
+        disallow all. Conservative mode also treats 429 and a redirect chain longer than 5 as unreachable.
+        The other files are added afterwards, each only if this robots.txt lets us read it (siteload.py)."""
+        url = robots_url(origin)
         site = cls(origin=origin, robots=robots.ALLOW_ALL, robots_url=url)
-        if fetched is None:
-            return site
+        site.files[url] = fetched
         status = fetched.status
         if fetched.ok:
             site.robots = robots.parse_robots(fetched.body, limit=ROBOTS_LIMIT)
@@ -158,7 +149,37 @@ class SitePolicy:
             site.notes.append(f"{url}: unreachable ({fetched.error or f'HTTP {status}'}), everything disallowed")
         return site
 
-    def add_tdmrep(self, fetched: Fetched | None, policy: Policy) -> None:
+    @property
+    def robots_fetched_at(self) -> float:
+        """When robots.txt was fetched (wall time): the request a Crawl-delay after it counts from."""
+        return self.files[self.robots_url].fetched_at
+
+    def crawl_delay(self, policy: Policy) -> float:
+        """Seconds to keep between requests to this origin (0: none asked for)."""
+        return self.robots.crawl_delay(policy.agent, lenient=policy.lenient) or 0.0
+
+    def read_refusal(self, url: str, name: str, policy: Policy) -> str | None:
+        """Why we may not request ``url`` (a policy file on this origin), or None when robots.txt lets our token
+        fetch it like any other URL. A file we may not read is neither a reservation nor a failure: the note
+        says so, and the pages it would have covered are judged without it."""
+        if self.unreachable:
+            return f"{name} not read: {self.robots_url} is unreachable, so nothing else is requested from this origin"
+        denied = self.access_signals(url, policy)
+        if not denied:
+            return None
+        return f"{name} not read: robots.txt disallows {urlsplit(url).path} for {policy.agent} ({denied[0].rule})"
+
+    def add_file(self, key: str, fetched: Fetched, policy: Policy) -> None:
+        """One of :func:`policy_files`'s answers."""
+        self.files[fetched.url] = fetched
+        if key == "tdmrep.json":
+            self._add_tdmrep(fetched, policy)
+        elif key == "ai.txt":
+            self._add_ai_txt(fetched)
+        else:
+            raise ValueError(f"unknown policy file {key!r}")
+
+    def _add_tdmrep(self, fetched: Fetched, policy: Policy) -> None:
         body = self._policy_file("tdmrep.json", "well-known", fetched, AI_PURPOSES)
         if body is None:
             return
@@ -179,15 +200,13 @@ class SitePolicy:
                     )
                 )
 
-    def add_ai_txt(self, fetched: Fetched | None) -> None:
+    def _add_ai_txt(self, fetched: Fetched) -> None:
         body = self._policy_file("ai.txt", "ai.txt", fetched, (Purpose.TRAIN_AI,))
         if body is not None:
             self.ai_txt = ai_txt.parse_ai_txt(body)
 
-    def add_license(self, url: str, fetched: Fetched | None, policy: Policy) -> None:
+    def add_license(self, url: str, fetched: Fetched, policy: Policy) -> None:
         """An RSL licence named in robots.txt: it applies to the whole origin, by its own `<content>` URLs."""
-        if fetched is None:
-            return
         self.files[url] = fetched
         loaded = load_license(url, fetched, policy.mode)
         if loaded.note:
@@ -197,11 +216,9 @@ class SitePolicy:
         if loaded.document is not None:
             self.licenses[url] = loaded.document
 
-    def _policy_file(self, name: str, where: str, fetched: Fetched | None, purposes: Iterable[Purpose]) -> bytes | None:
+    def _policy_file(self, name: str, where: str, fetched: Fetched, purposes: Iterable[Purpose]) -> bytes | None:
         """Body of a site-level file, or None when the site does not implement it. Servers that answer every
         path with their home page (a "soft 404") do not implement the protocol either."""
-        if fetched is None:
-            return None
         source = fetched.url
         if fetched.ok:
             if _looks_like_html(fetched.body, fetched.content_type):

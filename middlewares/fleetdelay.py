@@ -10,12 +10,16 @@ reaches the downloader, the next-allowed time is moved to a full delay from that
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import DeferredLock
+
+from middlewares.rediscache import GATE_MARGIN
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -35,15 +39,19 @@ class FleetCrawlDelay:
         crawler.signals.connect(self._reached_downloader, signal=signals.request_reached_downloader)
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
 
-    async def wait(self, request: Request, origin: str, delay: float) -> None:
-        """Hold the origin's lane, then wait for the fleet's turn. Raises CacheUnavailable (lane released)."""
+    async def wait(self, request: Request, origin: str, delay: float, after: float = 0.0) -> None:
+        """Hold the origin's lane, then wait for the fleet's turn, and at least ``delay`` after ``after`` (when
+        robots.txt was fetched, a request the gate does not see). Raises CacheUnavailable (lane released)."""
         lane = self._lanes.get(origin)
         if lane is None:
             lane = self._lanes[origin] = DeferredLock()
         await maybe_deferred_to_future(lane.acquire())
         self._held[id(request)] = (origin, delay)
         try:
-            waited = await self.store.wait_turn(origin, delay)
+            waited = max(0.0, after + delay + GATE_MARGIN - time.time())
+            if waited:
+                await asyncio.sleep(waited)
+            waited += await self.store.wait_turn(origin, delay)
         except BaseException:
             self.release(request)
             raise

@@ -37,6 +37,7 @@ def stamp_of(decision: Decision) -> dict[str, Any]:
         "allowed": decision.allowed,
         "reservations": [signal_json(s) for s in decision.reservations],
         "signals": sorted({s.protocol for s in decision.signals}),
+        "errors": list(decision.errors),  # notes such as "tdmrep.json not read: robots.txt disallows ..."
     }
 
 

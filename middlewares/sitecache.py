@@ -19,19 +19,23 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import Deferred, gatherResults
 
-from middlewares.engine import POLICY_FILE_LIMIT, Fetched, SitePolicy, site_files
+from middlewares.engine import Fetched, SitePolicy, origin_of, robots_url
 from middlewares.policy import Policy
+from middlewares.siteload import Fetch, Plan, RobotsOf, load_site, robots_only, run_sync
 
 if TYPE_CHECKING:
     from middlewares.rediscache import RedisPolicyStore
 
 logger = logging.getLogger(__name__)
 
-FetchFn = Callable[[str, int], Awaitable[Fetched]]
+T = TypeVar("T")
+# fetch(url, size limit, Crawl-delay of its origin, wall time of the origin's last known request): the answer.
+FetchFn = Callable[[str, int, float, float], Awaitable[Fetched]]
 
 
 @dataclass
@@ -74,6 +78,24 @@ class PolicyStore:
 
     async def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
         return self.load(url, now)
+
+    def site(self, origin: str, policy: Policy) -> SitePolicy | None:
+        """The origin's policy rebuilt from stored answers alone, expired or not (no request is made): the files
+        a crawl read, by the same rules. None when one of them is not stored."""
+
+        def answers(step: Fetch) -> list[Fetched]:
+            found = [self.load(url, 0.0) for url, _ in step.files]
+            if any(f is None for f in found):
+                raise LookupError(step.origin)
+            return [f[0] for f in found if f is not None]
+
+        def robots_of(origin: str) -> SitePolicy:
+            return run_sync(robots_only(origin, policy), answers, robots_of)
+
+        try:
+            return run_sync(load_site(origin, policy), answers, robots_of)
+        except LookupError:
+            return None
 
     async def put(self, fetched: Fetched, expires: float) -> None:
         fetched = compact(fetched)
@@ -126,7 +148,37 @@ def open_store(url: str | None, **options: Any) -> Store | None:
     raise ValueError(f"OPTOUT_CACHE_URL: unsupported URL {url!r} (expected sqlite:///path or redis://host:port/db)")
 
 
+class SingleFlight:
+    """One load per key at a time: whoever asks while it runs gets the same result (or the same error), each
+    through a Deferred of its own. Scrapy's RobotsTxtMiddleware shares one Deferred converted with ``asFuture()``,
+    which hands the result to the first waiter only."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[Deferred[Any]]] = {}
+
+    async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        waiters = self._waiting.get(key)
+        if waiters is not None:
+            waiter: Deferred[T] = Deferred()
+            waiters.append(waiter)
+            return await maybe_deferred_to_future(waiter)
+        self._waiting[key] = []
+        try:
+            result = await work()
+        except BaseException as exc:
+            for waiter in self._waiting.pop(key):
+                waiter.errback(exc)
+            raise
+        for waiter in self._waiting.pop(key):
+            waiter.callback(result)
+        return result
+
+
 class SiteCache:
+    """Drives :func:`middlewares.siteload.load_site` on Twisted: robots.txt first, then the files it lets us read,
+    each file fetched once per URL however many origins or workers ask (an RSL licence shared by a thousand
+    sites is one request), with the Crawl-delay the plan names passed on to ``fetch``."""
+
     def __init__(
         self,
         policy: Policy,
@@ -152,7 +204,8 @@ class SiteCache:
         # origins a crawl touches; an evicted origin is reloaded from the persistent store, not refetched.
         self.max_origins = max_origins
         self._sites: OrderedDict[str, _Entry] = OrderedDict()
-        self._waiting: dict[str, list[Deferred[SitePolicy]]] = {}
+        self._answers: OrderedDict[str, tuple[Fetched, float]] = OrderedDict()
+        self._flights = SingleFlight()
 
     def cached(self, origin: str) -> SitePolicy | None:
         entry = self._sites.get(origin)
@@ -165,59 +218,82 @@ class SiteCache:
         site = self.cached(origin)
         if site is not None:
             return site
-        if origin in self._waiting:
-            waiter: Deferred[SitePolicy] = Deferred()
-            self._waiting[origin].append(waiter)
-            from scrapy.utils.defer import maybe_deferred_to_future
+        return await self._flights.run("site " + origin, lambda: self._load(origin))
 
-            return await maybe_deferred_to_future(waiter)
-        self._waiting[origin] = []
+    async def robots_of(self, origin: str) -> SitePolicy:
+        """What ``origin``'s robots.txt allows, without its other files: enough to fetch one file there."""
+        site = self.cached(origin)
+        if site is not None:
+            return site
+        return await self._drive(robots_only(origin, self.policy), [])
+
+    async def read(self, url: str, limit: int) -> tuple[Fetched | None, str]:
+        """One file (an RSL licence a page links to) under its own origin's robots.txt and Crawl-delay: its
+        answer, or None and why it was not requested."""
+        gate = await self.robots_of(origin_of(url))
+        refusal = gate.read_refusal(url, "RSL licence " + url, self.policy)
+        if refusal is not None:
+            return None, refusal
+        fetched, _ = await self._file(url, limit, gate.crawl_delay(self.policy), gate.robots_fetched_at)
+        return fetched, ""
+
+    async def _load(self, origin: str) -> SitePolicy:
+        expiries: list[float] = []
         try:
-            site, expires = await self._load(origin)
+            site = await self._drive(load_site(origin, self.policy), expiries)
         except Exception as exc:  # never leave waiters hanging, never allow on an internal error
             logger.error("optout: loading the policy of %s failed: %s; treating it as unreachable", origin, exc)
-            failed = Fetched(origin + "/robots.txt", None, error=f"internal error: {exc}")
-            site, expires = SitePolicy.assemble(origin, self.policy, {"robots": failed}), self.clock() + self.recheck
-        self._sites[origin] = _Entry(site, expires)
+            failed = Fetched(robots_url(origin), None, error=f"internal error: {exc}")
+            site = SitePolicy.from_robots(origin, failed, self.policy)
+        # Kept until its oldest file expires, so a copy loaded from the persistent store is not kept beyond 24
+        # hours from its own fetch; an unreachable robots.txt is looked at again soon.
+        if site.unreachable:
+            expiries.append(self.clock() + self.recheck)
+        self._sites[origin] = _Entry(site, min(expiries, default=self.clock() + self.recheck))
         self._sites.move_to_end(origin)
         while len(self._sites) > self.max_origins:
             self._sites.popitem(last=False)
-        for waiter in self._waiting.pop(origin):
-            waiter.callback(site)
         return site
 
-    async def _load(self, origin: str) -> tuple[SitePolicy, float]:
-        """The origin's policy and when it expires: when its oldest file does, so a copy loaded from the
-        persistent store is not kept beyond 24 hours from its own fetch."""
-        files = site_files(origin, self.policy)
-        # robots.txt, tdmrep.json and ai.txt are independent: fetch them at the same time, so the first request to
-        # an origin waits one round trip, not three (and holds its place in Scrapy's downloader that much less).
-        loaded = await self._files([(url, limit) for url, limit in files.values()])
-        answers: dict[str, Fetched | None] = {key: fetched for key, (fetched, _) in zip(files, loaded, strict=True)}
-        expiries = [expires for _, expires in loaded]
-        site = SitePolicy.assemble(origin, self.policy, answers)
-        licenses = site.license_urls(self.policy)
-        fetched_licenses = await self._files([(url, POLICY_FILE_LIMIT) for url in licenses])
-        for url, (fetched, expires) in zip(licenses, fetched_licenses, strict=True):
-            expiries.append(expires)
-            site.add_license(url, fetched, self.policy)
-        if site.unreachable:
-            expiries.append(self.clock() + self.recheck)
-        return site, min(expiries)
+    async def _drive(self, plan: Plan, expiries: list[float]) -> SitePolicy:
+        reply: list[Fetched] | SitePolicy | None = None
+        while True:
+            try:
+                step = plan.send(reply)  # type: ignore[arg-type]
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, RobotsOf):
+                reply = await self.robots_of(step.origin)
+                continue
+            loaded = await self._files([(url, limit, step.delay, step.after) for url, limit in step.files])
+            expiries += [expires for _, expires in loaded]
+            reply = [fetched for fetched, _ in loaded]
 
-    async def _files(self, wanted: list[tuple[str, int]]) -> list[tuple[Fetched, float]]:
-        """Several files at once (as Deferreds, which work under any Twisted reactor, asyncio or not)."""
-        if len(wanted) <= 1:
-            return [await self._file(url, limit) for url, limit in wanted]
-        from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
-
-        pending = [deferred_from_coro(self._file(url, limit)) for url, limit in wanted]
+    async def _files(self, wanted: list[tuple[str, int, float, float]]) -> list[tuple[Fetched, float]]:
+        """Several files at once (as Deferreds, which work under any Twisted reactor, asyncio or not); with a
+        Crawl-delay the fetcher spaces them."""
+        if len(wanted) == 1:
+            return [await self._file(*wanted[0])]
+        pending = [deferred_from_coro(self._file(*args)) for args in wanted]
         return await maybe_deferred_to_future(gatherResults(pending, consumeErrors=True))
 
-    async def _file(self, url: str, limit: int) -> tuple[Fetched, float]:
+    async def _file(self, url: str, limit: int, delay: float = 0.0, after: float = 0.0) -> tuple[Fetched, float]:
+        """A file's answer and when it expires: from memory, else from the store, else fetched (once)."""
+        known = self._answers.get(url)
+        if known is not None and known[1] > self.clock():
+            self._answers.move_to_end(url)
+            return known
+        answer = await self._flights.run("file " + url, lambda: self._stored_or_fetched(url, limit, delay, after))
+        self._answers[url] = answer
+        self._answers.move_to_end(url)
+        while len(self._answers) > 3 * self.max_origins:
+            self._answers.popitem(last=False)
+        return answer
+
+    async def _stored_or_fetched(self, url: str, limit: int, delay: float, after: float) -> tuple[Fetched, float]:
         store = self.store
         if store is None:
-            return await self._fetch(url, limit)
+            return await self._fetch(url, limit, delay, after)
         # Fleet-wide single flight: the first worker to claim the URL fetches it; the others read its answer
         # from the shared store once it is there. A claim expires, so a worker killed mid-fetch holds no one up
         # for longer than ``claim_ttl``; after that a waiter fetches itself (a second fetch, never a guess).
@@ -232,20 +308,19 @@ class SiteCache:
             await sleep(pause)
             pause = min(pause * 2, 0.5)
         try:
-            fetched, expires = await self._fetch(url, limit)
+            fetched, expires = await self._fetch(url, limit, delay, after)
             await store.put(fetched, expires)
         finally:
             await store.release(url)
         return fetched, expires
 
-    async def _fetch(self, url: str, limit: int) -> tuple[Fetched, float]:
-        now = self.clock()
-        fetched = await self.fetch(url, limit)
+    async def _fetch(self, url: str, limit: int, delay: float, after: float) -> tuple[Fetched, float]:
+        fetched = await self.fetch(url, limit, delay, after)
         if self.on_fetch is not None:
             self.on_fetch(fetched)
         # Failures (5xx, 429, no answer) are re-checked soon; a good answer lasts the RFC 9309 maximum.
         failed = fetched.status is None or fetched.status >= 500 or fetched.status == 429
-        return fetched, now + (self.recheck if failed else self.ttl)
+        return fetched, self.clock() + (self.recheck if failed else self.ttl)
 
     async def close(self) -> None:
         if self.store is not None:

@@ -4,6 +4,7 @@ the registry recorder and the stats. One instance per crawler, created by whiche
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,11 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
 from middlewares.config import ConfigError, OptOutConfig
-from middlewares.engine import MAX_REDIRECTS, Fetched
+from middlewares.engine import MAX_REDIRECTS, Fetched, origin_of
 from middlewares.fleetdelay import FleetCrawlDelay
 from middlewares.policy import Decision
 from middlewares.recording import Recorder
-from middlewares.rediscache import RedisPolicyStore
+from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
 from middlewares.sitecache import SiteCache, open_store
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ class OptOutState:
 
     # -- fetching policy files through Scrapy's own downloader ------------------------------------------------
 
-    async def _download(self, url: str, limit: int) -> Fetched:
+    async def _download(self, url: str, limit: int, delay: float = 0.0, after: float = 0.0) -> Fetched:
+        """A policy file through Scrapy's downloader, keeping its origin's Crawl-delay (``delay`` seconds between
+        requests, the first a full delay after ``after``, when robots.txt was fetched)."""
         request = Request(
             url,
             priority=DOWNLOAD_PRIORITY,
@@ -130,6 +133,15 @@ class OptOutState:
             },
         )
         assert self.crawler.engine is not None
+        origin = origin_of(url)
+        if delay:
+            try:
+                await self.pace(request, origin, delay, after)
+            except CacheUnavailable as exc:
+                return Fetched(url, None, error=f"Crawl-delay {delay:g} s cannot be honoured fleet-wide: {exc}")
+        elif "optout:" + origin in self.crawler.engine.downloader.slots:
+            # A robots.txt fetched again (its answer expired) keeps the Crawl-delay its last copy asked for.
+            request.meta["download_slot"] = "optout:" + origin
         try:
             response = await self.crawler.engine.download_async(request)
         except IgnoreRequest as exc:  # e.g. more than 5 redirects
@@ -142,6 +154,33 @@ class OptOutState:
         if 300 <= response.status < 400:
             fetched.error = f"more than {MAX_REDIRECTS} redirects"
         return fetched
+
+    async def pace(self, request: Request, origin: str, delay: float, after: float) -> None:
+        """Keep the origin's Crawl-delay for ``request`` (a page or a policy file).
+
+        One process: one download slot per origin (RFC 9309 scopes robots.txt to scheme+host+port) fetching one
+        request at a time, ``delay`` apart, the first a full delay after robots.txt (``after``, wall time); other
+        origins keep their own slots. A fleet: the spacing comes from the shared clock in Redis, so the slot adds
+        no delay of its own (a granted request must leave at once). Raises CacheUnavailable when that clock cannot
+        be reached: then the request must not be made."""
+        if self.fleet_delay is not None:
+            await self.fleet_delay.wait(request, origin, delay, after)
+        engine = self.crawler.engine
+        if engine is None or "download_slot" in request.meta:
+            return
+        key = "optout:" + origin
+        request.meta["download_slot"] = key
+        downloader = engine.downloader
+        slot = downloader.slots.get(key)
+        if slot is None:
+            _, slot = downloader._get_slot(request)
+            slot.lastseen = max(0.0, time.monotonic() - max(0.0, time.time() - after))
+        fleet = self.fleet_delay is not None
+        if slot.concurrency != 1 or (not fleet and slot.delay < delay):
+            slot.delay = 0.0 if fleet else max(slot.delay, delay)
+            slot.jitter = 0.0
+            slot.concurrency = 1
+            self.stats.set_value(f"optout/crawl_delay/{origin}", delay)
 
     @staticmethod
     def _bytes_received(data: bytes, request: Request, spider: Any = None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
+from tests import politeweb
 from tests.conftest import ROOT, run_cli
 from tests.fleet_support import REDIS_URL, PrivateRedis
 from tests.registry_helpers import pg_schema_url
@@ -46,6 +47,7 @@ def build_fleet_web(web: FixtureWeb, origins: int = 22, pages: int = 4, slow: fl
     for name in names:
         web.site(name)
     expect: dict[str, Any] = {"reserved": set(), "never": set(), "delayed": set(), "names": names, "pages": set()}
+    expect["closed"] = {"s05"}  # robots.txt unreachable: nothing else is requested there
     for i, name in enumerate(names):
         base = web.origin(name)
         nxt = web.origin(names[(i + 1) % len(names)])
@@ -198,10 +200,11 @@ def test_four_workers_crawl_one_web_compliantly(web: FixtureWeb, tmp_path: Path,
         assert "Traceback" not in err
     assert integrator.returncode == 0, integrator_err
 
-    # one fetch of each policy file per origin for the whole fleet
+    # one fetch of each policy file per origin for the whole fleet, robots.txt alone where it is unreachable
     for name in expect["names"]:
         for path in POLICY_FILES:
-            assert len(web.hits(name, path)) == 1, (name, path, len(web.hits(name, path)))
+            wanted = 1 if name not in expect["closed"] or path == "/robots.txt" else 0
+            assert len(web.hits(name, path)) == wanted, (name, path, len(web.hits(name, path)))
     # no URL fetched twice, nothing reserved fetched
     counts = Counter(page_hits(web))
     assert counts and max(counts.values()) == 1, [k for k, v in counts.items() if v > 1]
@@ -293,7 +296,26 @@ def test_a_worker_killed_mid_crawl(web: FixtureWeb, tmp_path: Path, redis_prefix
     for name in expect["names"]:
         for path in POLICY_FILES:
             times = [h.time for h in web.hits(name, path)]
+            if name in expect["closed"] and path != "/robots.txt":
+                assert times == [], (name, path, times)
+                continue
             assert len(times) == 1 or (len(times) == 2 and times[1] - times[0] > 14), (name, path, times)
+
+
+def test_three_workers_read_robots_first(web: FixtureWeb, tmp_path: Path, redis_prefix: str, pg_url: str) -> None:
+    """Issue 12 for a fleet: robots.txt before anything else of an origin, policy files under its rules, and the
+    Crawl-delay between every two requests after it, whichever worker sends them (the Redis gate)."""
+    seeds = politeweb.build(web, "OptOutBot")
+    fleet = Fleet(tmp_path, REDIS_URL, pg_url, redis_prefix, seeds)
+    try:
+        fleet.start(3, "--timeout", str(politeweb.TIMEOUT))
+        results = fleet.wait()
+    finally:
+        fleet.kill_all()
+    for code, err in results:
+        assert code in (0, 1), err[-3000:]
+        assert "Traceback" not in err
+    politeweb.assert_robots_first(web)
 
 
 def test_redis_restarted_mid_crawl(web: FixtureWeb, tmp_path: Path, pg_url: str) -> None:

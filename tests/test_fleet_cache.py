@@ -186,10 +186,10 @@ def test_a_redis_restart_is_waited_out_and_comes_back_cold(tmp_path: Path) -> No
 
 def test_site_cache_on_two_workers_fetches_each_file_once(redis_prefix: str) -> None:
     """Two workers (two SiteCaches, two stores) ask for the same origin at once: one fetches every file, the
-    other waits for its answers and reaches the same policy."""
+    other waits for its answers and reaches the same policy; robots.txt is fetched before anything else."""
     fetches: list[str] = []
 
-    async def fetch(url: str, limit: int) -> Fetched:
+    async def fetch(url: str, limit: int, delay: float, after: float) -> Fetched:
         fetches.append(url)
         await asyncio.sleep(0.2)
         if url.endswith("/robots.txt"):
@@ -202,17 +202,15 @@ def test_site_cache_on_two_workers_fetches_each_file_once(redis_prefix: str) -> 
             SiteCache(policy, fetch, ttl=3600, recheck=60, store=store(redis_prefix, worker=str(i)), claim_ttl=5)
             for i in range(2)
         ]
-        files = ["http://shared.test/robots.txt", "http://shared.test/.well-known/tdmrep.json"]
-
-        async def load(cache: SiteCache) -> list[bool]:
-            answers = [await cache._file(url, 500 * 1024) for url in files]
-            return [a[0].status == 200 for a in answers]
-
-        results = await asyncio.gather(*(load(c) for c in caches))
+        sites = await asyncio.gather(*(c.get("http://shared.test") for c in caches))
         for c in caches:
             await c.close()
-        return [r for rs in results for r in rs]
+        return [bool(site.access_signals("http://shared.test/private/x", policy)) for site in sites]
 
-    statuses = run(go())
-    assert statuses == [True, False, True, False]
-    assert sorted(fetches) == sorted(set(fetches)) and len(fetches) == 2
+    assert run(go()) == [True, True]
+    assert fetches[0] == "http://shared.test/robots.txt"
+    assert sorted(fetches) == [
+        "http://shared.test/.well-known/tdmrep.json",
+        "http://shared.test/ai.txt",
+        "http://shared.test/robots.txt",
+    ]

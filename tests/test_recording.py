@@ -26,7 +26,7 @@ POLICY = Policy.build(purpose="train-ai", agent="ExampleBot", mode="conservative
 
 def site() -> SitePolicy:
     robots = Fetched(ORIGIN + "/robots.txt", 200, {"content-type": ["text/plain"]}, ROBOTS, fetched_at=1_790_000_000.5)
-    return SitePolicy.assemble(ORIGIN, POLICY, {"robots": robots})
+    return SitePolicy.from_robots(ORIGIN, robots, POLICY)
 
 
 def refused(path: str, where: SitePolicy) -> Decision:

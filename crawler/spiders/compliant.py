@@ -32,6 +32,7 @@ from middlewares.downloader import DECISION_META
 from middlewares.engine import origin_of
 from middlewares.policy import Decision
 from middlewares.recording import MAX_EVIDENCE, header_block
+from middlewares.sitecache import PolicyStore
 
 # Sent for every request that did not end as a stored page: refused by an opt-out, or failed. Receivers get
 # ``event`` (a JSON-ready dict, see CompliantSpider._outcome). crawler.crawl.RunFiles writes them to a file.
@@ -242,16 +243,12 @@ class CompliantSpider(scrapy.Spider):
         known = self._evidence.get(origin)
         if known is not None and key is not None and known[0] == key:
             return known[1]
-        if site is not None:
-            answers = list(site.files.items())
-        elif hasattr(cache.store, "load"):  # evicted from memory (more origins than OPTOUT_CACHE_MAX_ORIGINS)
-            from middlewares.engine import site_files
-
-            load = cache.store.load
-            stored = ((url, load(url, 0.0)) for url, _ in site_files(origin, state.policy).values())
-            answers = [(url, found[0]) for url, found in stored if found is not None]
-        else:
+        if site is None and isinstance(cache.store, PolicyStore):
+            # Evicted from memory (more origins than OPTOUT_CACHE_MAX_ORIGINS): the same files, from the store.
+            site = cache.store.site(origin, state.policy)
+        if site is None:
             return None
+        answers = list(site.files.items())
         files = []
         for url, f in answers:
             body = f.body if f.status is not None else f.error.encode()
