@@ -58,6 +58,7 @@ class OptOutConfig:
     cache_outage: float = 60.0
     integrate: bool = True
     registry_flush: float = 0.5
+    prefetch: int | None = None  # start requests whose origin's policy is loaded ahead (None: CONCURRENT_REQUESTS)
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
@@ -104,7 +105,20 @@ class OptOutConfig:
             cache_outage=_positive(settings, "OPTOUT_CACHE_OUTAGE", 60.0),
             integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", True),
             registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH", 0.5),
+            prefetch=_count(settings, "OPTOUT_PREFETCH"),
         )
+
+
+def _count(settings: Any, name: str) -> int | None:
+    if settings.get(name) is None:
+        return None
+    try:
+        value = settings.getint(name)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
 
 
 def _positive(settings: Any, name: str, default: float, maximum: float | None = None) -> float:

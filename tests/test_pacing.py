@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from scrapy.exceptions import NotConfigured
-from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 from twisted.internet.defer import succeed
 
+from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares import pacing
 from middlewares.addon import SPIDER_MIDDLEWARES
 from middlewares.pacing import POLL, LazyStartMiddleware
+from tests.test_scrapy_e2e import crawl
 
 
 def test_start_requests_wait_while_the_engine_needs_to_back_out(monkeypatch: pytest.MonkeyPatch) -> None:
     answers = [True, True, False, True, False]  # saturated twice before the first request, once before the second
-    engine = SimpleNamespace(running=True, needs_backout=lambda: answers.pop(0) if answers else False)
-    crawler = SimpleNamespace(engine=engine, settings=Settings())
+    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": ""})
+    crawler.engine = SimpleNamespace(running=True, needs_backout=lambda: answers.pop(0) if answers else False)
     waits: list[float] = []
     monkeypatch.setattr(pacing, "deferLater", lambda reactor, delay: waits.append(delay) or succeed(None))
 
@@ -41,4 +43,23 @@ def test_lazy_start_is_part_of_the_add_on_and_can_be_switched_off() -> None:
     assert "middlewares.pacing.LazyStartMiddleware" in SPIDER_MIDDLEWARES
     with pytest.raises(NotConfigured):
         LazyStartMiddleware.from_crawler(get_crawler(settings_dict={"OPTOUT_LAZY_START": False}))
-    assert isinstance(LazyStartMiddleware.from_crawler(get_crawler()), LazyStartMiddleware)
+    started = LazyStartMiddleware.from_crawler(get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": ""}))
+    assert started.prefetch == 16  # Scrapy's CONCURRENT_REQUESTS
+
+
+@pytest.mark.parametrize("prefetch", [4, 0])
+def test_policies_of_upcoming_origins_load_while_the_downloader_is_full(
+    web: FixtureWeb, tmp_path: Path, prefetch: int
+) -> None:
+    """One request at a time, every answer 0.2 s late: with prefetch, the upcoming origins' robots.txt (and then
+    their policy files) are fetched while the first origin's page waits, not one origin after another."""
+    origins = [web.site(f"o{i}", {"/robots.txt": Route(body="User-agent: *\nAllow: /\n", delay=0.2), "/": page("x")})
+               for i in range(4)]  # fmt: skip
+    settings = {"CONCURRENT_REQUESTS": 1, "OPTOUT_PREFETCH": prefetch}
+    out = crawl([o + "/" for o in origins], tmp_path, settings=settings)
+    assert len(out["reached"]) == 4
+    last_robots = web.hits("o3", "/robots.txt")[0].time
+    first_page = web.hits("o0", "/")[0].time
+    assert (last_robots < first_page) is bool(prefetch)
+    for i in range(4):  # robots.txt first, as ever
+        assert min(web.hits(f"o{i}"), key=lambda h: h.time).path == "/robots.txt"
