@@ -21,8 +21,11 @@ the machine drifts by +-10% between runs minutes apart, which one-at-a-time runs
 from a 5% effect. A second table crawls the same 10,000 pages spread over 100 and over 10,000 origins, one at a
 time, to show how memory and speed behave as the number of origins grows.
 
+With ``--against CHECKOUT`` the baseline is the add-on of another checkout instead of Scrapy: a before/after of a
+change, paired the same way (``git worktree add ../before <commit>`` makes one).
+
 Run: python bench/bench_crawl.py [--quick] [--repeat 4] [--origins 20] [--sequential] [--norec] [--no-scaling]
-     [--profile]   (the default run takes about 6 minutes on 2 vCPUs)
+     [--profile] [--against CHECKOUT]   (the default run takes about 6 minutes on 2 vCPUs)
 """
 
 from __future__ import annotations
@@ -272,9 +275,12 @@ def proxy_env(ports: list[int]) -> dict[str, str]:
 
 
 def launch(variant: str, origins: int, pages: int, ports: list[int], profile: bool = False) -> Any:
+    """Start one crawl. ``optout@CHECKOUT`` runs the add-on of another checkout (its own copy of this script)."""
     env = proxy_env(ports)
     workdir = tempfile.TemporaryDirectory(prefix="bench-crawl-")
-    cmd = [sys.executable, __file__, "--child", variant, str(origins), str(pages), workdir.name]
+    child, _, checkout = variant.partition("@")
+    script = str(Path(checkout) / "bench" / "bench_crawl.py") if checkout else __file__
+    cmd = [sys.executable, script, "--child", child, str(origins), str(pages), workdir.name]
     proc = subprocess.Popen(
         [*cmd, "--profile"] if profile else cmd,
         stdout=subprocess.PIPE,
@@ -311,6 +317,12 @@ def start_server(pages: int) -> tuple[multiprocessing.Process, list[int]]:
     return server, queue.get(timeout=10)
 
 
+def label(variant: str) -> str:
+    """``optout@/path/to/checkout`` as ``optout@checkout``, to fit the tables."""
+    child, _, checkout = variant.partition("@")
+    return f"{child}@{Path(checkout).name}" if checkout else variant
+
+
 def table(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
     head = f"{'variant':<14}{'pages':>7}{'pages/s median':>16}{'runs':>24}{'CPU ms/page':>13}{'peak RSS MB':>13}"
     print(head + f"{'records':>9}")
@@ -320,7 +332,9 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
         cpu = statistics.median(r["cpu_ms"] for r in rs)
         all_runs = " ".join(f"{r['pps']:.0f}" for r in rs)
         rss = max(r["maxrss_mb"] for r in rs)
-        print(f"{v:<14}{rs[0]['items']:>7}{med[v]:>16.0f}{all_runs:>24}{cpu:>13.2f}{rss:>13.0f}{rs[0]['records']:>9}")
+        print(
+            f"{label(v):<14}{rs[0]['items']:>7}{med[v]:>16.0f}{all_runs:>24}{cpu:>13.2f}{rss:>13.0f}{rs[0]['records']:>9}"
+        )
     if len({r["items"] for rs in runs.values() for r in rs}) != 1:
         print("WARNING: the variants did not deliver the same pages")
     return med
@@ -343,7 +357,9 @@ def paired(variants: list[str], origins: int, pages: int, repeat: int) -> None:
             ratios.append(b["pps"] / a["pps"])
         table(runs)
         ratio = statistics.geometric_mean(ratios)
-        print(f"per-round {variants[1]} / {variants[0]} throughput: " + " ".join(f"{x:.3f}" for x in ratios))
+        print(
+            f"per-round {label(variants[1])} / {label(variants[0])} throughput: " + " ".join(f"{x:.3f}" for x in ratios)
+        )
         print(f"geometric mean {ratio:.3f}: the full stack costs {(1 - ratio) * 100:+.1f}% throughput (target <= 5%)")
     finally:
         for server, _ in servers:
@@ -365,17 +381,17 @@ def sequential(variants: list[str], origins: int, pages: int, repeat: int) -> No
         server.terminate()
 
 
-def scaling(total: int) -> None:
+def scaling(total: int, variants: list[str]) -> None:
     print(f"\nmemory vs number of origins ({total} pages in total, one run each, unpinned)")
     print(f"{'variant':<14}{'origins':>8}{'pages':>8}{'pages/s':>10}{'CPU ms/page':>13}{'peak RSS MB':>13}")
-    for v in ("scrapy", "optout"):
+    for v in variants:
         for n in (100, 10_000):
             server, ports = start_server(max(1, total // n))
             try:
                 r = crawl(v, n, max(1, total // n), ports)
             finally:
                 server.terminate()
-            print(f"{v:<14}{n:>8}{r['items']:>8}{r['pps']:>10.0f}{r['cpu_ms']:>13.2f}{r['maxrss_mb']:>13.0f}")
+            print(f"{label(v):<14}{n:>8}{r['items']:>8}{r['pps']:>10.0f}{r['cpu_ms']:>13.2f}{r['maxrss_mb']:>13.0f}")
 
 
 def main() -> None:
@@ -387,12 +403,19 @@ def main() -> None:
     parser.add_argument("--norec", action="store_true", help="compare against the add-on with recording off")
     parser.add_argument("--profile", action="store_true", help="one cProfile'd run of the full stack")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 100 vs 10,000 origins table")
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="compare with the add-on of another checkout (e.g. a git worktree of an earlier commit), not with Scrapy",
+    )
     args = parser.parse_args()
     total = 2_000 if args.quick else 10_000
     repeat = 1 if args.quick else args.repeat
     origins = args.origins
     pages = total // origins
     variants = ["scrapy", "optout-norec" if args.norec else "optout"]
+    if args.against:
+        variants[0] = "optout@" + str(Path(args.against).resolve())
     if args.profile:
         server, ports = start_server(pages)
         try:
@@ -407,7 +430,7 @@ def main() -> None:
     else:
         paired(variants, origins, pages, repeat)
     if not args.no_scaling:
-        scaling(total)
+        scaling(total, variants)
 
 
 if __name__ == "__main__":

@@ -308,6 +308,11 @@ class SiteCache:
             await sleep(pause)
             pause = min(pause * 2, 0.5)
         try:
+            # Another worker may have stored its answer and released its claim between our look and our claim
+            # (likely: workers that waited for the same robots.txt all reach the next file at the same moment).
+            stored = await store.get(url, self.clock())
+            if stored is not None:
+                return stored
             fetched, expires = await self._fetch(url, limit, delay, after)
             await store.put(fetched, expires)
         finally:

@@ -214,3 +214,33 @@ def test_site_cache_on_two_workers_fetches_each_file_once(redis_prefix: str) -> 
         "http://shared.test/ai.txt",
         "http://shared.test/robots.txt",
     ]
+
+
+def test_an_answer_stored_just_before_our_claim_is_not_fetched_again(redis_prefix: str) -> None:
+    """Worker B looks (nothing stored), worker A stores its answer and releases its claim, then B wins the claim:
+    B must read A's answer, not fetch the file a second time (workers that waited for the same robots.txt all
+    reach the next file at the same moment, so this race is the common case, not a rare one)."""
+    url = "http://race.test/.well-known/tdmrep.json"
+    fetches: list[str] = []
+
+    class LateClaim(RedisPolicyStore):
+        async def claim(self, url: str, ttl: float) -> bool:
+            other = store(redis_prefix, worker="A")
+            await other.put(Fetched(url, 200, {}, b"[]"), time.time() + 60)
+            await other.close()
+            return await super().claim(url, ttl)
+
+    async def fetch(url: str, limit: int, delay: float, after: float) -> Fetched:
+        fetches.append(url)
+        return Fetched(url, 404)
+
+    async def go() -> Fetched:
+        cache = SiteCache(Policy.build(agent="ExampleBot"), fetch, ttl=3600, recheck=60,
+                          store=LateClaim(REDIS_URL, prefix=redis_prefix, worker="B"))  # fmt: skip
+        answer, _ = await cache._file(url, 1024)
+        await cache.close()
+        return answer
+
+    answer = run(go())
+    assert answer.status == 200 and answer.body == b"[]"
+    assert fetches == []
