@@ -31,7 +31,12 @@ USER_AGENT = f"Mozilla/5.0 (compatible; {OPTOUT_AGENT}/0.1; +{OPTOUT_INFO_URL})"
 # Polite defaults: a few connections per site at most, no retries that hammer a failing server.
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
-DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_TIMEOUT = 30  # seconds for the whole download (Scrapy cancels it then, however slowly bytes arrive)
+# Bytes of a page after decoding: Scrapy stops a download (or its gzip expansion) beyond this. Its own default, 1 GiB,
+# lets one gzip-bombed page cost a gigabyte of memory; a text crawl needs far less. Policy files have their own
+# limits (500 KiB robots.txt, 1 MiB others), applied after decoding too.
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
 RETRY_TIMES = 1
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False

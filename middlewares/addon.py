@@ -17,6 +17,7 @@ ROBOTSTXT_MW = "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"
 DOWNLOADER_MIDDLEWARES = {
     "middlewares.downloader.OptOutAccessMiddleware": 100,
     "middlewares.downloader.OptOutUsageMiddleware": 50,
+    "middlewares.downloader.OptOutPolicyFileDecoding": 595,  # before HttpCompressionMiddleware (590) expands them
 }
 SPIDER_MIDDLEWARES = {"middlewares.items.OptOutSpiderMiddleware": 950, "middlewares.pacing.LazyStartMiddleware": 10}
 ITEM_PIPELINES = {"middlewares.items.OptOutItemPipeline": 50}

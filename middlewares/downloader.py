@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.httpobj import urlparse_cached
 
+from middlewares.decoding import DecodingError, codings, decode
 from middlewares.engine import POLICY_FILE_LIMIT, LoadedLicense, load_license, origin_of, response_signals
 from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
 from middlewares.rediscache import CacheUnavailable
-from middlewares.state import INTERNAL, OptOutState, fetched_from_response, logger
+from middlewares.state import BODY_LIMIT, INTERNAL, OptOutState, fetched_from_response, logger
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -94,6 +95,25 @@ class OptOutAccessMiddleware:
         reasons = "; ".join(f"{s.protocol}: {s.rule}" for s in decision.reservations)
         logger.debug("optout: not fetching %s (%s)", request.url, reasons)
         raise IgnoreRequest(f"optout: {reasons}")
+
+
+class OptOutPolicyFileDecoding:
+    """Decodes policy files (gzip, deflate) up to one byte past their parse limit, before Scrapy's
+    HttpCompressionMiddleware (590) would expand them whole: 1 MB of gzip on the wire can be 1 GB decoded
+    (middlewares/decoding.py). Pages are left to HttpCompressionMiddleware, bounded by ``DOWNLOAD_MAXSIZE``."""
+
+    def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
+        limit = request.meta.get(BODY_LIMIT)
+        applied = response.headers.getlist(b"Content-Encoding")
+        if limit is None or not applied:
+            return response
+        try:
+            body = decode(response.body, codings(v.decode("latin-1") for v in applied), limit + 1)
+        except DecodingError as exc:
+            raise IgnoreRequest(f"{request.url}: {exc}") from None
+        headers = response.headers.copy()
+        del headers[b"Content-Encoding"]
+        return response.replace(body=body, headers=headers)
 
 
 class OptOutUsageMiddleware:

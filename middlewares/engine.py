@@ -135,6 +135,22 @@ class SitePolicy:
         site.files[url] = fetched
         status = fetched.status
         if fetched.ok:
+            if robots.looks_binary(fetched.body):
+                if policy.conservative:  # it cannot be what the site meant to say: do not read it as "allow all"
+                    site.robots = robots.NOT_TEXT
+                    site.failures.append(
+                        Signal(
+                            protocol="fetch",
+                            where="robots.txt",
+                            value="not text",
+                            rule=robots.NOT_TEXT.fixed_reason,
+                            verdicts=verdicts(Verdict.DISALLOW, *ALL_PURPOSES),
+                            source=url,
+                        )
+                    )
+                    site.notes.append(f"{url}: not text (binary data or NUL bytes), everything disallowed")
+                    return site
+                site.notes.append(f"{url}: not text (binary data or NUL bytes), read literally (strict mode)")
             site.robots = robots.parse_robots(fetched.body, limit=ROBOTS_LIMIT)
             if site.robots.truncated:
                 site.notes.append(f"{url}: larger than {ROBOTS_LIMIT} bytes, the rest was ignored (RFC 9309 §2.5)")

@@ -16,6 +16,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
 from middlewares.config import ConfigError, OptOutConfig
+from middlewares.decoding import ACCEPT_ENCODING
 from middlewares.engine import MAX_REDIRECTS, Fetched, origin_of
 from middlewares.fleetdelay import FleetCrawlDelay
 from middlewares.policy import Decision
@@ -131,6 +132,8 @@ class OptOutState:
                 "download_maxsize": 0,
                 "download_warnsize": 0,
             },
+            # Decoded by OptOutPolicyFileDecoding up to the limit; an encoding we did not ask for is an error.
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
         assert self.crawler.engine is not None
         origin = origin_of(url)

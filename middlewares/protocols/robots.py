@@ -274,6 +274,11 @@ class RobotsTxt:
         self._fixed: bool | None = None  # ALLOW_ALL / DISALLOW_ALL answer regardless of rules
         self._reason: str = ""
 
+    @property
+    def fixed_reason(self) -> str:
+        """Why every URL gets the same answer (ALLOW_ALL, DISALLOW_ALL, NOT_TEXT); empty for a parsed file."""
+        return self._reason
+
     def __repr__(self) -> str:
         return (
             f"RobotsTxt(groups={len(self.groups)}, sitemaps={len(self.sitemaps)}, "
@@ -711,6 +716,20 @@ def _fixed(allowed: bool, reason: str) -> RobotsTxt:
 
 ALLOW_ALL = _fixed(True, "robots.txt unavailable (4xx): no restrictions (RFC 9309 §2.3.1.3)")
 DISALLOW_ALL = _fixed(False, "robots.txt unreachable (5xx or network error): complete disallow (RFC 9309 §2.3.1.4)")
+NOT_TEXT = _fixed(False, "robots.txt is not text (binary data or NUL bytes): complete disallow in conservative mode")
+
+
+def looks_binary(body: bytes) -> bool:
+    """A body that is plainly not a text file: a NUL byte, or more than one control byte in ten, in its first
+    KiB (an image, an archive, a compressed body sent without Content-Encoding). RFC 9309 files are UTF-8 text."""
+    sample = body[:1024]
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    control = sum(1 for b in sample if (b < 0x20 and b not in (9, 10, 11, 12, 13)) or b == 0x7F)
+    return control * 10 > len(sample)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Signals
@@ -718,7 +737,7 @@ DISALLOW_ALL = _fixed(False, "robots.txt unreachable (5xx or network error): com
 
 def _rule_value(m: RobotsMatch) -> str:
     if m.rule is None:
-        return "unreachable" if m.reason else ""
+        return ("not text" if m.reason == NOT_TEXT.fixed_reason else "unreachable") if m.reason else ""
     return f"{m.rule.directive}: {m.rule.via or m.rule.pattern}"
 
 
