@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 
 from middlewares.engine import Fetched, SitePolicy, origin_of, robots_url
 from middlewares.policy import Policy
 from middlewares.siteload import Fetch, Plan, RobotsOf, load_site, robots_only, run_sync
+from optout_registry.messages import first_line
 
 if TYPE_CHECKING:
     from middlewares.rediscache import RedisPolicyStore
@@ -242,8 +243,9 @@ class SiteCache:
         try:
             site = await self._drive(load_site(origin, self.policy), expiries)
         except Exception as exc:  # never leave waiters hanging, never allow on an internal error
-            logger.error("optout: loading the policy of %s failed: %s; treating it as unreachable", origin, exc)
-            failed = Fetched(robots_url(origin), None, error=f"internal error: {exc}")
+            reason = first_line(exc)[:300]
+            logger.error("optout: loading the policy of %s failed: %s; treating it as unreachable", origin, reason)
+            failed = Fetched(robots_url(origin), None, error=f"policy unavailable: {reason}")
             site = SitePolicy.from_robots(origin, failed, self.policy)
         # Kept until its oldest file expires, so a copy loaded from the persistent store is not kept beyond 24
         # hours from its own fetch; an unreachable robots.txt is looked at again soon.
@@ -275,7 +277,10 @@ class SiteCache:
         if len(wanted) == 1:
             return [await self._file(*wanted[0])]
         pending = [deferred_from_coro(self._file(*args)) for args in wanted]
-        return await maybe_deferred_to_future(gatherResults(pending, consumeErrors=True))
+        try:
+            return await maybe_deferred_to_future(gatherResults(pending, consumeErrors=True))
+        except FirstError as exc:  # its text carries a whole Twisted traceback: pass on the error itself
+            raise exc.subFailure.value from None
 
     async def _file(self, url: str, limit: int, delay: float = 0.0, after: float = 0.0) -> tuple[Fetched, float]:
         """A file's answer and when it expires: from memory, else from the store, else fetched (once)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -244,3 +245,33 @@ def test_an_answer_stored_just_before_our_claim_is_not_fetched_again(redis_prefi
     answer = run(go())
     assert answer.status == 200 and answer.body == b"[]"
     assert fetches == []
+
+
+def test_a_cache_outage_mid_load_is_one_line_in_the_decision(redis_prefix: str) -> None:
+    """The fleet's cache fails while the policy files after robots.txt are being loaded (two at once): the origin
+    is treated as unreachable, and what reaches decisions and records is one line naming the outage, not the
+    Twisted traceback that a failed gatherResults carries in its text."""
+
+    class Outage(RedisPolicyStore):
+        async def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
+            if not url.endswith("/robots.txt"):
+                raise CacheUnavailable("Redis policy cache redis://127.0.0.1:1/0 unreachable for over 60 s")
+            return await super().get(url, now)
+
+    async def fetch(url: str, limit: int, delay: float, after: float) -> Fetched:
+        return Fetched(url, 200, {}, b"User-agent: *\nAllow: /\n")
+
+    async def go():  # type: ignore[no-untyped-def]
+        policy = Policy.build(agent="ExampleBot")
+        cache = SiteCache(policy, fetch, ttl=3600, recheck=60, store=Outage(REDIS_URL, prefix=redis_prefix))
+        site = await cache.get("http://outage.test")
+        await cache.close()
+        url = "http://outage.test/p"
+        return policy.decide(url, site.access_signals(url, policy) + site.failures, site.notes)
+
+    decision = run(go())
+    assert not decision.allowed
+    text = json.dumps(decision.to_json())
+    assert "unreachable for over 60 s" in text
+    assert "Traceback" not in text and "Failure" not in text
+    assert all("\n" not in e for e in decision.errors)
