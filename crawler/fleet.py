@@ -126,7 +126,9 @@ class FleetIdle:
     def beat(self) -> None:
         """Say "busy" while this worker has requests in flight; pull new work if it sits idle."""
         engine = self.crawler.engine
-        if engine is None or engine.spider is None:
+        # While the engine closes the spider, its slot is gone before its spider is: a beat in between would
+        # raise "Engine slot not assigned" (seen under load, when closing takes longer) and log an error.
+        if engine is None or engine.spider is None or engine._slot is None:
             return
         idle = engine.spider_is_idle()
         if not idle:

@@ -107,3 +107,21 @@ def test_redis_outage_holds_requests_instead_of_failing(tmp_path: Path) -> None:
         s.close("finished")
     finally:
         server.stop()
+
+
+def test_a_heartbeat_while_the_engine_closes_is_skipped(redis_prefix: str) -> None:
+    """The engine drops its slot before its spider when it closes; a heartbeat in between used to raise
+    "Engine slot not assigned" from the LoopingCall (and fail the worker's exit status under load)."""
+    from types import SimpleNamespace
+
+    from crawler.fleet import FleetIdle
+
+    crawler = get_crawler(Spider, {"REDIS_URL": REDIS_URL, "OPTOUT_CRAWL_ID": f"{redis_prefix}crawl"})
+    idle = FleetIdle(crawler)
+
+    def closing() -> bool:
+        raise RuntimeError("Engine slot not assigned")
+
+    crawler.engine = SimpleNamespace(spider=object(), _slot=None, spider_is_idle=closing)  # type: ignore[assignment]
+    idle.beat()  # must not raise
+    assert idle.server.zscore(idle.key, idle.worker) is None  # and says nothing to the fleet
