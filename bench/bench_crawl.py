@@ -360,7 +360,12 @@ def paired(variants: list[str], origins: int, pages: int, repeat: int) -> None:
         print(
             f"per-round {label(variants[1])} / {label(variants[0])} throughput: " + " ".join(f"{x:.3f}" for x in ratios)
         )
-        print(f"geometric mean {ratio:.3f}: the full stack costs {(1 - ratio) * 100:+.1f}% throughput (target <= 5%)")
+        if "@" in variants[0]:
+            print(f"geometric mean {ratio:.3f}: {(ratio - 1) * 100:+.1f}% throughput against {label(variants[0])}")
+        else:
+            print(
+                f"geometric mean {ratio:.3f}: the full stack costs {(1 - ratio) * 100:+.1f}% throughput (target <= 5%)"
+            )
     finally:
         for server, _ in servers:
             server.terminate()
