@@ -93,6 +93,12 @@ class OptOutState:
         state = getattr(crawler, "_optout_state", None)
         if state is None:
             if not crawler.settings.getbool("OPTOUT_ENABLED", True):
+                if not getattr(crawler, "_optout_disabled_said", False):
+                    crawler._optout_disabled_said = True  # type: ignore[attr-defined]
+                    logger.warning(
+                        "optout: OPTOUT_ENABLED is False: this crawl enforces no opt-out (robots.txt included) "
+                        "and records nothing"
+                    )
                 raise NotConfigured("OPTOUT_ENABLED is False")
             try:
                 config = OptOutConfig.from_settings(crawler.settings)

@@ -207,3 +207,21 @@ def test_persistent_policy_cache_across_runs(web: FixtureWeb, tmp_path: Path) ->
     crawl([base + "/p", base + "/x"], tmp_path)
     assert len(web.hits("s", "/robots.txt")) == 1  # the second run used the cached copy (< 24 h old)
     assert not web.hits("s", "/x")
+
+
+def test_a_project_that_disables_the_add_on_is_warned_and_records_nothing(web: FixtureWeb, tmp_path: Path) -> None:
+    """OPTOUT_ENABLED = False in a Scrapy project of one's own: its choice, but said out loud (the standalone
+    crawler refuses to run like that)."""
+    base = web.site(
+        "s", {"/robots.txt": Route(body="User-agent: *\nDisallow: /\n", content_type=TEXT), "/p": page("p")}
+    )
+    config = {"start_urls": [base + "/p"], "settings": {"OPTOUT_ENABLED": False,
+              "OPTOUT_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}"}}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.scrapyrun.run", json.dumps(config)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("OPTOUT_ENABLED is False: this crawl enforces no opt-out") == 1
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["reached"] == [base + "/p"]  # as it asked
+    assert not (tmp_path / "registry.db").exists()
