@@ -6,26 +6,30 @@ requests, and the server answers by host name. Nothing resolves or leaves the ma
 
 Every origin has a robots.txt (two dozen rules, ``Disallow: /private/`` and ``/search``) and a tree of HTML pages
 (~3.6 KB, a realistic head with JSON-LD, links to five child pages, a private page, search and home). The same
-link-following spider crawls it, in a fresh subprocess per crawl, as
+link-following spider, with the same settings, crawls it in a fresh subprocess per crawl, as
 
   (a) ``scrapy``: ``ROBOTSTXT_OBEY = True``, no add-on (Scrapy's RobotsTxtMiddleware with Protego);
   (b) ``optout``: ``ADDONS = {"middlewares.OptOutAddon": 0}`` with the registry on (SQLite, fresh per crawl):
-      robots.txt, tdmrep.json and ai.txt per origin, usage checks on every response, items stamped and checked,
-      every refused URL recorded with its evidence (``--norec``: registry off instead).
+      robots.txt, then tdmrep.json and ai.txt per origin, usage checks on every response, items stamped and
+      checked, every refused URL recorded with its evidence (``--norec``: registry off instead).
+
+Like with like: the add-on brings an extension that calls ``gc.freeze()`` once the spider is open, which any Scrapy
+project could use; both sides get it (``--gc freeze``, the default) or neither does (``--gc default``).
 
 Throughput is pages delivered to the spider per second of crawl (``item_scraped_count`` over
 ``elapsed_time_seconds``, start-up and shutdown included); CPU is the crawler process's user+system time per page;
-peak memory is its ``ru_maxrss``. By default (a) and (b) run at the same time, each against its own server, in
-alternating launch order, and the geometric mean of the per-round ratios is reported: on a shared VM the speed of
-the machine drifts by +-10% between runs minutes apart, which one-at-a-time runs (``--sequential``) cannot separate
-from a 5% effect. A second table crawls the same 10,000 pages spread over 100 and over 10,000 origins, one at a
-time, to show how memory and speed behave as the number of origins grows.
+peak memory is its ``ru_maxrss``. By default the crawls run one at a time, alternating (a, b, b, a, a, b, …) so
+that a drift of the machine's speed hits both alike, and the medians of ``--repeat`` rounds (at least 5) are
+compared, with every run printed. ``--paired`` runs (a) and (b) at the same time instead, each against its own
+server (on 2 cores the slower side finishes alone and the ratio is pulled towards 1: kept for comparison only).
+A second table crawls the same 10,000 pages spread over 100 and over 10,000 origins, one at a time, to show how
+memory and speed behave as the number of origins grows.
 
 With ``--against CHECKOUT`` the baseline is the add-on of another checkout instead of Scrapy: a before/after of a
-change, paired the same way (``git worktree add ../before <commit>`` makes one).
+change (``git worktree add ../before <commit>`` makes one).
 
-Run: python bench/bench_crawl.py [--quick] [--repeat 4] [--origins 20] [--sequential] [--norec] [--no-scaling]
-     [--profile] [--against CHECKOUT]   (the default run takes about 6 minutes on 2 vCPUs)
+Run: python bench/bench_crawl.py [--quick] [--repeat 5] [--origins 20] [--paired] [--gc freeze|default] [--norec]
+     [--no-scaling] [--profile] [--against CHECKOUT]   (the default run takes about 8 minutes on 2 vCPUs)
 """
 
 from __future__ import annotations
@@ -214,9 +218,13 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
         "DOWNLOADER_MIDDLEWARES": {ProxyMiddleware: 700},  # before HttpProxyMiddleware (750)
         **json.loads(os.environ.get("BENCH_SETTINGS", "{}")),
     }
+    gc_freeze = os.environ.get("BENCH_GC", "freeze") == "freeze"
     if variant == "scrapy":
         settings["ROBOTSTXT_OBEY"] = True
+        if gc_freeze:  # what the add-on brings, given to the baseline too: like with like
+            settings["EXTENSIONS"] = {"middlewares.gcfreeze.GcFreeze": 0}
     else:
+        settings["OPTOUT_GC_FREEZE"] = gc_freeze
         settings["ADDONS"] = {"middlewares.OptOutAddon": 0}
         registry = f"sqlite:///{workdir}/registry.db" if variant == "optout" else ""
         settings["OPTOUT_REGISTRY_URL"] = registry
@@ -372,18 +380,30 @@ def paired(variants: list[str], origins: int, pages: int, repeat: int) -> None:
 
 
 def sequential(variants: list[str], origins: int, pages: int, repeat: int) -> None:
+    """One crawl at a time, alternating which side goes first (a b, b a, a b, …); medians and spread."""
     server, ports = start_server(pages)
     try:
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-        for _ in range(repeat):
-            for v in variants:
+        for r in range(repeat):
+            for v in variants if r % 2 == 0 else variants[::-1]:
                 runs[v].append(crawl(v, origins, pages, ports))
-        med = table(runs)
-        for v in variants[1:]:
-            ratio = med[v] / med[variants[0]]
-            print(f"{v} / {variants[0]} throughput: {ratio:.3f} ({(1 - ratio) * 100:+.1f}% cost; target <= 5%)")
     finally:
         server.terminate()
+    med = table(runs)
+    base, ours = variants
+    ratio = med[ours] / med[base]
+    spread = [o["pps"] / b["pps"] for b, o in zip(runs[base], runs[ours], strict=True)]
+    cpu = {v: statistics.median(r["cpu_ms"] for r in rs) for v, rs in runs.items()}
+    cpu_cost = cpu[ours] / cpu[base] - 1
+    print(f"per-round {label(ours)} / {label(base)} throughput: " + " ".join(f"{x:.3f}" for x in spread))
+    if "@" in base:
+        print(f"median {ratio:.3f} of {label(base)}'s throughput; CPU per page {cpu_cost * 100:+.1f}%")
+        return
+    print(
+        f"median throughput {ratio:.3f} of plain Scrapy: {(1 - ratio) * 100:+.1f}% cost (target <= 5%: "
+        f"{'met' if 1 - ratio <= 0.05 else 'NOT met'}); CPU per page {cpu[base]:.2f} -> {cpu[ours]:.2f} ms, "
+        f"{cpu_cost * 100:+.1f}% (target <= 8%: {'met' if cpu_cost <= 0.08 else 'NOT met'})"
+    )
 
 
 def scaling(total: int, variants: list[str]) -> None:
@@ -402,9 +422,10 @@ def scaling(total: int, variants: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="2,000 pages, one round")
-    parser.add_argument("--repeat", type=int, default=4, help="rounds (default 4)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--origins", type=int, default=20)
-    parser.add_argument("--sequential", action="store_true", help="one crawl at a time, alternating")
+    parser.add_argument("--paired", action="store_true", help="both sides at once (not like with like on 2 cores)")
+    parser.add_argument("--gc", choices=("freeze", "default"), default="freeze", help="GC settings of both sides")
     parser.add_argument("--norec", action="store_true", help="compare against the add-on with recording off")
     parser.add_argument("--profile", action="store_true", help="one cProfile'd run of the full stack")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 100 vs 10,000 origins table")
@@ -414,6 +435,7 @@ def main() -> None:
         help="compare with the add-on of another checkout (e.g. a git worktree of an earlier commit), not with Scrapy",
     )
     args = parser.parse_args()
+    os.environ["BENCH_GC"] = args.gc  # read by every crawl process, both sides alike
     total = 2_000 if args.quick else 10_000
     repeat = 1 if args.quick else args.repeat
     origins = args.origins
@@ -428,12 +450,15 @@ def main() -> None:
         finally:
             server.terminate()
         return
-    mode = "sequential" if args.sequential or (os.cpu_count() or 1) < 2 else "paired"
-    print(f"{origins} origins x {pages} pages = {origins * pages} pages per crawl; {repeat} rounds, {mode}")
-    if mode == "sequential":
-        sequential(variants, origins, pages, repeat)
-    else:
+    mode = "paired" if args.paired else "sequential, alternating"
+    print(
+        f"{origins} origins x {pages} pages = {origins * pages} pages per crawl; {repeat} rounds, {mode}; "
+        f"gc.freeze: {'both sides' if args.gc == 'freeze' else 'neither side'}"
+    )
+    if args.paired:
         paired(variants, origins, pages, repeat)
+    else:
+        sequential(variants, origins, pages, repeat)
     if not args.no_scaling:
         scaling(total, variants)
 
