@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from middlewares.protocols import blocklist
 from middlewares.protocols.blocklist import Blocklist, normalise_host, registrable_domain
 from middlewares.protocols.signals import ALL_PURPOSES, Verdict
 
@@ -23,8 +24,10 @@ not a host/with spaces
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bl() -> Blocklist:
+    # Function-scoped on purpose: a module-scoped list is parsed inside the first test only, so a mutation tool
+    # that maps code to the tests that ran it would never run the other tests against a mutated parser.
     return Blocklist.parse(LIST, source="file:///etc/optout/blocklist.txt")
 
 
@@ -87,6 +90,111 @@ def test_public_suffix_entries_match_only_themselves() -> None:
     assert bl.match("https://example.com/") is None
     assert bl.match("https://someone.github.io/") is None
     assert bl.match("co.uk") == "co.uk"
+
+
+@pytest.mark.parametrize(
+    ("entry", "target"),
+    [
+        ("example.com", "www.example.com"),
+        ("example.com", "a.b.example.com"),
+        ("bbc.co.uk", "news.bbc.co.uk"),
+        ("piratebay.org", "www.piratebay.org"),
+        ("user1.github.io", "www.user1.github.io"),
+    ],
+)
+def test_registrable_domain_entry_covers_its_subdomains(entry: str, target: str) -> None:
+    """The walk up the parents must include the registrable domain itself, on real public suffixes: `.example`
+    is on no suffix list, so tests that only use it never reach this comparison."""
+    bl = Blocklist.parse(entry)
+    assert bl.match(f"https://{target}/") == entry
+    assert bl.match(f"https://{entry}/") == entry
+
+
+def test_public_suffix_in_the_middle_is_never_climbed_to() -> None:
+    bl = Blocklist.parse("co.uk\nuk\n")
+    assert bl.match("https://news.bbc.co.uk/") is None
+    assert bl.match("https://bbc.co.uk/") is None
+
+
+def test_unknown_suffix_never_climbs_to_a_bare_label() -> None:
+    """Without a known suffix the walk stops before the last label: listing `example` is not listing every
+    `*.example` site."""
+    bl = Blocklist.parse("example\n")
+    assert bl.match("https://pirate.example/") is None
+    assert bl.match("https://cdn.pirate.example/") is None
+    assert bl.match("example") == "example"
+
+
+def test_www_entry_covers_the_site_only_when_www_is_directly_on_the_registrable_domain() -> None:
+    bl = Blocklist.parse("www.shop.example.co.uk\nwww.example.com\nwww.other.com\n")
+    assert bl.www_sites == {"example.com": "www.example.com", "other.com": "www.other.com"}
+    assert bl.match("https://example.co.uk/") is None
+    assert bl.match("https://shop.example.co.uk/") is None
+    assert bl.match("https://cdn.example.com/") == "www.example.com"
+    assert bl.match("https://other.com/") == "www.other.com"
+    assert Blocklist.parse("www.co.uk\n").www_sites == {}
+
+
+def test_parse_line_syntax() -> None:
+    text = (
+        "\ufeffbom.example\n"  # a byte-order mark before the first entry
+        "prose line here\n"  # skipped, and parsing goes on
+        '  "quoted.example",\n'
+        "*.star.example\n"
+        "hashes.example # a comment # with a second hash\n"
+        "0.0.0.0 hosts.example\n"
+        "::1 v6hosts.example\n"
+        "bad_host!.example\n"  # skipped
+        "user@at.example\n"
+        "last.example\n"
+    )
+    bl = Blocklist.parse(text, source="s")
+    assert bl.entries == {
+        "bom.example",
+        "quoted.example",
+        "star.example",
+        "hashes.example",
+        "hosts.example",
+        "v6hosts.example",
+        "at.example",
+        "last.example",
+    }
+    assert bl.notes == ["2 unusable line(s) skipped"]
+    assert bl.source == "s"
+    assert Blocklist.parse(None, source="s").source == "s"  # type: ignore[arg-type]
+
+
+def test_parse_bytes_with_invalid_utf8() -> None:
+    bl = Blocklist.parse(b"\xffjunk\npirate.example\n")  # type: ignore[arg-type]
+    assert bl.match("pirate.example") == "pirate.example"
+
+
+def test_parse_stops_at_max_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blocklist, "MAX_ENTRIES", 3)
+    bl = Blocklist.parse("a.example\nb.example\nc.example\nd.example\n")
+    assert bl.entries == {"a.example", "b.example", "c.example"}
+    assert bl.notes == ["list truncated at 3 entries"]
+
+
+LONGEST_HOST = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
+
+
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("//pirate.example/x", "pirate.example"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("user@pirate.example", "pirate.example"),
+        ("pirate.example.", "pirate.example"),
+        ("https:///path", ""),
+        ("pirate..example", ""),
+        ("pirate!.example", ""),
+        (LONGEST_HOST, LONGEST_HOST),
+        ("x" + LONGEST_HOST, ""),  # one character over the limit of RFC 1035
+    ],
+)
+def test_normalise_host_edges(text: str, host: str) -> None:
+    assert normalise_host(text) == host
 
 
 def test_non_www_subdomain_entry_does_not_cover_siblings() -> None:

@@ -12,8 +12,9 @@ There is no normative spec; the rules here are the toolkit's reading of Spawning
   matches ``/img/a.jpg``, ``/img/a.jpg?x=1`` and also ``/a.jpg/view``; ``*.jpg$`` would match only the first.
   A pattern starting with ``.`` is read as ``*`` + pattern (``.png`` = ``*.png``); any other pattern not starting
   with ``/`` or ``*`` gets a leading ``/`` (Google's robots.txt convention).
-* Conservative mode also matches case-insensitively (``/PHOTO.JPG`` is a JPEG for ``Disallow: *.jpg``); strict
-  mode compares octets like robots.txt.
+* Conservative mode also matches Disallow patterns case-insensitively (``/PHOTO.JPG`` is a JPEG for
+  ``Disallow: *.jpg``); strict mode compares octets like robots.txt. An Allow only ever matches literally: a
+  case-insensitive match exists to find more reservations, so it must not lift one that strict mode keeps.
 * A disallow means ``TRAIN_AI`` disallow; AI input and search are not addressed (§10.3).
 """
 
@@ -145,7 +146,7 @@ def signals(ai: AiTxt, url: str, token: str, *, mode: Mode, source: str = "") ->
     best: AiTxtRule | None = None
     best_len = -1
     for rule in rules:
-        if not _matches(rule, path, lowered, mode):
+        if not _matches(rule, path, lowered, Mode.STRICT if rule.allow else mode):
             continue
         length = compile_pattern(rule.pattern).length
         if length > best_len or (length == best_len and rule.allow and best is not None and not best.allow):
