@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from middlewares.protocols.access import login_wall_signal, status_signal
 from middlewares.protocols.html import scan_html
 from middlewares.protocols.signals import ALL_PURPOSES, Verdict
+from tests.signal_checks import well_formed
 
 ALL_DENIED = {p: Verdict.DISALLOW for p in ALL_PURPOSES}
 ARTICLE_TEXT = "<p>" + "This is a long and perfectly ordinary news article paragraph. " * 60 + "</p>"
@@ -160,8 +161,16 @@ FUZZ = settings(max_examples=200, deadline=1000)
 @FUZZ
 @given(st.text(max_size=200), st.text(max_size=200), st.binary(max_size=3000))
 def test_fuzz(requested: str, final: str, body: bytes) -> None:
-    login_wall_signal(requested, final, scan_html(body))
-    login_wall_signal("https://h.example/a", "https://h.example/" + final, None)
+    """A wall denies everything; a URL reason needs a redirect and names where it ended; no page, no redirect,
+    no wall."""
+    sig = login_wall_signal(requested, final, scan_html(body))
+    if sig is not None:
+        assert well_formed([sig], "access") == set(ALL_PURPOSES) and len(sig.value) <= 300
+        if sig.where == "url":
+            assert requested != final and sig.value == final[:300]
+    sig = login_wall_signal("https://h.example/a", "https://h.example/" + final, None)
+    assert sig is None or (sig.where == "url" and sig.source == "https://h.example/a")
+    assert login_wall_signal(requested, requested, None) is None
 
 
 @settings(max_examples=3, deadline=5000)
@@ -169,4 +178,5 @@ def test_fuzz(requested: str, final: str, body: bytes) -> None:
     st.sampled_from([b"<form><input type=password>" * 20000, b'<script type="application/ld+json">' + b"{" * 500000])
 )
 def test_fuzz_huge(body: bytes) -> None:
-    login_wall_signal("https://h.example/a", "https://h.example/login?" + "next=/a&" * 5000, scan_html(body))
+    sig = login_wall_signal("https://h.example/a", "https://h.example/login?" + "next=/a&" * 5000, scan_html(body))
+    assert sig is not None and sig.where == "url" and len(sig.value) == 300

@@ -243,7 +243,24 @@ def test_fuzz_parse(text: str) -> None:
 @FUZZ
 @given(st.text(max_size=300))
 def test_fuzz_match(target: str) -> None:
+    """A match is a listed entry that is the host itself or one of its parents, and the signal says the same."""
     bl = Blocklist.parse(LIST)
     result = bl.match(target)
-    assert result is None or result in bl.entries
-    bl.signal(target)
+    sig = bl.signal(target)
+    if result is None:
+        assert sig is None
+    else:
+        assert result in bl.entries
+        assert sig is not None and sig.value == result
+        assert sig.verdicts == {p: Verdict.DISALLOW for p in ALL_PURPOSES}
+        host = normalise_host(target)
+        assert host == result or host.endswith("." + result) or result in bl.www_sites.values()
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_fuzz_normalise_host_is_idempotent(text: str) -> None:
+    """An entry and a URL go through the same function, so a normalised host must normalise to itself."""
+    host = normalise_host(text)
+    assert normalise_host(host) == host
+    assert len(host) <= 253

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from middlewares.protocols import robots_tag as rt
 from middlewares.protocols.html import Tag, scan_html
 from middlewares.protocols.signals import Mode, Purpose, Verdict
+from tests.signal_checks import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 TRAIN, INPUT, SEARCH = Purpose.TRAIN_AI, Purpose.AI_INPUT, Purpose.SEARCH
@@ -186,14 +187,17 @@ def test_fuzz_header(values: list[str]) -> None:
 @FUZZ
 @given(st.binary(max_size=3000))
 def test_fuzz_html(body: bytes) -> None:
-    for mode in (S, C):
-        rt.meta_signals(scan_html(body), "MyBot", mode=mode)
+    """Conservative mode only adds reservations to what strict mode finds in the same page."""
+    head = scan_html(body)
+    strict = well_formed(rt.meta_signals(head, "MyBot", mode=S), "robots-tag")
+    assert strict <= well_formed(rt.meta_signals(head, "MyBot", mode=C), "robots-tag")
 
 
 @settings(max_examples=3, deadline=3000)
 @given(st.sampled_from(["noai," * 50000, "a:" * 100000, "\x00" * 100000]))
 def test_fuzz_huge(value: str) -> None:
-    rt.header_signals([value] * 3, "MyBot", is_image=True, mode=C)
+    expected = {TRAIN, INPUT} if value.startswith("noai") else set()
+    assert well_formed(rt.header_signals([value] * 3, "MyBot", is_image=True, mode=C), "robots-tag") == expected
 
 
 _DIRECTIVE_PIECES = st.sampled_from(
