@@ -63,7 +63,9 @@ class OptOutAccessMiddleware:
             listed = blocklist.signal(url)
             if listed is not None:
                 self._refuse(request, policy.decide(url, [listed]), None)
-        site = await state.cache.get(_origin(request))
+        origin = _origin(request)
+        # A known origin is answered without a coroutine: this runs for every request of the crawl.
+        site = state.cache.cached(origin) or await state.cache.get(origin)
         denied = site.access_signals(url, policy)
         if denied:
             decision = policy.decide(url, denied + site.failures, site.notes)
@@ -72,7 +74,7 @@ class OptOutAccessMiddleware:
         delay = site.crawl_delay(policy)
         if delay:
             try:
-                await state.pace(request, _origin(request), delay, site.robots_fetched_at)
+                await state.pace(request, origin, delay, site.robots_fetched_at)
             except CacheUnavailable as exc:
                 state.stats.inc_value("optout/access/gate_unavailable")
                 logger.error("optout: not fetching %s: the fleet's Crawl-delay clock is unavailable (%s)", url, exc)
@@ -104,8 +106,10 @@ class OptOutPolicyFileDecoding:
 
     def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
         limit = request.meta.get(BODY_LIMIT)
+        if limit is None:  # a page: every response passes here, so this is all it costs
+            return response
         applied = response.headers.getlist(b"Content-Encoding")
-        if limit is None or not applied:
+        if not applied:
             return response
         try:
             body = decode(response.body, codings(v.decode("latin-1") for v in applied), limit + 1)
@@ -132,7 +136,8 @@ class OptOutUsageMiddleware:
         policy = state.policy
         first_url = (request.meta.get("redirect_urls") or [request.url])[0]
         fetched = fetched_from_response(response, url=first_url)
-        site = await state.cache.get(_origin(request) if response.url == request.url else origin_of(response.url))
+        origin = _origin(request) if response.url == request.url else origin_of(response.url)
+        site = state.cache.cached(origin) or await state.cache.get(origin)
         facts = response_signals(fetched, policy)
         if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
             return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
