@@ -60,14 +60,22 @@ def test_size_cap() -> None:
 
 @given(st.binary(max_size=4000))
 def test_random_bytes_never_raise(data: bytes) -> None:
+    """Bounded output whatever the input: tags are metas and links, text is no longer than the page."""
     head = scan_html(data)
-    _ = head.has_password_form, head.json_ld, head.text_length, [t.attrs for t in head.metas + head.links]
+    assert head.text_length <= len(data)
+    assert all(len(block) <= len(data) for block in head.json_ld)
+    assert len(head.metas) + len(head.links) <= data.count(b"<")
+    assert all(isinstance(t.attrs, dict) for t in head.metas + head.links)
+    assert head.has_password_form <= (b"password" in data.lower())
 
 
 @given(st.lists(st.sampled_from(["<meta", "<link", "<!--", "-->", "<script>", "</script>", "'", '"', ">", "=", "a"])))
 def test_adversarial_tokens_never_raise(parts: list[str]) -> None:
-    head = scan_html("".join(parts).encode())
-    _ = [t.attrs for t in head.metas + head.links]
+    """Every tag found starts at a `<meta` or `<link` of the input; scanning is deterministic."""
+    body = "".join(parts).encode()
+    head = scan_html(body)
+    assert len(head.metas) <= body.count(b"<meta") and len(head.links) <= body.count(b"<link")
+    assert [t.attrs for t in head.metas] == [t.attrs for t in scan_html(body).metas]
 
 
 def _skipped_reference(lower: str) -> list[tuple[int, int]]:

@@ -67,10 +67,14 @@ def test_pathological_pattern_is_linear() -> None:
 
 
 @given(st.text(max_size=300))
-def test_normalise_never_raises(text: str) -> None:
+def test_normalise_is_ascii_and_idempotent(text: str) -> None:
+    """Paths and patterns are compared in one form, so that form must be a fixed point; and a rule always
+    matches the very path it was written as."""
     out = normalise_path(text)
     assert out.isascii()
-    compile_pattern(text).matches(out)
+    assert normalise_path(out) == out
+    literal = "/" + text.replace("*", "").replace("$", "")
+    assert compile_pattern(literal).matches(normalise_path(literal))
 
 
 def test_prefix_memo_horizon() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from middlewares.protocols import tdmrep
 from middlewares.protocols.html import scan_html
-from middlewares.protocols.signals import Mode, Purpose, Signal, Verdict
+from middlewares.protocols.signals import AI_PURPOSES, Mode, Purpose, Signal, Verdict
 from middlewares.protocols.tdmrep import (
     TdmrepError,
     effective,
@@ -28,6 +28,7 @@ from middlewares.protocols.tdmrep import (
 )
 from middlewares.protocols.xmp import parse_xmp
 from tests.mediafixtures import TDM_NS_HASH, make_epub, opf_epub2, opf_epub3, xmp_packet
+from tests.signal_checks import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 BOTH = pytest.mark.parametrize("mode", [C, S])
@@ -653,7 +654,9 @@ def test_fuzz_parse_random_bytes(body: bytes) -> None:
             f = parse_tdmrep_json(body, mode=mode)
         except TdmrepError:
             continue
-        file_signals(f, "https://h/x", mode=mode)
+        sigs = file_signals(f, "https://h/x", mode=mode)
+        assert len(sigs) <= 1 or mode is C
+        well_formed(sigs, "tdmrep", AI_PURPOSES)
 
 
 @FUZZ
@@ -667,27 +670,29 @@ def test_fuzz_parse_structured(data: object, path: str) -> None:
             continue
         sigs = file_signals(f, "https://h/" + path, mode=mode)
         assert len(sigs) <= 1 or mode is C
-        for s in sigs:
-            assert set(s.verdicts) <= {Purpose.TRAIN_AI, Purpose.AI_INPUT}
-        effective(sigs, mode=mode)
+        well_formed(sigs, "tdmrep", AI_PURPOSES)
+        assert effective(effective(sigs, mode=mode), mode=mode) == effective(sigs, mode=mode)
 
 
 @FUZZ
 @given(st.lists(st.text(max_size=30), max_size=5), st.lists(st.text(max_size=30), max_size=3))
 def test_fuzz_headers(values: list[str], policies: list[str]) -> None:
+    """Resolving is idempotent, and conservative resolution keeps every reservation strict resolution keeps."""
+    found = [s for s in (header_signal(values, policies, mode=m) for m in (C, S, C)) if s is not None]
+    well_formed(found, "tdmrep", AI_PURPOSES)
     for mode in (C, S):
-        sig = header_signal(values, policies, mode=mode)
-        if sig is not None:
-            effective([sig], mode=mode)
+        once = effective(found, mode=mode)
+        assert effective(once, mode=mode) == once
+    assert well_formed(effective(found, mode=S), "tdmrep") <= well_formed(effective(found, mode=C), "tdmrep")
 
 
 @FUZZ
 @given(st.binary(max_size=3000))
 def test_fuzz_opf_and_epub(body: bytes) -> None:
     for mode in (C, S):
-        opf_signal(body, mode=mode)
-        epub_signal(b"PK\x03\x04" + body, mode=mode)
-        html_signal(scan_html(body), mode=mode)
+        found = [opf_signal(body, mode=mode), epub_signal(b"PK\x03\x04" + body, mode=mode)]
+        found.append(html_signal(scan_html(body), mode=mode))
+        well_formed([s for s in found if s is not None], "tdmrep", AI_PURPOSES)
 
 
 @FUZZ
@@ -698,8 +703,9 @@ def test_fuzz_mutated_epub(data: st.DataObject) -> None:
         pos = data.draw(st.integers(0, len(epub) - 1))
         epub[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(1, len(epub)))
-    for mode in (C, S):
-        epub_signal(bytes(epub[:cut]), mode=mode)
+    strict, cons = (epub_signal(bytes(epub[:cut]), mode=mode) for mode in (S, C))
+    denied = well_formed([strict] if strict else [], "tdmrep", AI_PURPOSES)
+    assert denied <= well_formed([cons] if cons else [], "tdmrep", AI_PURPOSES)
 
 
 LOCATION = st.sampled_from(["/", "/a", "/a/", "/ab", "/b", "a", "/a*b", "/a$"]) | st.text(
