@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from middlewares.protocols import content_usage as cu
 from middlewares.protocols.signals import Mode, Purpose, Verdict
+from tests.signal_checks import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 TRAIN, INPUT, SEARCH = Purpose.TRAIN_AI, Purpose.AI_INPUT, Purpose.SEARCH
@@ -321,18 +322,20 @@ def test_fuzz_header_lines(values: list[str], mode: Mode) -> None:
 
 
 @FUZZ
-@given(st.lists(st.text(max_size=80), max_size=8), st.text(max_size=60), st.sampled_from([S, C]))
-def test_fuzz_robots_lines(values: list[str], path: str, mode: Mode) -> None:
+@given(st.lists(st.text(max_size=80), max_size=8), st.text(max_size=60))
+def test_fuzz_robots_lines(values: list[str], path: str) -> None:
     exts = [Extension("content-usage", v, i) for i, v in enumerate(values, 1)]
-    for sig in cu.robots_signals(exts, "https://h.example/" + path, mode=mode):
-        assert sig.protocol == "content-usage"
+    strict = well_formed(cu.robots_signals(exts, "https://h.example/" + path, mode=S), "content-usage")
+    assert strict <= well_formed(cu.robots_signals(exts, "https://h.example/" + path, mode=C), "content-usage")
 
 
 @settings(max_examples=5, deadline=3000)
 @given(st.sampled_from(["train-ai=n, " * 6000, "a=(" + "x " * 30000 + ")", "\x00" * 70000, "/*" * 30000]))
 def test_fuzz_huge_values(value: str) -> None:
-    cu.header_signals([value, value], mode=C)
-    cu.robots_signals([Extension("content-usage", value, 1)], "https://h.example/" + "a" * 5000, mode=C)
+    """A value over the size limit, or junk, reserves nothing and is not read past the limit."""
+    assert well_formed(cu.header_signals([value, value], mode=C), "content-usage") == set()
+    url = "https://h.example/" + "a" * 5000
+    assert well_formed(cu.robots_signals([Extension("content-usage", value, 1)], url, mode=C), "content-usage") == set()
 
 
 def test_with_the_real_robots_parser() -> None:
