@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from middlewares.policy import MANDATORY_PROTOCOLS, Policy, PolicyError, resolve_tdmrep, signal_json, with_source
+from middlewares.protocols import tdmrep
 from middlewares.protocols.signals import ALL_PURPOSES, Mode, Purpose, Signal, Verdict, verdicts
 
 TRAIN, INPUT, SEARCH = Purpose.TRAIN_AI, Purpose.AI_INPUT, Purpose.SEARCH
@@ -73,6 +76,37 @@ def test_agent_token_accepts_letters_digits_dash_underscore() -> None:
 def test_tdmrep_is_resolved_only_when_it_speaks_twice() -> None:
     one = [sig("robots", TRAIN), sig("tdmrep", TRAIN)]
     assert resolve_tdmrep(one, Mode.STRICT) is one
+
+
+@pytest.mark.parametrize(("mode", "allowed"), [(Mode.STRICT, True), (Mode.CONSERVATIVE, False)])
+def test_tdmrep_later_source_supersedes_in_strict_mode_only(mode: Mode, allowed: bool) -> None:
+    """TDMRep's own priority order: a later `0` lifts an earlier `1` in strict mode; conservative keeps it."""
+    reserve, lift = (tdmrep.header_signal([v], [], mode=mode) for v in ("1", "0"))
+    assert reserve is not None and lift is not None
+    other = sig("iptc", SEARCH)
+    d = Policy.build(mode=mode).decide("u", [reserve, other, lift])
+    assert d.allowed is allowed
+    assert d.signals[0] == other and [s.protocol for s in d.signals[1:]] == ["tdmrep"]
+    assert [s.value for s in d.signals[1:]] == (["0"] if allowed else ["1"])
+
+
+def test_cross_token_setting_is_kept() -> None:
+    assert Policy.build(cross_token=False).cross_token is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"purpose": "crawl"}, "choose one of: train-ai, ai-input, search"),
+        ({"mode": "x"}, "choose conservative or strict"),
+        ({"agent": "a b"}, "letters, digits, '-' and '_' only"),
+        ({"disabled": ["b", "a"]}, "unknown protocol(s) a, b (known: robots, tdmrep,"),
+        ({"disabled": ["robots", "access"]}, "protocol(s) access, robots cannot be switched off"),
+    ],
+)
+def test_refusals_say_what_to_use_instead(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        Policy.build(**kwargs)  # type: ignore[arg-type]
 
 
 def test_to_json_contract() -> None:
