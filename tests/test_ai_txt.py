@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middlewares.protocols.ai_txt import AiTxt, parse_ai_txt, signals
+from middlewares.protocols.ai_txt import MAX_BYTES, AiTxt, parse_ai_txt, signals
 from middlewares.protocols.signals import Mode, Purpose, Verdict
 from tests.signal_checks import well_formed
 
@@ -129,6 +129,36 @@ def test_rules_before_user_agent_ignored_but_recognised() -> None:
 def test_crlf_bom_and_case_of_keys() -> None:
     body = b"\xef\xbb\xbfUSER-AGENT: *\r\nDISALLOW: *.jpg\r\n"
     assert denied(body, "/a.jpg")
+
+
+def test_group_boundaries() -> None:
+    """Consecutive User-agent lines share a group; any other record in between ends it."""
+    body = b"User-agent: A\nUser_agent: B\nDisallow: *.png\nUser-agent: C\nCrawl-delay: 1\nUser-agent: D\nDisallow: /\n"
+    ai = parse_ai_txt(body)
+    assert ai is not None
+    assert [(g.agents, g.line) for g in ai.groups] == [(["a", "b"], 1), (["c"], 4), (["d"], 6)]
+    assert not denied(body, "/x", token="C") and denied(body, "/x", token="D")
+
+
+def test_agent_values_and_rule_values_with_separators() -> None:
+    body = b"UserAgent: ExampleBot/1.0 (+https://e/bot)\nDisallow: /a:b/*.jpg # one # two\n"
+    ai = parse_ai_txt(body)
+    assert ai is not None and ai.groups[0].agents == ["examplebot"]
+    assert [(r.pattern, r.raw, r.line) for r in ai.groups[0].rules] == [("/a:b/*.jpg", "/a:b/*.jpg", 2)]
+    assert denied(body, "/a:b/x.jpg")
+    assert parse_ai_txt(b"Sitemap: https://e/s.xml\n") is None  # no ai.txt record at all
+
+
+def test_size_limit_note_and_signal_fields() -> None:
+    body = b"User-agent: *\nDisallow: *.jpg\n"
+    exact = body + b"#" * (MAX_BYTES - len(body))
+    assert parse_ai_txt(exact).notes == []  # type: ignore[union-attr]
+    over = parse_ai_txt(exact + b"#")
+    assert over is not None and over.notes == [f"ai.txt truncated to {MAX_BYTES} bytes"]
+    sig = signals(over, "https://h.example/A.JPG", "x", mode=C, source="https://h.example/ai.txt")[0]
+    assert sig.source == "https://h.example/ai.txt" and sig.rule == "line 2: Disallow: *.jpg (User-agent: *)"
+    assert sig.note == f"ai.txt truncated to {MAX_BYTES} bytes; matched ignoring letter case (conservative)"
+    assert signals(parse_ai_txt(body), "https://h.example/a.jpg", "x", mode=C)[0].note == ""  # type: ignore[arg-type]
 
 
 FUZZ = settings(max_examples=300, deadline=1000)
