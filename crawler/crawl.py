@@ -9,14 +9,16 @@ The folder holds everything a run produces and everything needed to resume it::
     registry.db       the tamper-evident registry of honoured opt-outs (unless another registry URL is given),
                       with its signing key beside it (registry.db.key: keep it secret)
     policy-cache.db   robots.txt and the other policy files, cached for at most 24 hours
-    job/              Scrapy's JOBDIR: the pending requests, so a second run with the same folder resumes
+    job/              the request journal (crawler/jobqueue.py), so a second run with the same folder resumes
     crawl.log         Scrapy's log
     run.json          the runs so far (start, end, why they ended)
     summary.json      the totals, as JSON (the report shows the same numbers)
     report.html       the report, one self-contained file, with evidence/ beside it
 
-Every file is appended to line by line and flushed as it goes, so a crash or Ctrl-C keeps what was written; the
-summary and report are rewritten whole (through a temporary file and a rename) at the end of every run.
+items.jsonl and decisions.jsonl take a request's lines once Scrapy has finished with it, and the journal commits
+their sizes with the requests they cover; a run that was killed is cut back to the last commit when the next one
+starts (which also removes a line torn by the kill), and the requests after it are fetched again. The summary and
+report are rewritten whole (through a temporary file and a rename) at the end of every run.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ import contextlib
 import json
 import logging
 import os
-import pickle
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 
 from scrapy import signals
 
+from crawler.jobqueue import JOURNAL, check_journal, committed_positions
 from crawler.spiders.compliant import CompliantSpider, outcome_signal, site_of
 from middlewares.engine import origin_of
 
@@ -94,6 +96,14 @@ class JsonLines:
         repair_tail(path)
         self.file = path.open("ab", buffering=0)
         self.offset = self.file.seek(0, os.SEEK_END)
+        self.synced = self.offset
+
+    def sync(self) -> int:
+        """Flush what was written to the disk (a power cut keeps it) and return the file's size."""
+        if self.synced != self.offset:
+            os.fdatasync(self.file.fileno())
+            self.synced = self.offset
+        return self.offset
 
     def write(self, obj: Any) -> None:
         data = memoryview((_encode(obj) + "\n").encode("utf-8"))
@@ -114,6 +124,20 @@ class JsonLines:
             os.fsync(self.file.fileno())
         finally:
             self.file.close()
+
+
+def cut_back(path: Path, size: int) -> None:
+    """Cut a file back to the size the journal committed: what follows belongs to requests that are fetched again.
+    A file shorter than that lost lines the journal counts as written; that is reported, and the crawl goes on."""
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError:
+        actual = 0
+    if actual > size:
+        with path.open("rb+") as f:
+            f.truncate(size)
+    elif actual < size:
+        logger.error("optout crawl: %s is %d bytes, shorter than the %d its journal committed", path, actual, size)
 
 
 def repair_tail(path: Path) -> None:
@@ -188,6 +212,10 @@ class RunFiles:
         self.reason: str | None = None
         self.summary: dict[str, Any] | None = None
         out.mkdir(parents=True, exist_ok=True)
+        committed = committed_positions(crawler.settings.get("JOBDIR"))
+        for name, size in (committed or {}).items():
+            if name in (ITEMS, DECISIONS):
+                cut_back(out / name, size)
         self.items = JsonLines(out / ITEMS)
         self.decisions = JsonLines(out / DECISIONS)
         self.run = load_run(out)
@@ -229,7 +257,10 @@ class RunFiles:
                 registry_start=registry_size(config.registry_url),
                 seeds=list(getattr(spider, "seeds", [])),
             )
-        run.setdefault("runs", []).append({"started_at": utc(self.live.started)})
+        runs = run.setdefault("runs", [])
+        if runs and "finished_at" not in runs[-1]:
+            runs[-1]["reason"] = "killed"  # it never reached its end: killed, crashed or the power went
+        runs.append({"started_at": utc(self.live.started)})
         try:
             self._save_run()
         except OSError as exc:
@@ -239,8 +270,6 @@ class RunFiles:
         self.live.origins.add(origin_of(request.url))
 
     def item_scraped(self, item: Any, response: Any = None, spider: Any = None) -> None:
-        if self.error:
-            return
         data = dict(item)
         stamp = data.get("optout") or {}
         event = {
@@ -253,17 +282,42 @@ class RunFiles:
             "signals": stamp.get("signals", []),
             "errors": stamp.get("errors", []),
         }
-        if self._write(self.items, data) and self._write(self.decisions, event):
-            self.live.stored += 1
+        self._emit(getattr(response, "request", None), lambda: self._write_stored(data, event))
 
-    def outcome(self, event: dict[str, Any]) -> None:
+    def outcome(self, event: dict[str, Any], request: Any = None) -> None:
+        self._emit(request, lambda: self._write_outcome(event))
+
+    def _emit(self, request: Any, write: Callable[[], bool]) -> None:
+        """Write a request's lines once Scrapy has finished with it (with the journal), else now."""
+        journal = getattr(self.crawler, "_optout_journal", None)
+        if journal is None or request is None or not journal.defer(request, write):
+            write()
+
+    def _write_stored(self, item: dict[str, Any], event: dict[str, Any]) -> bool:
+        if self.error or not (self._write(self.items, item) and self._write(self.decisions, event)):
+            return False
+        self.live.stored += 1
+        return True
+
+    def _write_outcome(self, event: dict[str, Any]) -> bool:
         if self.error or not self._write(self.decisions, event):
-            return
+            return False
         if event.get("outcome") in REFUSED:
             self.live.refused += 1
             self.live.honoured.update(r["protocol"] for r in event.get("reservations", ()))
         else:
             self.live.failed += 1
+        return True
+
+    def positions(self) -> dict[str, int] | None:
+        """The files' sizes, on disk, for the journal to commit; None once a write failed (see JournalScheduler)."""
+        if self.error:
+            return None
+        try:
+            return {ITEMS: self.items.sync(), DECISIONS: self.decisions.sync()}
+        except OSError as exc:
+            self._fail(f"cannot write {self.out}: {exc.strerror or exc}")
+            return None
 
     def _write(self, log: JsonLines, obj: Any) -> bool:
         try:
@@ -310,6 +364,9 @@ class RunFiles:
             registry_errors=stats.get("optout/registry/errors", 0),
             log_errors=stats.get("log_count/ERROR", 0),
         )
+        recorder = getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
+        if recorder is not None and recorder.skipped:
+            current["registry_skipped"] = recorder.skipped  # written by the interrupted run already
         if self.error:
             current["error"] = self.error
         elif current["log_errors"] and not current["registry_errors"]:
@@ -615,77 +672,16 @@ def write_outputs(
 # -- preflight: problems found before anything starts -------------------------------------------------------
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """spider.state holds plain counters; anything else in it means the file is not what we wrote."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
-
-
 def check_jobdir(job: Path) -> str | None:
-    """A reason why Scrapy could not resume from ``job``, or None. Scrapy itself fails deep inside the
-    scheduler (or, for spider.state, half-way through opening the spider) with a traceback in the log."""
+    """A reason why the crawl could not resume from ``job``, or None. Found now, in one line, rather than by a
+    scheduler failing inside Scrapy with a traceback in the log."""
     if not job.exists():
         return None
     if not job.is_dir():
         return f"{job} is not a directory"
-    state = job / "spider.state"
-    if state.exists():
-        try:
-            with state.open("rb") as f:
-                value = _PlainUnpickler(f).load()
-            if not isinstance(value, dict):
-                return f"{state} does not hold the spider's state"
-        except Exception as exc:
-            return f"{state} is damaged ({type(exc).__name__}: {exc})"
-    queue = job / "requests.queue"
-    active = queue / "active.json"
-    if active.exists():
-        try:
-            if not isinstance(json.loads(active.read_text(encoding="utf-8")), (dict, list)):
-                return f"{active} is damaged (unexpected content)"
-        except (OSError, ValueError) as exc:
-            return f"{active} is damaged ({exc})"
-    if queue.is_dir():
-        for path in sorted(queue.rglob("*")):
-            if path.is_file() and path.name.isdigit():  # LIFO queue files, one per priority ("0", "-5", …)
-                problem = check_lifo_queue(path)
-                if problem:
-                    return problem
-    return None
-
-
-def check_lifo_queue(path: Path) -> str | None:
-    """Walk a queuelib LifoDiskQueue file (a 4-byte count, then records each followed by its 4-byte length)
-    from the end, and parse every record as a pickle without running it. A torn or edited file would make
-    Scrapy's scheduler fail on every pop, for ever, and the crawl would hang."""
-    import pickletools
-    import struct
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"{path} cannot be read ({exc.strerror or exc})"
-    if len(data) < 4:
-        return f"{path} is damaged (too short)"
-    (count,) = struct.unpack(">L", data[:4])
-    pos, records = len(data), 0
-    while pos > 4:
-        if pos < 8:
-            return f"{path} is damaged (a record is cut short)"
-        (size,) = struct.unpack(">L", data[pos - 4 : pos])
-        start = pos - 4 - size
-        if start < 4:
-            return f"{path} is damaged (a record length points outside the file)"
-        try:
-            for _ in pickletools.genops(data[start : pos - 4]):
-                pass
-        except Exception:
-            return f"{path} is damaged (a queued request cannot be read)"
-        records, pos = records + 1, start
-    if records != count:
-        return f"{path} was not closed cleanly (it holds {records} requests, its header says {count})"
-    return None
+    if not (job / JOURNAL).exists() and (job / "requests.queue").exists():
+        return f"{job} holds the queue files of an earlier version of optout crawl, which this one does not read"
+    return check_journal(job / JOURNAL)
 
 
 def check_out_dir(out: Path) -> None:
@@ -785,6 +781,10 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         overrides["OPTOUT_CRAWL_ID"] = opts.crawl_id
         overrides["OPTOUT_REGISTRY_INTEGRATE"] = opts.integrate
         del overrides["JOBDIR"], overrides["OPTOUT_CACHE_URL"]
+    else:
+        # The journal (crawler/jobqueue.py) is the queue, the dupefilter and the keeper of the spider's state.
+        overrides["SCHEDULER"] = "crawler.jobqueue.JournalScheduler"
+        overrides["EXTENSIONS"] = {**settings.getdict("EXTENSIONS"), SPIDER_STATE: None}
     if opts.blocklist:
         overrides["OPTOUT_BLOCKLIST"] = opts.blocklist
     if opts.operator:
@@ -799,6 +799,18 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         overrides["OPTOUT_POLICY_TIMEOUT"] = opts.timeout
     settings.setdict({**overrides, **opts.extra_settings}, priority="cmdline")
     return settings
+
+
+SPIDER_STATE = "scrapy.extensions.spiderstate.SpiderState"
+# What enforces opt-outs: the add-on installs these, and `optout crawl` does not run without every one of them.
+ENFORCEMENT = {
+    "DOWNLOADER_MIDDLEWARES": (
+        "middlewares.downloader.OptOutAccessMiddleware",
+        "middlewares.downloader.OptOutUsageMiddleware",
+    ),
+    "SPIDER_MIDDLEWARES": ("middlewares.items.OptOutSpiderMiddleware",),
+    "ITEM_PIPELINES": ("middlewares.items.OptOutItemPipeline",),
+}
 
 
 def spider_args(opts: CrawlOptions) -> dict[str, Any]:
@@ -817,12 +829,13 @@ def preflight(opts: CrawlOptions) -> Any:
     from middlewares.config import ConfigError, OptOutConfig
 
     settings = crawl_settings(opts)
+    check_enforcement(settings)
     try:
-        OptOutConfig.from_settings(settings)
+        config = OptOutConfig.from_settings(settings)
     except ConfigError as exc:
         raise CrawlError(str(exc)) from None
     if opts.redis_url:
-        check_fleet(opts.redis_url, opts.registry_url)
+        check_fleet(opts.redis_url)
     check_out_dir(opts.out)
     run = load_run(opts.out)
     for key, wanted in (("purpose", opts.purpose), ("agent", opts.agent), ("mode", opts.mode)):
@@ -837,12 +850,56 @@ def preflight(opts: CrawlOptions) -> Any:
             f"cannot resume: {problem}. Move {opts.out / JOB} away to start the crawl afresh "
             f"(items, decisions and the registry in {opts.out} are kept and appended to)"
         )
+    if config.registry_url:
+        check_registry(config.registry_url, sign=config.integrate)
     return settings
 
 
-def check_fleet(redis_url: str, registry_url: str | None) -> None:
-    """A fleet worker that cannot reach Redis or the shared registry says so now, in one line, instead of
-    failing inside Scrapy's start-up."""
+def check_enforcement(settings: Any) -> None:
+    """The standalone crawler exists to crawl compliantly: settings that would take the add-on's enforcement away
+    (``OPTOUT_ENABLED=False``, ``ADDONS={}``, a middleware set to None, ...) stop it before it starts, instead of
+    producing items and a report that look compliant. The check resolves the settings the way Scrapy will, add-ons
+    included. A Scrapy project that turns the add-on off in its own settings is its own business."""
+    from scrapy.crawler import Crawler
+    from scrapy.utils.conf import build_component_list
+    from scrapy.utils.misc import load_object
+
+    if not settings.getbool("OPTOUT_ENABLED", True):
+        raise CrawlError("OPTOUT_ENABLED is False: optout crawl always enforces opt-outs; remove that setting")
+    crawler = Crawler(CompliantSpider, settings)  # a copy: the real crawler applies the add-ons again
+    try:
+        crawler.addons.load_settings(crawler.settings)
+    except Exception as exc:
+        raise CrawlError(f"ADDONS: {type(exc).__name__}: {exc}") from None
+    for name, wanted in ENFORCEMENT.items():
+        listed = build_component_list(crawler.settings.getwithbase(name))
+        enabled = {load_object(c) if isinstance(c, str) else c for c in listed}
+        missing = [path for path in wanted if load_object(path) not in enabled]
+        if missing:
+            raise CrawlError(
+                f"opt-out enforcement is switched off ({missing[0]} is not in {name}; ADDONS must keep "
+                "middlewares.OptOutAddon): optout crawl does not run without it"
+            )
+
+
+def check_registry(url: str, sign: bool) -> None:
+    """A registry that cannot be opened or written now (unknown scheme, unreachable server, read-only place, a
+    key that cannot be created) would leave a whole crawl's opt-outs unrecorded; say so before the first request."""
+    from optout_registry import Registry
+    from optout_registry.messages import first_line, redact_url
+
+    try:
+        with Registry.open(url) as registry:
+            if sign:
+                registry.vkey  # noqa: B018 - finds or creates the signing key
+    except Exception as exc:
+        message, where = first_line(exc), redact_url(url)
+        raise CrawlError(f"registry: {message}" + ("" if where in message else f" ({where})")) from None
+
+
+def check_fleet(redis_url: str) -> None:
+    """A fleet worker that cannot reach Redis says so now, in one line, instead of failing inside Scrapy's start-up
+    (the shared registry is checked like any other, by check_registry)."""
     try:
         import redis
 
@@ -851,13 +908,6 @@ def check_fleet(redis_url: str, registry_url: str | None) -> None:
         raise CrawlError("--distributed needs the redis extra: pip install 'optout-toolkit[redis]'") from None
     except Exception as exc:
         raise CrawlError(f"cannot reach Redis at {redis_url}: {exc}") from None
-    if registry_url:
-        from optout_registry import Registry
-
-        try:
-            Registry.open(registry_url).close()
-        except Exception as exc:
-            raise CrawlError(f"registry: {exc}") from None
 
 
 def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:

@@ -8,6 +8,10 @@ appends them to the registry every half second or every few hundred records.
 
 If the registry cannot be written, records are not silently lost: the batch is kept, retried at close, and as a
 last resort written to a JSON Lines spill file next to the registry, with an error in the log.
+
+A crawl that resumes after being killed fetches again the requests that were not finished, and decides them again:
+``resume`` makes the writer skip a record when the interrupted run already wrote the same decision, so each
+decision is in the registry once (crawler/jobqueue.py says which requests come back and from which index).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,10 +136,16 @@ class Recorder:
         self.queued = 0  # records handed to the writer so far (the reactor thread's count)
         self.written = 0
         self.failed = 0
+        self.skipped = 0  # already written by an interrupted run (see resume)
+        self.spilled = 0
+        # A registry index that no record written from now on can come before (None until the writer knows).
+        self.next_index: int | None = None
         self.errors: list[str] = []
         self.checkpoint: str | None = None
         self.vkey: str | None = None
         self._pending: list[tuple[dict[str, Any], bytes | None]] = []
+        self._resume_from: int | None = None
+        self._recorded: Counter[str] = Counter()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="optout-registry-writer", daemon=True)
         self._thread.start()
@@ -158,6 +169,19 @@ class Recorder:
             self.queued += len(chosen)
         return len(chosen)
 
+    @property
+    def handled(self) -> int:
+        """Records the writer is done with: written, refused by validation, found already written, or spilled. Once
+        it reaches the ``queued`` count of some moment, every record queued before that moment is safe on disk or
+        reported as an error (the crawl journal waits for that before it marks a request done)."""
+        return self.written + self.failed + self.skipped + self.spilled
+
+    def resume(self, since: int) -> None:
+        """Call before the first record: records of this crawler from registry index ``since`` on belong to
+        requests an interrupted run had not finished; when one of them is decided the same way again, its record
+        is not written a second time."""
+        self._resume_from = since
+
     def close(self, timeout: float = 60.0) -> None:
         """Flush everything, sign a checkpoint and close the registry (blocks: call from a thread)."""
         self.queue.put(None)
@@ -177,6 +201,7 @@ class Recorder:
             return
         try:
             self.vkey = registry.vkey if self.integrate else registry.recorded_vkey()
+            self.next_index = registry.appended
             while not self._closed:
                 self._collect()
                 if self._pending:
@@ -263,16 +288,46 @@ class Recorder:
         return built
 
     def _write(self, registry: Any) -> None:
+        try:
+            self._skip_recorded(registry)
+        except Exception as exc:
+            self.errors.append(f"reading the interrupted run's records failed: {exc}")
+            logger.error("optout: cannot read the records of the interrupted run (retrying): %s", exc)
+            return
+        if not self._pending:
+            return
         records = [r for r, _ in self._pending]
         bodies = [b for _, b in self._pending if b is not None]
         try:
-            registry.append(records, evidence=bodies)
+            indices = registry.append(records, evidence=bodies)
         except Exception as exc:
             self.errors.append(f"append failed: {exc}")
             logger.error("optout: registry append failed (%d records kept for retry): %s", len(records), exc)
             return
+        if indices:
+            self.next_index = indices[-1] + 1
         self.written += len(records)
         self._pending.clear()
+
+    def _skip_recorded(self, registry: Any) -> None:
+        """Drop the pending records an interrupted run already wrote (each found record matches once)."""
+        if self._resume_from is not None:
+            if self.integrate:
+                registry.integrate()  # PostgreSQL: the interrupted run's sequenced records, into the tree
+            self._recorded = Counter(record_key(e.record) for e in registry.records(start=self._resume_from))
+            self._resume_from = None
+            logger.info("optout: %d records of the interrupted run may come back", sum(self._recorded.values()))
+        if not self._recorded:
+            return
+        kept = []
+        for rec, body in self._pending:
+            key = record_key(rec)
+            if self._recorded[key] > 0:
+                self._recorded[key] -= 1
+                self.skipped += 1
+            else:
+                kept.append((rec, body))
+        self._pending = kept
 
     def _drain_to_spill(self) -> None:
         """Keep collecting until the producer closes, then spill everything still in hand."""
@@ -296,7 +351,16 @@ class Recorder:
             logger.critical(
                 "optout: %d records lost: registry and spill file %s failed: %s", len(self._pending), path, exc
             )
+        self.spilled += len(self._pending)
         self._pending.clear()
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """What makes two records the same decision: the URL, what was done, by which crawler, under which rule. Not
+    the time, id, salt or evidence fetch time, which differ when the same decision is made again."""
+    parts = [record.get(k) for k in ("target", "decision", "mechanism", "crawler", "rule")]
+    target = parts[0] if isinstance(parts[0], Mapping) else {}
+    return json.dumps([target.get("url"), *parts[1:]], sort_keys=True, ensure_ascii=False)
 
 
 def spill_path(registry_url: str) -> Path:

@@ -478,6 +478,11 @@ class Registry:
         latest = self._store.latest_checkpoint()
         return 0 if latest is None else latest[0]
 
+    @property
+    def appended(self) -> int:
+        """Entries appended so far, integrated or not: the index the next append cannot come before."""
+        return self._store.sequenced()
+
     def anchor(self, tsa_url: str, timeout: float = 10.0) -> str:
         """Timestamp the latest checkpoint with an RFC 3161 TSA and store the token. Returns its genTime."""
         from optout_registry.evidence import request_timestamp
@@ -566,8 +571,10 @@ class Registry:
         until: str | datetime | None = None,
         *,
         size: int | None = None,
+        start: int = 0,
     ) -> Iterator[Entry]:
-        """Records covered by the latest checkpoint (or ``size``), optionally for one site and observed_at range.
+        """Records covered by the latest checkpoint (or ``size``), optionally for one site and observed_at range,
+        from index ``start`` on (a resumed crawl looks only at what its interrupted run may have written).
 
         The per-site index is derived data: it is brought up to date here (lazily, so appends stay fast) and
         never trusted — every hit is re-checked against the record itself.
@@ -579,10 +586,11 @@ class Registry:
         if site is not None:
             key = self.normalise_site(site)
             self._store.index_sites(self._site_of, upto)
-            candidates: Iterable[tuple[int, bytes]] = ((i, self.leaf(i)) for i in self._store.site_indices(key, upto))
+            indices = (i for i in self._store.site_indices(key, upto) if i >= start)
+            candidates: Iterable[tuple[int, bytes]] = ((i, self.leaf(i)) for i in indices)
         else:
             key = None
-            candidates = self._store.leaves(0, upto)
+            candidates = self._store.leaves(start, upto)
         for idx, leaf in candidates:
             record = parse_leaf(leaf)
             if key is not None:

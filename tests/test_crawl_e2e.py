@@ -14,12 +14,13 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +194,9 @@ def test_ctrl_c_keeps_everything_and_the_same_command_resumes(web: FixtureWeb, t
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ("spider.state", "spider.state is damaged"),
-        ("requests.queue/active.json", "active.json is damaged"),
-        ("queue", "is damaged"),
+        ("garbage", "requests.db is damaged"),
+        ("cut in half", "requests.db is damaged"),
+        ("earlier version", "queue files of an earlier version"),
     ],
 )
 def test_damaged_jobdir_is_refused_and_nothing_is_lost(
@@ -203,13 +204,15 @@ def test_damaged_jobdir_is_refused_and_nothing_is_lost(
 ) -> None:
     out = tmp_path / "run"
     shutil.copytree(interrupted, out)
-    job = out / "job"
-    if damage == "queue":
-        queue = next(p for p in (job / "requests.queue").rglob("*") if p.is_file() and p.name.isdigit())
-        data = queue.read_bytes()
-        queue.write_bytes(data[: len(data) // 2] + b"\x00garbage" + data[len(data) // 2 :])
+    journal = out / "job" / "requests.db"
+    data = journal.read_bytes()
+    if damage == "garbage":
+        journal.write_bytes(b"\x80\x04garbage{" * 100)
+    elif damage == "cut in half":
+        journal.write_bytes(data[: len(data) // 2])
     else:
-        (job / damage).write_bytes(b"\x80\x04garbage{")
+        journal.unlink()
+        (out / "job" / "requests.queue").mkdir()
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     proc = crawl_cmd("http://127.0.0.1:9/", "--out", str(out), timeout=30)
     assert proc.returncode == 2
@@ -221,11 +224,12 @@ def test_damaged_jobdir_is_refused_and_nothing_is_lost(
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One crawl stopped with Ctrl-C, leaving requests in its JOBDIR (copied by the tests that damage it)."""
+    """One crawl stopped with Ctrl-C, leaving requests in its journal (copied by the tests that damage it)."""
     out = tmp_path_factory.mktemp("interrupted") / "run"
     with FixtureWeb() as web:
         _interrupted_run(web, out)
-    assert any(p.name.isdigit() for p in (out / "job" / "requests.queue").rglob("*"))
+    with closing(sqlite3.connect(out / "job" / "requests.db")) as db:
+        assert db.execute("SELECT count(*) FROM request WHERE data IS NOT NULL").fetchone()[0] > 0
     yield out
 
 
@@ -264,7 +268,7 @@ def test_scope_depth_and_page_limit(web: FixtureWeb, tmp_path: Path) -> None:
         ([], "no seeds"),
         (["http://127.0.0.1:9/", "--purpose", "resell"], "unknown purpose"),
         (["http://127.0.0.1:9/", "--blocklist", "/nonexistent/list.txt"], "cannot read"),
-        (["http://127.0.0.1:9/", "--depth", "-1"], "must not be negative"),
+        (["http://127.0.0.1:9/", "--depth", "-1"], "--depth"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,37 @@ def test_records_are_spilled_when_the_registry_cannot_be_opened(tmp_path: Path, 
     rec.close()
     lines = spill_path(rec.registry_url).read_text().splitlines()
     assert [json.loads(line)["target"]["url"] for line in lines] == [ORIGIN + "/private/5"]
+
+
+def test_a_resumed_recorder_writes_each_decision_once(tmp_path: Path) -> None:
+    """The records of an interrupted run's unfinished requests come back when those are decided again: each is
+    found (from the index the journal committed) and not written a second time; new decisions are written."""
+    where = site()
+    first = recorder(tmp_path)
+    for n in range(3):
+        first.record(refused(f"/private/{n}", where), NOT_FETCHED, site=where)
+    first.close()
+    assert (first.written, first.handled, first.next_index) == (3, 3, 3)
+
+    again = recorder(tmp_path)
+    again.resume(1)  # the request of /private/0 was done: its record is before the index
+    for n in (1, 2, 2, 3):  # /private/2 twice: only one of them was written before
+        again.record(refused(f"/private/{n}", where), NOT_FETCHED, site=where)
+    again.close()
+    assert (again.skipped, again.written, again.handled, again.queued) == (2, 2, 4, 4)
+    urls = Counter(r["target"]["url"] for r in logged(tmp_path))
+    assert urls == Counter({ORIGIN + f"/private/{n}": 2 if n == 2 else 1 for n in range(4)})
+
+
+def test_a_changed_decision_is_written_again(tmp_path: Path) -> None:
+    """Only the same decision is skipped: a page refused for another reason on the second try is a new record."""
+    where = site()
+    first = recorder(tmp_path)
+    first.record(refused("/private/1", where), NOT_FETCHED, site=where)
+    first.close()
+    again = recorder(tmp_path)
+    again.resume(0)
+    again.record(refused("/private/1", where), FETCHED_NOT_STORED, site=where)
+    again.close()
+    assert (again.skipped, again.written) == (0, 1)
+    assert [r["decision"] for r in logged(tmp_path)] == [NOT_FETCHED, FETCHED_NOT_STORED]

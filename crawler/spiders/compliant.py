@@ -35,7 +35,8 @@ from middlewares.recording import MAX_EVIDENCE, header_block
 from middlewares.sitecache import PolicyStore
 
 # Sent for every request that did not end as a stored page: refused by an opt-out, or failed. Receivers get
-# ``event`` (a JSON-ready dict, see CompliantSpider._outcome). crawler.crawl.RunFiles writes them to a file.
+# ``event`` (a JSON-ready dict, see CompliantSpider._outcome) and the ``request`` it is about. crawler.crawl.RunFiles
+# writes them to a file (with the request journal, once Scrapy has finished with the request).
 outcome_signal = object()
 
 KIND_META = "compliant_kind"
@@ -143,7 +144,8 @@ class CompliantSpider(scrapy.Spider):
         self.use_sitemaps = _flag(sitemaps, True)
         self._sitemap_origins: set[str] = set()
         self._evidence: dict[str, tuple[int, list[dict[str, Any]]]] = {}
-        self.state: dict[str, Any] = {}  # replaced by Scrapy's SpiderState extension when JOBDIR is set
+        # Replaced by the request journal's copy (optout crawl) or Scrapy's SpiderState extension (JOBDIR).
+        self.state: dict[str, Any] = {}
 
     # -- scope ------------------------------------------------------------------------------------------------
 
@@ -312,7 +314,7 @@ class CompliantSpider(scrapy.Spider):
         """Errback of every request: report what happened, and still look at the origin's sitemaps (a refused
         seed does not make the rest of its site off limits)."""
         request: Request = failure.request
-        self.crawler.signals.send_catch_log(outcome_signal, event=self._outcome(failure, request))
+        self.crawler.signals.send_catch_log(outcome_signal, event=self._outcome(failure, request), request=request)
         yield from self._sitemap_requests(request.url)
 
     def _outcome(self, failure: Any, request: Request) -> dict[str, Any]:
