@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from functools import cache
 from pathlib import Path
 
@@ -447,6 +448,30 @@ def test_right_edge_matches_root_and_reports_completed_nodes():
     more = RightEdge.from_hashes(300, ref_hash_at)
     more.extend(LEAVES[300:450])
     assert more.root() == ref_mth(0, 450)
+
+
+def test_right_edge_hashes_are_the_compact_range():
+    """What a store persists to resume appending: one perfect subtree per set bit, largest first."""
+    edge = RightEdge()
+    edge.extend(LEAVES[:13])
+    assert edge.hashes() == [(3, 0, ref_mth(0, 8)), (2, 2, ref_mth(8, 12)), (0, 12, ref_mth(12, 13))]
+    assert RightEdge.from_hashes(13, ref_hash_at).hashes() == edge.hashes()
+    assert RightEdge().hashes() == []
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: RightEdge().append(b"short"), "leaf hash must be 32 bytes"),
+        (lambda: RightEdge().append("x" * 32), "leaf hash must be bytes"),
+        (lambda: RightEdge.from_hashes(-1, ref_hash_at), "size must not be negative"),
+        (lambda: RightEdge.from_hashes(3, lambda level, n: b""), "stored hash (1, 0) must be 32 bytes"),
+    ],
+)
+def test_right_edge_errors_name_the_bad_value(call, message):
+    """A corrupt store must say which stored hash is wrong, or it cannot be repaired."""
+    with pytest.raises(VerificationError, match=re.escape(message)):
+        call()
 
 
 # --- tiles ------------------------------------------------------------------------------------------------------
