@@ -139,6 +139,7 @@ def test_parse_line_syntax() -> None:
     text = (
         "\ufeffbom.example\n"  # a byte-order mark before the first entry
         "prose line here\n"  # skipped, and parsing goes on
+        "more prose\n"
         '  "quoted.example",\n'
         "*.star.example\n"
         "hashes.example # a comment # with a second hash\n"
@@ -159,7 +160,7 @@ def test_parse_line_syntax() -> None:
         "at.example",
         "last.example",
     }
-    assert bl.notes == ["2 unusable line(s) skipped"]
+    assert bl.notes == ["3 unusable line(s) skipped"]
     assert bl.source == "s"
     assert Blocklist.parse(None, source="s").source == "s"  # type: ignore[arg-type]
 
