@@ -541,6 +541,29 @@ def test_not_a_directory_and_symlinks(tmp_path, export):
     assert_reported(export.path, "evidence/link: symbolic link")
 
 
+def test_symlinked_directory_is_reported_and_not_followed(tmp_path, export):
+    """Following a link would let an export vouch for files outside it."""
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "x.json").write_text("{}")
+    os.symlink(outside, export.rel("records/more"))
+    problems = assert_reported(export.path, "records/more: symbolic link (not allowed)")
+    assert not any("x.json" in p for p in problems), problems
+
+
+def test_oversized_manifest_is_reported_as_oversized_not_missing(export, monkeypatch):
+    monkeypatch.setattr(verify_module, "MAX_MANIFEST_BYTES", 10)
+    problems = assert_reported(export.path, "manifest.json: ", "bytes is larger than the 10-byte limit")
+    assert not any("manifest.json is missing" in p for p in problems), problems
+
+
+def test_previous_checkpoint_of_the_empty_tree(export):
+    empty = export.signer.sign(Checkpoint(NAME, 0, merkle.EMPTY_ROOT))
+    assert problems_of(export.path, previous_checkpoint=empty) == []
+    wrong = export.signer.sign(Checkpoint(NAME, 0, b"\x01" * 32))
+    assert_reported(export.path, "size 0 with a root that is not the empty-tree hash", previous_checkpoint=wrong)
+
+
 def test_every_single_byte_corruption_is_reported_without_crashing(export):
     """Flip one byte at several positions of every file, and truncate every file: always a report, never a
     traceback, and always NOT VALID — except inside manifest.json, which is unsigned and may change harmlessly."""
