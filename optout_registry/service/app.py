@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -47,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from optout_registry.record import MAX_INT
 from optout_registry.registry import Registry, RegistryError
 from optout_registry.service.guard import Guard, RateLimiter, RateLimits
 from optout_registry.service.ownership import (
@@ -69,6 +71,10 @@ from optout_registry.service.store import Challenge, ServiceStore, micros
 STATIC = Path(__file__).with_name("static")
 API = "/api/v1"
 MAX_INDEX = 2**63 - 1
+MAX_RECORD = MAX_INT
+"""Record numbers inside a complaint: the complaint is hashed as RFC 8785 JSON, which holds integers up to 2**53-1
+only (the registry's own records obey the same bound), so a larger number cannot be stored and is refused."""
+NOT_JSON = "the body must be a JSON object, UTF-8 encoded, sent with Content-Type: application/json"
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -333,7 +339,7 @@ class ComplaintIn(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     kind: Literal["objection", "question", "correction", "removal", "other"] = "objection"
     message: str = Field(min_length=1, max_length=10_000)
-    records: list[Annotated[int, Field(ge=0, le=MAX_INDEX)]] = Field(default_factory=list, max_length=200)
+    records: list[Annotated[int, Field(ge=0, le=MAX_RECORD)]] = Field(default_factory=list, max_length=200)
 
     @field_validator("contact", "name")
     @classmethod
@@ -958,6 +964,20 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own handler echoes every error's input. A body sent without a JSON Content-Type is not parsed,
+        so its input is the raw bytes, and bytes that are not UTF-8 made that echo itself fail with a 500. Such a
+        body gets one error saying what the API expects instead (same 422 shape as every validation error)."""
+        errors = [
+            {"type": "body_not_json", "loc": ["body"], "msg": NOT_JSON, "input": None}
+            if isinstance(err.get("input"), (bytes, bytearray))
+            else err
+            for err in exc.errors()
+        ]
+        unique = [e for i, e in enumerate(errors) if e not in errors[:i]]
+        return JSONResponse({"detail": jsonable_encoder(unique)}, status_code=422)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
