@@ -209,7 +209,8 @@ class Journal:
         return bytes(found[0])
 
     def finish(self, rows: list[int]) -> None:
-        self.db.executemany("UPDATE request SET data = NULL WHERE id = ?", ((r,) for r in rows))
+        # The fingerprint stays (the dupefilter); what only a pending request needs goes.
+        self.db.executemany("UPDATE request SET data = NULL, slot = '' WHERE id = ?", ((r,) for r in rows))
 
     def pending(self) -> Iterator[tuple[int, str, int, bool]]:
         """(row, slot, priority, start) of every request not done, oldest first."""
