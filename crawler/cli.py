@@ -14,6 +14,7 @@ from pathlib import Path
 
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
+from optout_registry import cliargs
 from optout_registry.cli import add_registry_commands, run_registry
 from optout_registry.service.cli import add_serve_command, run_serve
 
@@ -36,12 +37,12 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
         help="switch one usage protocol off (repeatable), e.g. ai-txt",
     )
     p.add_argument("--no-cross-token", action="store_true", help="ignore disallows aimed at other AI crawlers")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    p.add_argument("--timeout", type=cliargs.seconds, default=10.0, help="seconds per request (default 10)")
     p.add_argument("--blocklist", metavar="FILE", help="domains never to use, one per line")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optout", description="Honour copyright and AI opt-outs, and prove it.")
+    parser = cliargs.OneLineParser(prog="optout", description="Honour copyright and AI opt-outs, and prove it.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -60,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crawl.add_argument("seeds", nargs="*", metavar="SEED", help="start URLs (http:// or https://)")
     crawl.add_argument("--seeds-file", metavar="FILE", help="more seeds, one per line (# comments)")
-    crawl.add_argument("--out", default="optout-crawl", metavar="DIR", help="output folder (default ./optout-crawl)")
+    crawl.add_argument(
+        "--out",
+        default="optout-crawl",
+        metavar="DIR",
+        type=cliargs.non_empty,
+        help="output folder (default ./optout-crawl)",
+    )
     _add_policy_args(crawl)
     crawl.set_defaults(timeout=None)
     for action in crawl._actions:  # the same options as check, with what differs for a crawl
@@ -74,20 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="registry URL (sqlite:///path or postgresql://…; default $OPTOUT_REGISTRY_URL, else DIR/registry.db)",
     )
-    crawl.add_argument("--depth", type=int, default=3, help="link depth from the seeds (default 3, 0 = unlimited)")
-    crawl.add_argument("--max-pages", type=int, default=0, help="stop after this many pages (default 0 = no limit)")
+    crawl.add_argument(
+        "--depth", type=cliargs.non_negative, default=3, help="link depth from the seeds (default 3, 0 = unlimited)"
+    )
+    crawl.add_argument(
+        "--max-pages", type=cliargs.non_negative, default=0, help="stop after this many pages (default 0 = no limit)"
+    )
     crawl.add_argument(
         "--allowed-domain",
         action="append",
         default=[],
         metavar="DOMAIN",
+        type=cliargs.non_empty,
         help="crawl these domains and their subdomains (repeatable; default: the seeds' sites)",
     )
     crawl.add_argument("--no-sitemaps", action="store_true", help="do not read the sitemaps robots.txt names")
-    crawl.add_argument("--concurrency", type=int, help="parallel requests, in all and per site")
-    crawl.add_argument("--delay", type=float, help="seconds between requests to one site (robots.txt may ask more)")
-    crawl.add_argument("--info-url", metavar="URL", help="the crawler's public page, linked from its User-Agent")
-    crawl.add_argument("--operator", help="who is crawling (written into every registry record)")
+    crawl.add_argument("--concurrency", type=cliargs.count, help="parallel requests, in all and per site")
+    crawl.add_argument(
+        "--delay", type=cliargs.delay, help="seconds between requests to one site (robots.txt may ask more)"
+    )
+    crawl.add_argument(
+        "--info-url", metavar="URL", type=cliargs.http_url, help="the crawler's public page, linked from its User-Agent"
+    )
+    crawl.add_argument(
+        "--operator", type=cliargs.non_empty, help="who is crawling (written into every registry record)"
+    )
     fleet = crawl.add_argument_group("distributed crawls (docs/distributed.md)")
     fleet.add_argument(
         "--distributed",
@@ -99,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument(
         "--crawl-id",
         metavar="NAME",
+        type=cliargs.non_empty,
         help="names this crawl's queue and dupefilter in Redis; workers of one crawl share it (default optout-crawl)",
     )
     fleet.add_argument(
@@ -115,28 +134,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="crawl a local fixture web showing every kind of opt-out; verify the registry; write a report"
     )
-    demo.add_argument("--out", default="optout-demo", help="output folder (default ./optout-demo)")
+    demo.add_argument(
+        "--out", default="optout-demo", type=cliargs.non_empty, help="output folder (default ./optout-demo)"
+    )
     demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     disclose = sub.add_parser(
         "disclose", help="write the public page about this crawler (HTML and JSON) for rights holders"
     )
     disclose.add_argument(
-        "--out", default="optout-disclosure", metavar="DIR", help="folder (default ./optout-disclosure)"
+        "--out",
+        default="optout-disclosure",
+        metavar="DIR",
+        type=cliargs.non_empty,
+        help="folder (default ./optout-disclosure)",
     )
     disclose.add_argument(
         "--agent", action="append", metavar="TOKEN", help="robots.txt token(s) (default from settings)"
     )
     disclose.add_argument("--purpose", action="append", help="purpose(s) the crawl serves (default from settings)")
-    disclose.add_argument("--mode", help="conservative or strict (default from settings)")
+    disclose.add_argument("--mode", type=cliargs.non_empty, help="conservative or strict (default from settings)")
     disclose.add_argument("--registry", metavar="URL", help="registry whose key and checkpoint to publish")
-    disclose.add_argument("--info-url", metavar="URL", help="where this page is published")
-    disclose.add_argument("--contact", help="point of contact (e-mail or URL)")
-    disclose.add_argument("--complaints", help="where rights holders send complaints (e-mail or URL)")
-    disclose.add_argument("--operator", help="who operates the crawler")
-    disclose.add_argument("--ip-range", action="append", metavar="CIDR", help="address range the crawler uses")
+    disclose.add_argument("--info-url", metavar="URL", type=cliargs.http_url, help="where this page is published")
+    disclose.add_argument("--contact", type=cliargs.contact, help="point of contact (e-mail or http(s) URL)")
     disclose.add_argument(
-        "--settings", metavar="MODULE", help="Scrapy settings module to describe (default crawler.settings)"
+        "--complaints", type=cliargs.contact, help="where rights holders send complaints (e-mail or http(s) URL)"
+    )
+    disclose.add_argument("--operator", type=cliargs.non_empty, help="who operates the crawler")
+    disclose.add_argument(
+        "--ip-range", action="append", metavar="CIDR", type=cliargs.cidr, help="address range the crawler uses"
+    )
+    disclose.add_argument(
+        "--settings",
+        metavar="MODULE",
+        type=cliargs.non_empty,
+        help="Scrapy settings module to describe (default crawler.settings)",
     )
     disclose.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     add_registry_commands(sub)
@@ -186,8 +218,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from crawler.fetcher import RequestsFetcher
 
     policy = make_policy(args)
-    if not args.timeout > 0:
-        raise CliError("--timeout must be a positive number of seconds")
     try:
         urls = [validate_url(u) for u in args.urls]
     except UsageError as exc:
@@ -254,10 +284,6 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         seeds = [valid_seed(u) for u in seeds]
     except SpiderArgumentError as exc:
         raise CliError(str(exc)) from None
-    if args.depth < 0 or args.max_pages < 0:
-        raise CliError("--depth and --max-pages must not be negative")
-    if args.timeout is not None and not args.timeout > 0:
-        raise CliError("--timeout must be a positive number of seconds")
     out = Path(args.out)
     registry = args.registry if args.registry is not None else os.environ.get("OPTOUT_REGISTRY_URL") or None
     redis_url = None
@@ -377,7 +403,10 @@ def cmd_disclose(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad value already reported in one line: a status, also in-process
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

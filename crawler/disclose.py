@@ -19,13 +19,17 @@ change, for automatic notification) and ``history.json`` (what the feed is built
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import html
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from optout_registry import cliargs
 
 FORMAT = "optout-crawler-disclosure/v1"
 DEFAULT_SETTINGS = "crawler.settings"
@@ -118,12 +122,12 @@ class Disclosure:
         settings = Settings()
         try:
             settings.setmodule(module, priority="project")
-        except ImportError as exc:
-            raise DisclosureError(f"cannot load settings module {module}: {exc}") from None
+        except (ImportError, ValueError, TypeError) as exc:  # '' and '.x' are ValueError and TypeError
+            raise DisclosureError(f"cannot load settings module {module!r}: {exc}") from None
         given = {k: v for k, v in (overrides or {}).items() if v not in (None, [], "")}
         agent = settings.get("OPTOUT_AGENT") or agent_from_user_agent(settings.get("USER_AGENT") or "")
         agents = [str(a) for a in given.get("agents") or [agent]]
-        info_url = str(given.get("info_url") or settings.get("OPTOUT_INFO_URL") or "")
+        info_url = _checked(str(given.get("info_url") or settings.get("OPTOUT_INFO_URL") or ""), "info_url")
         ua = settings.get("USER_AGENT") or ""
         if "agents" in given or "info_url" in given or not ua:
             ua = user_agent_for(agents[0], info_url or PROJECT_URL)
@@ -140,9 +144,11 @@ class Disclosure:
             mode=str(given.get("mode") or settings.get("OPTOUT_MODE") or "conservative"),
             disabled=sorted(name for name, on in protocols.items() if not on),
             cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", True),
-            contact=str(given.get("contact") or settings.get("OPTOUT_CONTACT") or ""),
-            complaints=str(given.get("complaints") or settings.get("OPTOUT_COMPLAINTS") or ""),
-            ip_ranges=[str(r) for r in given.get("ip_ranges") or settings.getlist("OPTOUT_IP_RANGES")],
+            contact=_checked(str(given.get("contact") or settings.get("OPTOUT_CONTACT") or ""), "contact"),
+            complaints=_checked(str(given.get("complaints") or settings.get("OPTOUT_COMPLAINTS") or ""), "complaints"),
+            ip_ranges=[
+                _checked(str(r), "ip_ranges") for r in given.get("ip_ranges") or settings.getlist("OPTOUT_IP_RANGES")
+            ],
             registry_url=given.get("registry_url") or settings.get("OPTOUT_REGISTRY_URL") or None,
             blocklist=str(given.get("blocklist") or blocklist),
         )
@@ -159,6 +165,26 @@ class Disclosure:
         if self.info_url and self.info_url not in self.user_agent:
             out.append(f"the User-Agent does not link to {self.info_url}")
         return out
+
+
+# The same checks as the command line's, for values that come from a settings module instead: what is published
+# must not depend on where it was configured.
+_CHECKS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "info_url": ("OPTOUT_INFO_URL / --info-url", cliargs.http_url),
+    "contact": ("OPTOUT_CONTACT / --contact", cliargs.contact),
+    "complaints": ("OPTOUT_COMPLAINTS / --complaints", cliargs.contact),
+    "ip_ranges": ("OPTOUT_IP_RANGES / --ip-range", cliargs.cidr),
+}
+
+
+def _checked(value: str, name: str) -> str:
+    if not value:
+        return value
+    where, check = _CHECKS[name]
+    try:
+        return check(value)
+    except argparse.ArgumentTypeError as exc:
+        raise DisclosureError(f"{where}: {exc}") from None
 
 
 def registry_public(url: str | None) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from optout_registry import cliargs
+
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
@@ -49,26 +51,37 @@ def add_registry_commands(subparsers: Any) -> argparse.ArgumentParser:
         metavar="URL",
         action="append",
         default=None,
+        type=cliargs.http_url,
         help="also timestamp it with this RFC 3161 TSA (repeatable; default $OPTOUT_TSA_URL if set)",
     )
     p.add_argument(
         "--every",
-        type=float,
+        type=cliargs.seconds,
         metavar="SECONDS",
         help="keep integrating at this interval until stopped (Ctrl-C or SIGTERM): the integrator of a fleet",
     )
 
     p = rsub.add_parser("records", parents=[common], help="list logged records for a site")
-    p.add_argument("--site", help="registrable domain (a host or URL is reduced to it); all sites if omitted")
-    p.add_argument("--since", help="observed at or after this date / RFC 3339 time")
-    p.add_argument("--until", help="observed at or before this date (inclusive) / RFC 3339 time")
+    p.add_argument(
+        "--site",
+        type=cliargs.non_empty,
+        help="registrable domain (a host or URL is reduced to it); all sites if omitted",
+    )
+    p.add_argument("--since", type=cliargs.date_or_time, help="observed at or after this date / RFC 3339 time")
+    p.add_argument(
+        "--until", type=cliargs.date_or_time, help="observed at or before this date (inclusive) / RFC 3339 time"
+    )
     p.add_argument("--json", action="store_true", help="JSON Lines: {index, record}")
 
     p = rsub.add_parser("export", parents=[common], help="write a verifiable bundle for one site (REGISTRY.md §6.7)")
-    p.add_argument("--site", required=True, help="registrable domain of the rights holder")
-    p.add_argument("--out", required=True, metavar="DIR", help="new or empty directory to write")
-    p.add_argument("--since", help="observed at or after this date / RFC 3339 time")
-    p.add_argument("--until", help="observed at or before this date (inclusive) / RFC 3339 time")
+    p.add_argument("--site", required=True, type=cliargs.non_empty, help="registrable domain of the rights holder")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", type=cliargs.non_empty, help="new or empty directory to write"
+    )
+    p.add_argument("--since", type=cliargs.date_or_time, help="observed at or after this date / RFC 3339 time")
+    p.add_argument(
+        "--until", type=cliargs.date_or_time, help="observed at or before this date (inclusive) / RFC 3339 time"
+    )
     p.add_argument(
         "--previous",
         metavar="CHECKPOINT",
@@ -103,11 +116,14 @@ def run_registry(args: argparse.Namespace) -> int:
     except (RegistryError, _UsageError) as exc:
         print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as exc:  # a file where a folder must be, a read-only disk, a full one: the user's to fix
+        print(f"{name}: error: {_one_line(cliargs.describe_os_error(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
     except Exception as exc:
         if getattr(args, "debug", False):
             raise
@@ -115,7 +131,7 @@ def run_registry(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
 
@@ -146,8 +162,6 @@ def _cmd_key(args: argparse.Namespace) -> int:
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
     tsas = args.tsa or ([os.environ["OPTOUT_TSA_URL"]] if os.environ.get("OPTOUT_TSA_URL") else [])
-    if args.every is not None and not args.every > 0:
-        raise _UsageError("--every must be a positive number of seconds")
     with _open(args, create=True) as reg:
         if args.every:
             _integrate_until_stopped(reg, args.every)

@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from optout_registry import cliargs
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 
 class ServeError(Exception):
     """A one-line usage error (exit 2)."""
@@ -25,8 +29,10 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         "/.well-known/optout-registry/checkpoint.",
     )
     p.add_argument("--registry", metavar="URL", default=None, help="sqlite:///path or postgresql://… (required)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument(
+        "--host", type=cliargs.non_empty, default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    p.add_argument("--port", type=cliargs.port, default=8080, help="port, 1-65535 (default 8080)")
     p.add_argument("--key", metavar="FILE", help="registry key file (only to locate the registry's key; never signs)")
     p.add_argument("--service-db", metavar="URL", help="SQLite file for the service's own tables (default beside it)")
     p.add_argument(
@@ -34,13 +40,25 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="file holding the operator's admin token (default $OPTOUT_SERVICE_ADMIN_TOKEN; none: admin off)",
     )
-    p.add_argument("--rate-limit", type=float, default=20.0, help="read requests per second per client (default 20)")
-    p.add_argument("--burst", type=int, default=60, help="read burst per client (default 60)")
     p.add_argument(
-        "--write-rate-limit", type=float, default=10.0, help="challenges/complaints per minute per client (default 10)"
+        "--rate-limit",
+        type=cliargs.rate,
+        default=20.0,
+        help="read requests per second per client (default 20, 0 = off)",
     )
-    p.add_argument("--challenge-ttl", type=int, default=900, help="seconds an ownership challenge stays valid")
-    p.add_argument("--token-ttl", type=int, default=86_400, help="seconds a holder's access token stays valid")
+    p.add_argument("--burst", type=cliargs.count, default=60, help="read burst per client (default 60)")
+    p.add_argument(
+        "--write-rate-limit",
+        type=cliargs.rate,
+        default=10.0,
+        help="challenges/complaints per minute per client (default 10, 0 = off)",
+    )
+    p.add_argument(
+        "--challenge-ttl", type=cliargs.whole_seconds, default=900, help="seconds an ownership challenge stays valid"
+    )
+    p.add_argument(
+        "--token-ttl", type=cliargs.whole_seconds, default=86_400, help="seconds a holder's access token stays valid"
+    )
     p.add_argument(
         "--resolve",
         action="append",
@@ -48,13 +66,29 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
         metavar="DOMAIN=URL",
         help="fetch DOMAIN's challenge from URL instead of DNS (tests and demos, e.g. example.net=http://127.0.0.1:8081)",
     )
-    p.add_argument("--operator", help="who operates the crawler (shown on the page)")
-    p.add_argument("--contact", help="point of contact for rights holders (shown on the page)")
+    p.add_argument("--operator", type=cliargs.non_empty, help="who operates the crawler (shown on the page)")
+    p.add_argument("--contact", type=cliargs.contact, help="point of contact for rights holders: e-mail or http(s) URL")
     p.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-For from 127.0.0.1 (behind a proxy)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    p.add_argument("--workers", type=cliargs.count, default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument(
+        "--log-level", default="warning", choices=LOG_LEVELS, type=str.lower, help="uvicorn log level (default warning)"
+    )
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return p
+
+
+def read_admin_token(path: str) -> str:
+    """The token in ``path``. An empty or unreadable file is an error, not "no admin": whoever passed the option
+    meant admin to be on, and finding it silently off later is worse than not starting."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ServeError(f"cannot read admin token file {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ServeError(f"admin token file {path!r} is not UTF-8 text") from None
+    if not token:
+        raise ServeError(f"admin token file {path!r} is empty")
+    return token
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -66,10 +100,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if not registry:
         raise ServeError("--registry URL is required")
     admin = os.environ.get("OPTOUT_SERVICE_ADMIN_TOKEN") or None
-    if args.admin_token_file:
-        admin = Path(args.admin_token_file).read_text(encoding="utf-8").strip() or None
+    if args.admin_token_file is not None:
+        admin = read_admin_token(args.admin_token_file)
     if admin is not None and len(admin) < 16:
         raise ServeError("the admin token must be at least 16 characters")
+    if admin is not None and not all(c.isprintable() and not c.isspace() for c in admin):
+        raise ServeError("the admin token must be one word of printable characters (it is sent in a header)")
     mapping = {}
     for item in args.resolve:
         domain, sep, url = item.partition("=")
@@ -101,6 +137,20 @@ def _factory() -> Any:
     return create_app(config_from_args(args))
 
 
+def check_listen(host: str, port: int) -> None:
+    """Bind once before anything starts: uvicorn reports a host that does not resolve, or a port in use, in its own
+    log line after the start banner and exits with status 3; here it is the CLI's one line and status 2."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -120,6 +170,7 @@ def run_serve(args: argparse.Namespace) -> int:
     }
     try:
         cfg = config_from_args(args)
+        check_listen(args.host, args.port)
         if args.workers > 1:
             import json
 
@@ -129,7 +180,8 @@ def run_serve(args: argparse.Namespace) -> int:
             return 0
         app = create_app(cfg)
     except (RegistryError, ServeError, OSError) as exc:
-        print(f"optout serve: error: {exc}", file=sys.stderr)
+        text = cliargs.describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"optout serve: error: {' '.join(text.split())}", file=sys.stderr)
         return 2
     print(f"optout serve: http://{args.host}:{args.port}/ (API spec /openapi.json)", file=sys.stderr)
     uvicorn.run(app, **common)

@@ -244,8 +244,12 @@ class ServiceStore:
             svc_path.parent.mkdir(parents=True, exist_ok=True)
             self._pool = _Pool(svc, pool_size)
             self._leaf_pool = _Pool(leaves, pool_size)
-            with self._pool.conn() as c:
-                c.executescript(_SQLITE_SCHEMA)
+            try:
+                with self._pool.conn() as c:
+                    c.executescript(_SQLITE_SCHEMA)
+            except sqlite3.DatabaseError as exc:  # e.g. --service-db names a file that is not SQLite
+                self._pool.close()
+                raise RegistryError(f"cannot open the service database {svc_path}: {exc}") from None
         self._index_lock = threading.Lock()
         self._indexed = -1  # cached svc_meta indexed_upto; -1 = unknown
 
