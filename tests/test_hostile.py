@@ -217,3 +217,14 @@ def test_a_robots_txt_that_is_not_text(web: FixtureWeb, body: bytes) -> None:
     assert [h.path for h in web.hits("s")] == ["/robots.txt"]  # nothing else requested, as for an unreachable one
     [strict] = check(base + "/p", mode="strict")
     assert any("not text" in e and "read literally" in e for e in strict.errors)
+
+
+def test_the_services_ownership_check_gives_up_on_a_trickle(trickle: Trickle) -> None:
+    """The rights-holder service fetches a challenge token from the site being claimed: a site that trickles must
+    not hold a service worker for longer than the timeout."""
+    from optout_registry.service.ownership import ChallengeFailed, fetch_http_token
+
+    started = time.monotonic()
+    with pytest.raises(ChallengeFailed, match="too slow"):
+        fetch_http_token(trickle.origin, "token", timeout=2.0)
+    assert time.monotonic() - started < 2.0 + 2.0

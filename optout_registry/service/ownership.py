@@ -37,6 +37,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from optout_registry.deadline import deadline
+from optout_registry.deadline import session as deadline_session
+
 CHALLENGE_PATH = "/.well-known/optout-challenge/"
 DNS_LABEL = "_optout-challenge"
 MAX_CHALLENGE_BYTES = 4096
@@ -178,31 +181,35 @@ def static_resolver(mapping: Mapping[str, str]) -> Resolver:
 
 
 def fetch_http_token(base: str, token: str, *, timeout: float = 5.0, user_agent: str = "optout-service") -> bytes:
-    """GET ``<base>/.well-known/optout-challenge/<token>``: no redirects, at most 4 KiB, one overall deadline."""
+    """GET ``<base>/.well-known/optout-challenge/<token>``: no redirects, no content coding, at most 4 KiB, over
+    within ``timeout`` however slowly the server sends its headers or body (optout_registry/deadline.py)."""
     import requests
+    import urllib3
 
     url = f"{base}{CHALLENGE_PATH}{token}"
-    deadline = time.monotonic() + timeout
-    try:
-        with requests.get(
-            url,
-            timeout=(min(3.0, timeout), timeout),
-            stream=True,
-            allow_redirects=False,
-            headers={"User-Agent": user_agent, "Accept": "text/plain"},
-        ) as resp:
-            if resp.status_code != 200:
-                raise ChallengeFailed(f"{url} answered HTTP {resp.status_code} (expected 200, redirects not followed)")
-            body = b""
-            for chunk in resp.iter_content(1024):
-                body += chunk
+    http = deadline_session(user_agent)
+    http.headers.update({"Accept": "text/plain", "Accept-Encoding": "identity"})
+    with deadline(timeout) as watchdog:
+        try:
+            with http.get(url, timeout=(min(3.0, timeout), timeout), stream=True, allow_redirects=False) as resp:
+                if resp.status_code != 200:
+                    raise ChallengeFailed(
+                        f"{url} answered HTTP {resp.status_code} (expected 200, redirects not followed)"
+                    )
+                if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                    raise ChallengeFailed(f"{url} answered with a Content-Encoding (expected plain text)")
+                body = resp.raw.read(MAX_CHALLENGE_BYTES + 1, decode_content=False)
+                if watchdog.expired:
+                    raise ChallengeFailed(f"{url} was too slow (over {timeout:g} s)")
                 if len(body) > MAX_CHALLENGE_BYTES:
                     raise ChallengeFailed(f"{url} returned more than {MAX_CHALLENGE_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise ChallengeFailed(f"{url} was too slow")
-            return body
-    except requests.RequestException as exc:
-        raise ChallengeFailed(f"could not fetch {url}: {type(exc).__name__}") from None
+                return body
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if watchdog.expired:
+                raise ChallengeFailed(f"{url} was too slow (over {timeout:g} s)") from None
+            raise ChallengeFailed(f"could not fetch {url}: {type(exc).__name__}") from None
+        finally:
+            http.close()
 
 
 def check_http(domain: str, token: str, resolver: Resolver, timeout: float = 5.0) -> str:
