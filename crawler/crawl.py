@@ -807,6 +807,7 @@ ENFORCEMENT = {
     "DOWNLOADER_MIDDLEWARES": (
         "middlewares.downloader.OptOutAccessMiddleware",
         "middlewares.downloader.OptOutUsageMiddleware",
+        "middlewares.downloader.OptOutPolicyFileDecoding",  # keeps a gzip-bombed policy file at its parse limit
     ),
     "SPIDER_MIDDLEWARES": ("middlewares.items.OptOutSpiderMiddleware",),
     "ITEM_PIPELINES": ("middlewares.items.OptOutItemPipeline",),

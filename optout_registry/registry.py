@@ -213,7 +213,10 @@ def _parse_time(value: str | datetime | None, *, end: bool = False) -> datetime 
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise RegistryError(f"not a date or RFC 3339 time: {value!r}") from None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    try:
+        return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable UTC time
+        raise RegistryError(f"time out of range: {value!r}") from None
 
 
 def _observed(record: Mapping[str, Any]) -> datetime | None:

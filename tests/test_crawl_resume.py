@@ -281,6 +281,7 @@ def test_the_add_on_set_up_by_hand_is_enough(web: FixtureWeb, tmp_path: Path) ->
             "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
             "middlewares.downloader.OptOutAccessMiddleware": 100,
             "middlewares.downloader.OptOutUsageMiddleware": 50,
+            "middlewares.downloader.OptOutPolicyFileDecoding": 595,
         },
         "SPIDER_MIDDLEWARES": {"middlewares.items.OptOutSpiderMiddleware": 950},
         "ITEM_PIPELINES": {"middlewares.items.OptOutItemPipeline": 50},

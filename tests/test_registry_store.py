@@ -91,6 +91,8 @@ def test_records_query_by_site_and_time(reg: Registry) -> None:
     assert [e.index for e in reg.records(site="other.org")][-3:] == [50, 51, 52]
     with pytest.raises(RegistryError, match="not a date"):
         list(reg.records(since="yesterday"))
+    with pytest.raises(RegistryError, match="out of range"):  # valid RFC 3339, but before year 1 in UTC
+        list(reg.records(until="0001-01-01T00:00:00+01:00"))
 
 
 def test_evidence_is_stored_once_by_sha256(reg: Registry) -> None:
