@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="crawl from seeds honouring every opt-out: items, registry, report (exit 0 done, 1 problems, 130 Ctrl-C)",
         description="Crawl from SEEDS within their sites, keeping only content allowed for the purpose. Writes "
         "items.jsonl, decisions.jsonl, registry.db, summary.json and report.html into --out. Ctrl-C stops "
-        "gracefully; the same command again resumes.",
+        "gracefully; however the crawl stopped (Ctrl-C, kill -9, a crash, a power cut), the same command resumes "
+        "it.",
     )
     crawl.add_argument("seeds", nargs="*", metavar="SEED", help="start URLs (http:// or https://)")
     crawl.add_argument("--seeds-file", metavar="FILE", help="more seeds, one per line (# comments)")
