@@ -66,6 +66,22 @@ def test_redirect_to_login(final: str) -> None:
     assert sig.protocol == "access" and sig.where == "url" and sig.verdicts == ALL_DENIED
 
 
+@pytest.mark.parametrize("account", ["session", "sessions", "users", "user", "account", "accounts"])
+def test_redirect_to_a_new_session_or_account_page(account: str) -> None:
+    """Rails-style `/sessions/new`, `/users/new`: only the pair says login, neither segment alone does."""
+    sig = login_wall_signal("https://h.example/article/1", f"https://h.example/{account}/new", None)
+    assert sig is not None and sig.rule == f"redirected to a login/subscription page ({account}/new)"
+    assert login_wall_signal("https://h.example/article/1", f"https://h.example/{account}/42", None) is None
+    assert login_wall_signal("https://h.example/article/1", "https://h.example/articles/new", None) is None
+
+
+def test_redirect_to_a_sign_in_host_names_it() -> None:
+    sig = login_wall_signal("https://h.example/a", "https://IdP.Example.org/start", None)
+    assert sig is not None and sig.rule == "redirected to the sign-in host idp.example.org"
+    assert sig.value == "https://IdP.Example.org/start" and sig.source == "https://h.example/a"
+    assert login_wall_signal("https://sso.example.org/a", "https://sso.example.org/b", None) is None
+
+
 @pytest.mark.parametrize(
     "final",
     [
