@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -134,5 +135,12 @@ def test_to_json_contract() -> None:
 
 
 def test_with_source_fills_only_missing_sources() -> None:
-    out = with_source([sig("robots", TRAIN), sig("rsl", TRAIN, source="https://h/license.xml")], "https://h/x")
+    unsourced = sig("robots", TRAIN, allowed=(SEARCH,), note="n")
+    out = with_source([unsourced, sig("rsl", TRAIN, source="https://h/license.xml")], "https://h/x")
+    assert out[0] == dataclasses.replace(unsourced, source="https://h/x")  # everything else kept
     assert [s.source for s in out] == ["https://h/x", "https://h/license.xml"]
+
+
+def test_a_purpose_a_signal_does_not_speak_to_is_unknown() -> None:
+    s = sig("tdmrep", TRAIN, allowed=(INPUT,))
+    assert (s.verdict(TRAIN), s.verdict(INPUT), s.verdict(SEARCH)) == (DENY, ALLOW, Verdict.UNKNOWN)
