@@ -151,6 +151,23 @@ def test_bytes_and_junk_header_values() -> None:
     assert cs.header_signals([None, 3], mode=S) == []  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize(
+    "skipped", ["", "junk", "=no", "use=bogus", "use=full", "ai-train=maybe", "x-other=no", "use=reference"]
+)
+def test_pairs_after_a_skipped_pair_are_still_read(skipped: str) -> None:
+    for mode in (S, C):
+        assert cs.parse_content_signal(f"{skipped}, ai-input=no", mode=mode)["ai-input"] is DENY, mode
+
+
+def test_robots_lines_after_other_extensions_and_non_strings() -> None:
+    lines = [Extension("sitemap", "https://e/s.xml", 3), Extension("content-signal", "ai-train=no", 4)]
+    (sig,) = cs.robots_signals(lines, mode=S, group="User-agent: *", source="https://e/robots.txt")
+    assert sig.rule == "line 4: Content-Signal: ai-train=no (User-agent: *)" and sig.source == "https://e/robots.txt"
+    assert sig.value == "ai-train=no" and dict(sig.verdicts) == {TRAIN: DENY}
+    (sig,) = cs.header_signals([None, b"search=yes, ai-train=no"], mode=S)  # type: ignore[list-item]
+    assert sig.rule == "Content-Signal: search=yes, ai-train=no" and dict(sig.verdicts)[TRAIN] is DENY
+
+
 FUZZ = settings(max_examples=300, deadline=1000)
 piece = st.sampled_from(["search", "ai-train", "ai-input", "use", "=", ",", " ", "yes", "no", "reference", "\x00", "é"])
 
