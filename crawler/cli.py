@@ -325,7 +325,8 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(
         f"[bold]optout crawl[/]: {len(seeds):,} seed(s), purpose {policy.purpose.value}, agent {policy.agent}, "
-        f"mode {policy.mode.value} → {out}"
+        f"mode {policy.mode.value} → {out}",
+        soft_wrap=True,  # one line, however narrow the terminal
     )
     progress = ConsoleProgress(console)
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -830,6 +831,7 @@ def preflight(opts: CrawlOptions) -> Any:
     from middlewares.config import ConfigError, OptOutConfig
 
     settings = crawl_settings(opts)
+    check_numbers(settings)
     check_enforcement(settings)
     try:
         config = OptOutConfig.from_settings(settings)
@@ -854,6 +856,40 @@ def preflight(opts: CrawlOptions) -> Any:
     if config.registry_url:
         check_registry(config.registry_url, sign=config.integrate)
     return settings
+
+
+# Scrapy settings a user may pass with -s that are numbers: (least value, whole numbers only). Scrapy itself takes
+# `-s DOWNLOAD_DELAY=inf` (the crawl then waits forever) or reports `CONCURRENT_REQUESTS=abc` with a traceback.
+NUMBERS = {
+    "DOWNLOAD_DELAY": (0, False),
+    "DOWNLOAD_TIMEOUT": (0.001, False),
+    "CONCURRENT_REQUESTS": (1, True),
+    "CONCURRENT_REQUESTS_PER_DOMAIN": (1, True),
+    "CONCURRENT_ITEMS": (1, True),
+    "DOWNLOAD_MAXSIZE": (0, True),
+    "DOWNLOAD_WARNSIZE": (0, True),
+    "RETRY_TIMES": (0, True),
+    "REDIRECT_MAX_TIMES": (0, True),
+    "DEPTH_LIMIT": (0, True),
+    "CLOSESPIDER_PAGECOUNT": (0, True),
+    "CLOSESPIDER_ITEMCOUNT": (0, True),
+    "CLOSESPIDER_TIMEOUT": (0, False),
+}
+
+
+def check_numbers(settings: Any) -> None:
+    """Numeric Scrapy settings are finite numbers in range; CrawlError naming the first that is not."""
+    for name, (least, whole) in NUMBERS.items():
+        value = settings.get(name)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise CrawlError(f"{name}: {value!r} is not a number") from None
+        if not math.isfinite(number) or number < least or (whole and number != int(number)):
+            kind = "a whole number" if whole else "a finite number"
+            raise CrawlError(f"{name}: {value!r} must be {kind} of at least {least:g}")
 
 
 def check_enforcement(settings: Any) -> None:

@@ -358,3 +358,21 @@ def test_killed_while_the_registry_writer_is_busy(reference: Outcome, tmp_path: 
     assert 0 < recorded < len(reference.records)
     assert [r["reason"] for r in resumed.runs] == ["killed", "finished"]
     assert resumed.runs[-1]["registry_skipped"] == recorded
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("DOWNLOAD_DELAY=inf", "DOWNLOAD_DELAY: 'inf' must be a finite number"),
+        ("CONCURRENT_REQUESTS=abc", "CONCURRENT_REQUESTS: 'abc' is not a number"),
+        ("CONCURRENT_REQUESTS_PER_DOMAIN=0", "CONCURRENT_REQUESTS_PER_DOMAIN: 0 must be a whole number of at least 1"),
+    ],
+)
+def test_scrapy_numbers_passed_with_set_are_checked_first(tmp_path: Path, setting: str, message: str) -> None:
+    """Scrapy would take DOWNLOAD_DELAY=inf (and wait forever) or fail on 'abc' with a traceback."""
+    out = tmp_path / "run"
+    proc = run_cli("crawl", "http://127.0.0.1:9/", "--out", str(out), "-s", setting, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
