@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ def typical_html() -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=7, help="timed runs; the median is judged (default 7)")
     args = parser.parse_args()
     policy = Policy.build(agent="ExampleBot")
     site = SitePolicy.from_robots(ORIGIN, Fetched(ORIGIN + "/robots.txt", 200, {}, ROBOTS), policy)
@@ -85,15 +87,21 @@ def main() -> None:
 
     verdicts = [ours(u) for u in urls[:5]]
     n = args.n
-    start = time.perf_counter()
-    for i in range(n):
-        ours(urls[i % 1000])
-    ours_us = (time.perf_counter() - start) / n * 1e6
+
+    def one_run() -> float:
+        start = time.perf_counter()
+        for i in range(n):
+            ours(urls[i % 1000])
+        return (time.perf_counter() - start) / n * 1e6
+
+    runs = [one_run() for _ in range(args.runs)]
+    ours_us = statistics.median(runs)
 
     print(f"typical HTML response: {len(html)} bytes; robots.txt {len(ROBOTS)} bytes; decisions {verdicts[:2]}")
     print(f"{'engine':44} {'µs/URL':>10}")
-    print(f"{'optout full usage stage (12 protocols)':44} {ours_us:10.1f}")
-    print(f"target < 50 µs per URL: {'met' if ours_us < 50 else 'NOT met'}")
+    print(f"{'optout full usage stage (12 protocols)':44} {ours_us:10.1f}   (median of {args.runs} runs: "
+          + " ".join(f"{r:.1f}" for r in runs) + ")")  # fmt: skip
+    print(f"target < 50 µs per URL, judged on the median: {'met' if ours_us < 50 else 'NOT met'}")
 
     try:
         os.environ.setdefault("SPAWNING_OPTS_KEY", "")
