@@ -89,12 +89,20 @@ def bombed_web(web: FixtureWeb, bomb: bytes) -> dict[str, str]:
 
 
 def run_measured(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run the CLI in a child process; returns it and the child's peak RSS in MB."""
+    """Run the CLI in a child process; returns it and the child's peak RSS in MB. The peak is the kernel's VmHWM of
+    the child's own image: ``ru_maxrss`` would include the RSS of the pytest worker it was forked from (Linux keeps
+    the larger of the two across exec), which says nothing about the crawl."""
     code = (
         "import resource, sys\n"
         "from crawler.cli import main\n"
+        "def peak_kb():\n"
+        "    try:\n"
+        "        with open('/proc/self/status') as f:\n"
+        "            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:'))\n"
+        "    except (OSError, StopIteration):\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n    status = main(sys.argv[1:])\n"
-        "finally:\n    print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "finally:\n    print('MAXRSS', peak_kb(), file=sys.stderr)\n"
         "sys.exit(status)\n"
     )
     proc = subprocess.run(
