@@ -13,7 +13,6 @@ from urllib.parse import urljoin, urlsplit
 from crawler.fetcher import MAX_BODY, RequestsFetcher
 from middlewares.engine import (
     MAX_REDIRECTS,
-    POLICY_FILE_LIMIT,
     Fetched,
     LoadedLicense,
     SitePolicy,
@@ -25,7 +24,7 @@ from middlewares.engine import (
 from middlewares.policy import Decision, Policy
 from middlewares.protocols.blocklist import Blocklist
 from middlewares.protocols.signals import ALL_PURPOSES, Signal
-from middlewares.siteload import Fetch, load_site, robots_only, run_sync
+from middlewares.siteload import Fetch, load_site, read_licence, robots_only, run_sync
 
 
 class UsageError(ValueError):
@@ -141,13 +140,10 @@ class Checker:
         for lic in urls:
             loaded = self.linked_licenses.get(lic)
             if loaded is None:
-                host = origin_of(lic)
-                gate = self.robots_of(host)
-                refusal = gate.read_refusal(lic, "RSL licence " + lic, self.policy)
-                if refusal is not None:
-                    notes.append(refusal)
+                answer = run_sync(read_licence(lic, self.policy), self._fetch, self.robots_of)
+                if isinstance(answer, str):
+                    notes.append(answer)
                     continue
-                answer = self._get(host, lic, POLICY_FILE_LIMIT, gate.crawl_delay(self.policy))
                 loaded = self.linked_licenses[lic] = load_license(lic, answer, self.policy.mode)
             found += loaded.signals(page_url, self.policy, lic)
         return found

@@ -19,7 +19,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.httpobj import urlparse_cached
 
 from middlewares.decoding import DecodingError, codings, decode
-from middlewares.engine import POLICY_FILE_LIMIT, LoadedLicense, load_license, origin_of, response_signals
+from middlewares.engine import LoadedLicense, load_license, origin_of, response_signals
 from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
 from middlewares.rediscache import CacheUnavailable
@@ -167,10 +167,10 @@ class OptOutUsageMiddleware:
         for url in urls:
             loaded = self.licenses.get(url)
             if loaded is None:
-                fetched, refusal = await self.state.cache.read(url, POLICY_FILE_LIMIT)
-                if fetched is None:
-                    notes.append(refusal)
+                answer = await self.state.cache.licence(url)
+                if isinstance(answer, str):
+                    notes.append(answer)
                     continue
-                loaded = self.licenses[url] = load_license(url, fetched, self.state.policy.mode)
+                loaded = self.licenses[url] = load_license(url, answer, self.state.policy.mode)
             found += loaded.signals(page_url, self.state.policy, url)
         return found, notes

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 
-from middlewares.engine import Fetched, SitePolicy, origin_of, robots_url
+from middlewares.engine import Fetched, SitePolicy, robots_url
 from middlewares.policy import Policy
-from middlewares.siteload import Fetch, Plan, RobotsOf, load_site, robots_only, run_sync
+from middlewares.siteload import Fetch, Plan, RobotsOf, load_site, read_licence, robots_only, run_sync
 from optout_registry.messages import first_line
 
 if TYPE_CHECKING:
@@ -228,15 +228,10 @@ class SiteCache:
             return site
         return await self._drive(robots_only(origin, self.policy), [])
 
-    async def read(self, url: str, limit: int) -> tuple[Fetched | None, str]:
-        """One file (an RSL licence a page links to) under its own origin's robots.txt and Crawl-delay: its
-        answer, or None and why it was not requested."""
-        gate = await self.robots_of(origin_of(url))
-        refusal = gate.read_refusal(url, "RSL licence " + url, self.policy)
-        if refusal is not None:
-            return None, refusal
-        fetched, _ = await self._file(url, limit, gate.crawl_delay(self.policy), gate.robots_fetched_at)
-        return fetched, ""
+    async def licence(self, url: str) -> Fetched | str:
+        """An RSL licence a page links to (:func:`middlewares.siteload.read_licence`): its answer, or why it was
+        not requested."""
+        return await self._drive(read_licence(url, self.policy), [])
 
     async def _load(self, origin: str) -> SitePolicy:
         expiries: list[float] = []
@@ -257,7 +252,7 @@ class SiteCache:
             self._sites.popitem(last=False)
         return site
 
-    async def _drive(self, plan: Plan, expiries: list[float]) -> SitePolicy:
+    async def _drive(self, plan: Plan[T], expiries: list[float]) -> T:
         reply: list[Fetched] | SitePolicy | None = None
         while True:
             try:

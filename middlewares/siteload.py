@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from middlewares.engine import POLICY_FILE_LIMIT, ROBOTS_LIMIT, Fetched, SitePolicy, origin_of, policy_files, robots_url
 from middlewares.policy import Policy
@@ -42,18 +43,21 @@ class RobotsOf:
     origin: str
 
 
+T = TypeVar("T")
 Step = Fetch | RobotsOf
-Plan = Generator[Step, "list[Fetched] | SitePolicy", SitePolicy]
+# A plan yields steps, is sent their answers (a list of Fetched for a Fetch, a SitePolicy for a RobotsOf) and
+# returns its result.
+Plan = Generator[Step, Any, T]
 
 
-def robots_only(origin: str, policy: Policy) -> Plan:
+def robots_only(origin: str, policy: Policy) -> Plan[SitePolicy]:
     """Just the robots.txt of ``origin``: enough to know what else may be requested there."""
     answers = yield Fetch(origin, ((robots_url(origin), ROBOTS_LIMIT),))
     assert isinstance(answers, list)
     return SitePolicy.from_robots(origin, answers[0], policy)
 
 
-def load_site(origin: str, policy: Policy) -> Plan:
+def load_site(origin: str, policy: Policy) -> Plan[SitePolicy]:
     """Everything fetched once per origin, in the order and under the rules above."""
     site = yield from robots_only(origin, policy)
     delay = site.crawl_delay(policy)
@@ -70,22 +74,29 @@ def load_site(origin: str, policy: Policy) -> Plan:
         for (key, _, _), fetched in zip(wanted, answers, strict=True):
             site.add_file(key, fetched, policy)
     for url in site.license_urls(policy):
-        host = origin_of(url)
-        gate = site
-        if host != origin:
-            gate = yield RobotsOf(host)
-            assert isinstance(gate, SitePolicy)
-        refusal = gate.read_refusal(url, "RSL licence " + url, policy)
-        if refusal is not None:
-            site.notes.append(refusal)
-            continue
-        answers = yield Fetch(host, ((url, POLICY_FILE_LIMIT),), gate.crawl_delay(policy), gate.robots_fetched_at)
-        assert isinstance(answers, list)
-        site.add_license(url, answers[0], policy)
+        answer = yield from read_licence(url, policy, home=site)
+        if isinstance(answer, str):
+            site.notes.append(answer)
+        else:
+            site.add_license(url, answer, policy)
     return site
 
 
-def run_sync(plan: Plan, fetch: Callable[[Fetch], list[Fetched]], robots_of: Callable[[str], SitePolicy]) -> SitePolicy:
+def read_licence(url: str, policy: Policy, home: SitePolicy | None = None) -> Plan[Fetched | str]:
+    """An RSL licence (named in robots.txt, or linked from a page) under its own origin's robots.txt and
+    Crawl-delay: its answer, or why it was not requested. ``home`` is the policy of the origin asking, used as the
+    gate when the licence is hosted there."""
+    host = origin_of(url)
+    gate = home if home is not None and home.origin == host else (yield RobotsOf(host))
+    assert isinstance(gate, SitePolicy)
+    refusal = gate.read_refusal(url, "RSL licence " + url, policy)
+    if refusal is not None:
+        return refusal
+    answers = yield Fetch(host, ((url, POLICY_FILE_LIMIT),), gate.crawl_delay(policy), gate.robots_fetched_at)
+    return answers[0]
+
+
+def run_sync(plan: Plan[T], fetch: Callable[[Fetch], list[Fetched]], robots_of: Callable[[str], SitePolicy]) -> T:
     """Drive a plan with blocking calls (``optout check``, or answers read from a store)."""
     reply: list[Fetched] | SitePolicy | None = None
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from middlewares.engine import Fetched
 from middlewares.policy import Policy
-from middlewares.siteload import Fetch, RobotsOf, load_site, robots_only, run_sync
+from middlewares.siteload import Fetch, RobotsOf, load_site, read_licence, robots_only, run_sync
 
 A = "http://a.test"
 B = "http://b.test"
@@ -151,3 +151,13 @@ def test_licence_on_another_origin_that_disallows_it_is_not_requested() -> None:
     assert web.requested == [A + "/robots.txt", TDMREP, AI_TXT, B + "/robots.txt"]
     assert site.licenses == {} and not [f for f in site.failures if f.protocol == "fetch"]
     assert any("not read: robots.txt disallows /rsl.xml" in n for n in site.notes)
+
+
+def test_a_linked_licence_asks_its_own_origins_robots_first() -> None:
+    """A licence a page links to (no home policy given): that origin's robots.txt decides, and its Crawl-delay."""
+    web = Web({B + "/robots.txt": "User-agent: *\nCrawl-delay: 2\nDisallow: /private/\n"})
+    assert isinstance(run_sync(read_licence(B + "/rsl.xml", POLICY), web.fetch, web.robots_of), Fetched)
+    assert web.requested == [B + "/robots.txt", B + "/rsl.xml"] and web.steps[-1].delay == 2.0
+    refused = run_sync(read_licence(B + "/private/rsl.xml", POLICY), web.fetch, web.robots_of)
+    assert isinstance(refused, str) and "not read: robots.txt disallows /private/rsl.xml" in refused
+    assert B + "/private/rsl.xml" not in web.requested
