@@ -58,7 +58,7 @@ class OptOutConfig:
     cache_outage: float = 60.0
     integrate: bool = True
     registry_flush: float = 0.5
-    prefetch: int | None = None  # start requests whose origin's policy is loaded ahead (None: CONCURRENT_REQUESTS)
+    prefetch: int = 16  # start requests whose origin's policy is loaded ahead (default: CONCURRENT_REQUESTS)
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
@@ -105,13 +105,13 @@ class OptOutConfig:
             cache_outage=_positive(settings, "OPTOUT_CACHE_OUTAGE", 60.0),
             integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", True),
             registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH", 0.5),
-            prefetch=_count(settings, "OPTOUT_PREFETCH"),
+            prefetch=_count(settings, "OPTOUT_PREFETCH", settings.getint("CONCURRENT_REQUESTS", 16)),
         )
 
 
-def _count(settings: Any, name: str) -> int | None:
+def _count(settings: Any, name: str, default: int) -> int:
     if settings.get(name) is None:
-        return None
+        return default
     try:
         value = settings.getint(name)
     except ValueError:

@@ -47,8 +47,6 @@ class LazyStartMiddleware:
         self.crawler = crawler
         self.state = OptOutState.of(crawler)
         self.prefetch = self.state.config.prefetch
-        if self.prefetch is None:
-            self.prefetch = crawler.settings.getint("CONCURRENT_REQUESTS")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LazyStartMiddleware:

@@ -36,6 +36,11 @@ _RECEIVED = "optout_received"
 DOWNLOAD_PRIORITY = 1000
 
 
+def slot_key(origin: str) -> str:
+    """The download slot of an origin that asked for a Crawl-delay (one per scheme+host+port, RFC 9309 §2.3)."""
+    return "optout:" + origin
+
+
 def fetched_from_response(response: Response, url: str | None = None, limit: int | None = None) -> Fetched:
     """A Scrapy response in the engine's terms (header names lower-cased, one list entry per field line)."""
     headers: dict[str, list[str]] = {}
@@ -148,9 +153,9 @@ class OptOutState:
                 await self.pace(request, origin, delay, after)
             except CacheUnavailable as exc:
                 return Fetched(url, None, error=f"Crawl-delay {delay:g} s cannot be honoured fleet-wide: {exc}")
-        elif "optout:" + origin in self.crawler.engine.downloader.slots:
+        elif slot_key(origin) in self.crawler.engine.downloader.slots:
             # A robots.txt fetched again (its answer expired) keeps the Crawl-delay its last copy asked for.
-            request.meta["download_slot"] = "optout:" + origin
+            request.meta["download_slot"] = slot_key(origin)
         try:
             response = await self.crawler.engine.download_async(request)
         except IgnoreRequest as exc:  # e.g. more than 5 redirects
@@ -177,7 +182,7 @@ class OptOutState:
         engine = self.crawler.engine
         if engine is None or "download_slot" in request.meta:
             return
-        key = "optout:" + origin
+        key = slot_key(origin)
         request.meta["download_slot"] = key
         downloader = engine.downloader
         slot = downloader.slots.get(key)
