@@ -143,7 +143,7 @@ class FleetIdle:
                 self.server.zadd(self.key, {self.worker: now + int(FLEET_BUSY_TTL * 1000)})
             if hasattr(scheduler, "settle"):  # crawler.fleetqueue.FleetScheduler
                 recorder = getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
-                marks = (recorder.queued, recorder.written + recorder.failed) if recorder is not None else (0, 0)
+                marks = (recorder.queued, recorder.handled) if recorder is not None else (0, 0)
                 scheduler.settle(engine._slot.inprogress, *marks)  # type: ignore[union-attr]
                 if self._recover_dead(scheduler, now):
                     idle = False
