@@ -202,10 +202,19 @@ def load_blocklist(path: str | None):  # -> Blocklist | None
     return Blocklist.parse(text)
 
 
+def verdict_label(decision: Decision) -> str:
+    """ALLOWED, RESERVED, or NOT AVAILABLE when the only reason is that the resource itself could not be fetched
+    (404, 5xx, no answer): refused all the same, but a missing page is not a rights reservation."""
+    if decision.allowed:
+        return "ALLOWED"
+    if all(s.protocol == "fetch" and s.where == "url" for s in decision.reservations):
+        return "NOT AVAILABLE"
+    return "RESERVED"
+
+
 def format_decision(decision: Decision) -> str:
     """One line per URL: verdict, URL, and the reasons."""
-    verdict = "ALLOWED " if decision.allowed else "RESERVED"
-    line = f"{verdict} {decision.url}"
+    line = f"{verdict_label(decision)} {decision.url}"
     if decision.reservations:
         reasons = "; ".join(
             f"{s.protocol}: {s.rule}" + (f" [{s.source}]" if s.source else "") for s in decision.reservations

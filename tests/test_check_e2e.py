@@ -360,6 +360,18 @@ def test_cli_human_output(web: FixtureWeb) -> None:
     assert proc.stdout.startswith("RESERVED " + base + "/p") and "robots-tag" in proc.stdout
 
 
+def test_cli_says_not_available_for_a_missing_page(web: FixtureWeb) -> None:
+    """A 404 or a 500 is refused (exit 1) but is not called a rights reservation."""
+    base = web.site("s", {"/gone": Route(404, "missing"), "/boom": Route(500, "error"), "/p": page("p")})
+    proc = run_cli("check", base + "/gone", base + "/boom", base + "/p")
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("NOT AVAILABLE " + base + "/gone") and "(HTTP 404)" in lines[0], lines
+    assert lines[1].startswith("NOT AVAILABLE " + base + "/boom"), lines
+    assert lines[2].startswith("ALLOWED " + base + "/p"), lines
+    assert "RESERVED" not in proc.stdout
+
+
 def test_media_metadata_end_to_end(web: FixtureWeb) -> None:
     from tests import mediafixtures as mf
 
