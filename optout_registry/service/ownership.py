@@ -48,6 +48,7 @@ _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 
 Resolver = Callable[[str], list[str]]
 TxtLookup = Callable[[str], list[str]]
+AddressLookup = Callable[[str], list[str]]
 
 
 class DomainError(ValueError):
@@ -150,18 +151,30 @@ class TokenSigner:
 # -- fetching the proof ----------------------------------------------------------------------------------------
 
 
-def public_resolver(domain: str) -> list[str]:
+def system_addresses(domain: str) -> list[str]:
+    """Every address the host's own resolver (getaddrinfo) gives for ``domain``."""
+    return [info[4][0] for info in socket.getaddrinfo(domain, None, proto=socket.IPPROTO_TCP)]
+
+
+def public_resolver(domain: str, addresses: AddressLookup = system_addresses) -> list[str]:
     """Default resolver: https then http on the domain itself, refused if it resolves to a non-public address.
 
-    (A name could still re-resolve elsewhere between this check and the fetch; deployments that need a hard
-    guarantee put the service behind an egress proxy that enforces the same rule.)
+    ``addresses`` looks the name up (the host's resolver unless a deployment or a test names another, e.g. a DNS
+    server on loopback); every address it returns must be global, so one private address among public ones is
+    enough to refuse. (A name could still re-resolve elsewhere between this check and the fetch; deployments that
+    need a hard guarantee put the service behind an egress proxy that enforces the same rule.)
     """
     try:
-        infos = socket.getaddrinfo(domain, None, proto=socket.IPPROTO_TCP)
+        found = addresses(domain)
     except (OSError, UnicodeError):
         raise ChallengeFailed(f"{domain} does not resolve") from None
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
+    if not found:
+        raise ChallengeFailed(f"{domain} does not resolve")
+    for text in found:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise ChallengeFailed(f"{domain} resolves to something that is not an address; refusing") from None
         if not addr.is_global:
             raise ChallengeFailed(f"{domain} resolves to a non-public address; refusing to fetch from it")
     return [f"https://{domain}", f"http://{domain}"]
