@@ -8,6 +8,7 @@ checked against its own origin's robots.txt: a redirect must never carry the cra
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from urllib.parse import urljoin, urlsplit
 
 from crawler.fetcher import MAX_BODY, RequestsFetcher
@@ -92,10 +93,9 @@ class Checker:
         policy = self.policy
         signals: list[Signal] = []
         errors: list[str] = []
-        if self.blocklist is not None:
-            listed = self.blocklist.signal(url)
-            if listed is not None:
-                return policy.decide(url, [listed])
+        listed = self.listed(url)
+        if listed is not None:
+            return listed
         current = url
         visited: list[SitePolicy] = []
         fetched: Fetched | None = None
@@ -103,11 +103,9 @@ class Checker:
             site = self.site(origin_of(current))
             if site not in visited:
                 visited.append(site)
-            denied = site.access_signals(current, policy)
-            if denied:
-                signals += denied + site.failures
-                errors += site.notes
-                return policy.decide(url, signals, errors)
+            refused = self.refused(site, current, url, signals, errors)
+            if refused is not None:
+                return refused
             fetched = self._get(origin_of(current), current, delay=site.crawl_delay(policy), follow=False)
             location = fetched.header("location")
             if fetched.status in (301, 302, 303, 307, 308) and location:
@@ -132,6 +130,23 @@ class Checker:
         if "rsl" not in policy.disabled:
             signals += self._linked_licenses(facts.license_urls, current, errors)
         return policy.decide(url, signals, _unique(errors))
+
+    def listed(self, url: str) -> Decision | None:
+        """The blocklist's answer, when it names the URL's site: nothing is requested."""
+        if self.blocklist is None:
+            return None
+        signal = self.blocklist.signal(url)
+        return None if signal is None else self.policy.decide(url, [signal])
+
+    def refused(
+        self, site: SitePolicy, current: str, url: str = "", signals: Sequence[Signal] = (), errors: Sequence[str] = ()
+    ) -> Decision | None:
+        """robots.txt's answer when it refuses ``current`` (``url``, or a redirect hop of it, after ``signals`` and
+        ``errors`` of the hops before): the whole answer, as the resource is not requested."""
+        denied = site.access_signals(current, self.policy)
+        if not denied:
+            return None
+        return self.policy.decide(url or current, [*signals, *denied, *site.failures], [*errors, *site.notes])
 
     def _linked_licenses(self, urls: list[str], page_url: str, notes: list[str]) -> list[Signal]:
         """RSL licences linked from the resource (Link header or HTML link), read once per run under their own

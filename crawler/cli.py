@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from crawler.batchcli import add_batch_args, run_batch
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
 from optout_registry import cliargs
@@ -47,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = sub.add_parser("check", help="may these URLs be used for a purpose? (exit 0 yes, 1 no, 2 error)")
-    check.add_argument("urls", nargs="+", metavar="URL")
+    check.add_argument("urls", nargs="*", metavar="URL")
     check.add_argument("--json", action="store_true", help="JSON Lines, one object per URL")
     _add_policy_args(check)
+    add_batch_args(check)
     check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     crawl = sub.add_parser(
@@ -228,6 +230,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from crawler.fetcher import RequestsFetcher
 
     policy = make_policy(args)
+    if args.urls_file is not None:
+        return run_batch(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+    if not args.urls:
+        raise CliError("give one or more URLs, or --urls FILE")
     try:
         urls = [validate_url(u) for u in args.urls]
     except UsageError as exc:
