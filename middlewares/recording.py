@@ -31,6 +31,7 @@ from typing import Any
 from middlewares.engine import Fetched, SitePolicy
 from middlewares.policy import Decision
 from middlewares.protocols.signals import Signal
+from optout_registry.vocabulary import mechanism_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,30 +40,12 @@ FETCHED_NOT_STORED = "fetched_not_stored"
 EXCLUDED = "excluded_from_corpus"
 
 MAX_EVIDENCE = 4 * 1024 * 1024
-_MECHANISMS = {
-    ("robots", "robots.txt"): "robots.txt",
-    ("tdmrep", "well-known"): "tdmrep.wellknown",
-    ("tdmrep", "header"): "tdmrep.header",
-    ("tdmrep", "html-meta"): "tdmrep.meta",
-    ("tdmrep", "opf"): "tdmrep.epub",
-    ("tdmrep", "xmp"): "tdmrep.xmp",
-    ("content-usage", "header"): "aipref.header",
-    ("content-usage", "robots.txt"): "aipref.robots",
-    ("robots-tag", "header"): "x-robots-tag",
-    ("robots-tag", "html-meta"): "meta-robots",
-    ("iptc", "xmp"): "iptc.xmp",
-    ("fetch", "robots.txt"): "robots.txt.unreachable",
-}
 
 
 def mechanism(signal: Signal) -> str:
-    """The registry's mechanism name (REGISTRY.md §6.2) for a signal."""
-    found = _MECHANISMS.get((signal.protocol, signal.where))
-    if found:
-        return found
-    if signal.protocol == "fetch":
-        return f"{signal.where}.unreachable" if signal.where != "url" else "fetch.failed"
-    return signal.protocol
+    """The registry's mechanism name (REGISTRY.md §6.2) for a signal, from the one table of ids
+    (optout_registry/vocabulary.py, which also maps it back to the protocol id people read)."""
+    return mechanism_of(signal.protocol, signal.where)
 
 
 def header_block(fetched: Fetched) -> bytes:

@@ -1,20 +1,34 @@
 """The append-only, verifiable registry of honoured opt-outs (REGISTRY.md).
 
-``from optout_registry import Registry``. The offline verifier (:mod:`optout_registry.verify`) must not load the
-storage code, so the storage side is imported only when ``Registry`` is first asked for.
+``from optout_registry import Registry``. Every name is imported when first asked for: the offline verifier
+(:mod:`optout_registry.verify`) must not load the storage code, and ``python -m optout_registry.verify`` must find
+its module not yet imported by the package (runpy warns otherwise).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from optout_registry.merkle import VerificationError
-from optout_registry.note import Checkpoint, NoteError, Signer, Verifier
-from optout_registry.record import SCHEMA_VERSION, RecordError
-from optout_registry.verify import VerifyReport, verify_export
-
 if TYPE_CHECKING:
+    from optout_registry.merkle import VerificationError
+    from optout_registry.note import Checkpoint, NoteError, Signer, Verifier
+    from optout_registry.record import SCHEMA_VERSION, RecordError
     from optout_registry.registry import Registry
+    from optout_registry.verify import VerifyReport, verify_export
+
+_WHERE = {
+    "SCHEMA_VERSION": "record",
+    "Checkpoint": "note",
+    "NoteError": "note",
+    "RecordError": "record",
+    "Registry": "registry",
+    "Signer": "note",
+    "VerificationError": "merkle",
+    "Verifier": "note",
+    "VerifyReport": "verify",
+    "verify_export": "verify",
+}
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,8 +45,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Registry":
-        from optout_registry.registry import Registry
-
-        return Registry
-    raise AttributeError(f"module 'optout_registry' has no attribute {name!r}")
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optout_registry' has no attribute {name!r}")
+    return getattr(import_module(f"optout_registry.{module}"), name)

@@ -210,6 +210,8 @@ def _cmd_records(args: argparse.Namespace) -> int:
 
 
 def _record_line(index: int, record: dict[str, Any]) -> str:
+    from optout_registry.vocabulary import label
+
     target = record.get("target") if isinstance(record.get("target"), dict) else {}
     purposes = record.get("purposes")
     purposes_text = ",".join(map(str, purposes)) if isinstance(purposes, list) else "-"
@@ -217,7 +219,7 @@ def _record_line(index: int, record: dict[str, Any]) -> str:
         [
             f"#{index}",
             str(record.get("observed_at", "-")),
-            str(record.get("mechanism", "-")),
+            label(record),
             purposes_text,
             str(record.get("decision", "-")),
             str(target.get("url", "-")),

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from optout_registry.registry import ForkError, IntegrityError, RegistryError, evidence_refs
+from optout_registry.vocabulary import label
 
 if TYPE_CHECKING:
     from optout_registry.registry import Entry, Registry
@@ -241,7 +242,7 @@ def _summary(
     ]
     if missing:
         lines += [f"Evidence not stored by the operator ({len(missing)}): " + ", ".join(missing), ""]
-    lines += ["Records", "-------", "index  observed_at  mechanism  purposes  decision  url  evidence-sha256"]
+    lines += ["Records", "-------", "index  observed_at  protocol (where)  purposes  decision  url  evidence-sha256"]
     for e in entries:
         rec = e.record
         target = rec.get("target") if isinstance(rec.get("target"), dict) else {}
@@ -251,7 +252,7 @@ def _summary(
                 [
                     str(e.index),
                     str(rec.get("observed_at", "-")),
-                    str(rec.get("mechanism", "-")),
+                    label(rec),
                     ",".join(map(str, purposes)) if isinstance(purposes, list) else "-",
                     str(rec.get("decision", "-")),
                     str(target.get("url", "-")),

@@ -37,6 +37,7 @@ from .merkle import EMPTY_ROOT, VerificationError, leaf_hash, verify_consistency
 from .note import Checkpoint, NoteError, Verifier, open_checkpoint
 from .proof import MAX_PROOF_BYTES, parse_hashes, parse_proof
 from .record import MAX_LEAF_BYTES, RecordError, parse_leaf
+from .vocabulary import label
 
 __all__ = ["VerifyReport", "main", "verify_export"]
 
@@ -298,7 +299,7 @@ def _check_records(
             verified += 1
             target = record["target"]
             ctx.lines.append(
-                f"record {index}: OK - {record['observed_at']} (claimed) {record['mechanism']} {record['decision']} "
+                f"record {index}: OK - {record['observed_at']} (claimed) {label(record)} {record['decision']} "
                 f"{target['url'][:200]}"
             )
             if query_site is not None and target["site"] != query_site:

@@ -127,6 +127,7 @@ def test_public_checkpoint_key_and_consistency(client: httpx.Client, live: LiveS
     disc = client.get("/.well-known/optout-registry").json()
     vkey = client.get("/.well-known/optout-registry/vkey").text.strip()
     assert disc["vkey"] == vkey and disc["checkpoint_url"] == "/.well-known/optout-registry/checkpoint"
+    assert disc["mechanisms"]["x-robots-tag"] == ["robots-tag", "header"]  # how the page names old records
     note = client.get("/.well-known/optout-registry/checkpoint").text
     cp = open_checkpoint(note, Verifier.from_vkey(vkey), origin=disc["origin"])
     assert cp.size == 68
@@ -195,6 +196,8 @@ def test_holder_browses_pages_dates_proofs_evidence_and_export(
     stats = client.get("/api/v1/sites/example.net/stats", headers=holder).json()
     assert stats["records"] == 60 and sum(d["count"] for d in stats["by_day"]) == 60
     assert stats["by_mechanism"] == {"robots.txt": 60} and stats["by_decision"] == {"not_fetched": 60}
+    assert stats["by_protocol"] == {"robots": 60}
+    assert sum(d["by_protocol"]["robots"] for d in stats["by_day"]) == 60
 
     z = client.get("/api/v1/sites/example.net/export.zip", params={"until": "2026-11-10"}, headers=holder)
     assert z.status_code == 200 and z.headers["content-type"] == "application/zip"

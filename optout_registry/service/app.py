@@ -67,6 +67,7 @@ from optout_registry.service.ownership import (
     site_key,
 )
 from optout_registry.service.store import Challenge, ServiceStore, micros
+from optout_registry.vocabulary import MECHANISMS
 
 STATIC = Path(__file__).with_name("static")
 API = "/api/v1"
@@ -218,6 +219,10 @@ class Discovery(BaseModel):
     ownership: dict[str, str]
     operator: str | None
     contact: str | None
+    mechanisms: dict[str, list[str]] = Field(
+        description="[protocol id, where] for each mechanism name records are written with (records keep their "
+        "mechanism as logged; people read the protocol id)"
+    )
 
 
 class CheckpointOut(BaseModel):
@@ -246,7 +251,8 @@ class SiteSummary(BaseModel):
 class DayCount(BaseModel):
     date: str
     count: int
-    by_mechanism: dict[str, int]
+    by_mechanism: dict[str, int] = Field(description="by the records' own mechanism names")
+    by_protocol: dict[str, int] = Field(description="by protocol id, the names the crawler's report and CLI use")
 
 
 class SiteStats(BaseModel):
@@ -256,6 +262,7 @@ class SiteStats(BaseModel):
     first_observed: str | None
     last_observed: str | None
     by_mechanism: dict[str, int]
+    by_protocol: dict[str, int] = Field(description="by protocol id, most records first")
     by_decision: dict[str, int]
     by_day: list[DayCount]
 
@@ -611,6 +618,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
             ownership={"http": f"{CHALLENGE_PATH}{{token}}", "dns": f"{DNS_LABEL}.{{domain}} TXT {{token}}"},
             operator=cfg.operator,
             contact=cfg.contact,
+            mechanisms={m: list(pair) for pair, m in MECHANISMS.items()},
         )
 
     text_doc = {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "text"}

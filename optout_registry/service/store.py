@@ -410,7 +410,10 @@ class ServiceStore:
         return int(self.q(f"SELECT count(*) FROM svc_index WHERE {' AND '.join(where)}", params)[0][0])
 
     def stats(self, site: str, upto: int) -> dict[str, Any]:
-        """Per-day x mechanism counts (for the charts), totals by mechanism and decision, first and last seen."""
+        """Per-day x mechanism counts (for the charts), totals by mechanism and decision, first and last seen; the
+        same counts by protocol id (optout_registry/vocabulary.py), the names people read."""
+        from optout_registry.vocabulary import from_mechanism
+
         day = 86_400_000_000
         rows = self.q(
             f"SELECT ts / {day} AS d, mechanism, decision, count(*), min(ts), max(ts) FROM svc_index "
@@ -438,12 +441,28 @@ class ServiceStore:
         days = []
         for d in sorted(by_day):
             date = datetime.fromtimestamp(d * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
-            days.append({"date": date, "count": sum(by_day[d].values()), "by_mechanism": by_day[d]})
+            per_protocol: dict[str, int] = {}
+            for mech, n in by_day[d].items():
+                protocol = from_mechanism(mech)[0]
+                per_protocol[protocol] = per_protocol.get(protocol, 0) + n
+            days.append(
+                {
+                    "date": date,
+                    "count": sum(by_day[d].values()),
+                    "by_mechanism": by_day[d],
+                    "by_protocol": per_protocol,
+                }
+            )
+        by_protocol: dict[str, int] = {}
+        for mech, n in by_mechanism.items():
+            protocol = from_mechanism(mech)[0]
+            by_protocol[protocol] = by_protocol.get(protocol, 0) + n
         return {
             "records": sum(by_mechanism.values()),
             "first_observed": iso(first),
             "last_observed": iso(last),
             "by_mechanism": dict(sorted(by_mechanism.items())),
+            "by_protocol": dict(sorted(by_protocol.items(), key=lambda kv: (-kv[1], kv[0]))),
             "by_decision": dict(sorted(by_decision.items())),
             "by_day": days,
         }
