@@ -92,3 +92,27 @@ def selenium_chrome(profile: Path, downloads: Path | None = None, size: tuple[in
     if downloads is not None:
         driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     return driver
+
+
+# Words (runs of letters and digits) that a page's layout split over two lines, in the elements matching the
+# selector given as the script's first argument: a table cell must wrap between words or at punctuation, never
+# inside one ("evide|nce", "fetched_not_stor|ed"). Hidden text has no boxes and is not counted.
+BROKEN_WORDS_JS = """
+const broken = [];
+for (const root of document.querySelectorAll(arguments[0])) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  let node;
+  while ((node = walker.nextNode())) {
+    const re = /[\\p{L}\\p{N}]{2,}/gu;
+    let m;
+    while ((m = re.exec(node.textContent))) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const tops = Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => r.top);
+      if (tops.length > 1 && Math.max(...tops) - Math.min(...tops) > 2) broken.push(m[0]);
+    }
+  }
+}
+return broken;
+"""

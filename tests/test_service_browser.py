@@ -27,7 +27,7 @@ from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import CHALLENGE_PATH, static_resolver
 from optout_registry.service.testing import LiveServer
 from optout_registry.verify import verify_export
-from tests.browser_support import artifacts_dir, require_chromium, selenium_chrome
+from tests.browser_support import BROKEN_WORDS_JS, artifacts_dir, require_chromium, selenium_chrome
 from tests.registry_helpers import ROBOTS, make_records
 
 HOSTILE_URL = "https://news.example.net/<script>window.__pwned=1</script>"
@@ -95,9 +95,29 @@ def test_search_verify_browse_download_and_check_a_proof_in_the_browser(driver: 
             def shot(name: str) -> None:
                 d.save_screenshot(str(shots / f"{name}.png"))
 
+            def at_widths(name: str, show: str = "") -> None:
+                """Screenshots at 1400 and 800 px wide (scrolled to element ``show``); no word in a table is broken
+                over two lines at either, and the page is never wider than the window."""
+                for width in (1400, 800):
+                    d.set_window_size(width, 1000)
+                    if show:
+                        d.execute_script("document.getElementById(arguments[0]).scrollIntoView()", show)
+                    time.sleep(0.2)
+                    shot(f"{name}-{width}px")
+                    assert d.execute_script(BROKEN_WORDS_JS, "table") == [], (name, width)
+                    assert d.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 1
+                d.set_window_size(1300, 1000)
+
             d.get(srv.url + "/")
             wait_for(lambda: by_id("registry-size").text == "69", "the registry header")
             shot("01-home")
+            # before a search only three steps show, numbered 1, 2, 3 (the browser counts the visible sections)
+            shown = d.execute_script(
+                "return Array.from(document.querySelectorAll('main > section')).filter(s => !s.hidden).map(s => s.id)"
+            )
+            assert shown == ["search", "proof", "complaint"], shown
+            assert all(not h.text[:1].isdigit() for h in d.find_elements(By.CSS_SELECTOR, "main h2"))
+            at_widths("01-home")
 
             # 1. search
             by_id("domain").send_keys("News.Example.NET")
@@ -119,7 +139,13 @@ def test_search_verify_browse_download_and_check_a_proof_in_the_browser(driver: 
             assert len(rows) == 20 and rows[0].get_attribute("data-index") == "0"
             assert len(d.find_elements(By.CSS_SELECTOR, "#chart svg rect")) >= 30
             assert "61 record(s)" in by_id("stats-line").text
+            # the rule column reads as text, the protocol column as the protocol id with where it was found
+            first = rows[0].find_elements(By.TAG_NAME, "td")
+            assert first[2].text.split() == ["robots", "robots.txt"], first[2].text
+            assert "{" not in first[5].text and "Disallow" in first[5].text, first[5].text
+            assert "robots" in by_id("chart").text and "robots.txt" not in by_id("chart").text
             shot("03-verified-and-browsing")
+            at_widths("03-records", "records-table")
             by_id("next-page").click()
             wait_for(
                 lambda: (
@@ -132,7 +158,8 @@ def test_search_verify_browse_download_and_check_a_proof_in_the_browser(driver: 
             row = wait_for(
                 lambda: d.find_element(By.CSS_SELECTOR, "#records-table tbody tr[data-index='68']"), "the filter"
             )
-            assert HOSTILE_URL in row.text and HOSTILE_RULE in row.text
+            assert HOSTILE_URL in row.text.replace("\n", "") and HOSTILE_RULE in row.text
+            assert "robots-tag" in row.text  # logged as "meta-robots": shown by its protocol id
             assert d.execute_script("return window.__pwned") is None
             row.find_element(By.CSS_SELECTOR, ".evidence-btn").click()
             wait_for(lambda: "Disallow: /2026/" in by_id("evidence-view").text, "evidence")
@@ -164,7 +191,15 @@ def test_search_verify_browse_download_and_check_a_proof_in_the_browser(driver: 
             assert "record #7 is in the signed log of 69 entries" in status.text
             steps = by_id("proof-steps").text
             assert "WebCrypto Ed25519" in steps and "inclusion proof" in steps
+            # the result is shown right under the record that was clicked, in view
+            under = d.execute_script(
+                "const s = document.getElementById('proof-status'); const tr = s.closest('tr.proof-row');"
+                "const r = s.getBoundingClientRect();"
+                "return [tr && tr.previousElementSibling.dataset.index, r.top >= 0 && r.bottom <= innerHeight];"
+            )
+            assert under == ["7", True], under
             shot("06-proof-verified")
+            at_widths("06-proof", "proof-status")
 
             # the check is the browser's own: a different pinned key, a doctored leaf, the bundled Ed25519
             other_key = Signer.generate("optout-registry.local/impostor").vkey()

@@ -18,6 +18,43 @@
     return e;
   }
 
+  // Text that may wrap only after punctuation (/ . ? & = _ - : ; ,), so a long URL or rule breaks between its
+  // parts and never inside a word. Built from text nodes and <wbr> elements: still never parsed as HTML.
+  function breakable(text, cls) {
+    const e = el("td", null, cls);
+    const parts = String(text === undefined || text === null ? "" : text).split(/(?<=[\/.?&=_\-:;,])/);
+    parts.forEach((part, i) => {
+      if (i) e.appendChild(document.createElement("wbr"));
+      e.appendChild(document.createTextNode(part));
+    });
+    return e;
+  }
+
+  // The protocol id and where of a record: what its rule says it was, else what the registry's table maps its
+  // mechanism to (records keep the mechanism they were logged with; people read protocol ids).
+  const PROTOCOL_IDS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "iptc",
+    "c2pa", "access", "blocklist", "fetch"];
+
+  function describe(r) {
+    const rule = r.rule && typeof r.rule === "object" ? r.rule : {};
+    const known = (state.registry && state.registry.mechanisms) || {};
+    const mapped = known[r.mechanism] || (PROTOCOL_IDS.includes(r.mechanism) ? [r.mechanism, ""] : null);
+    if (PROTOCOL_IDS.includes(rule.protocol)) {
+      return [rule.protocol, typeof rule.where === "string" ? rule.where : mapped ? mapped[1] : ""];
+    }
+    return mapped || [String(r.mechanism || "?"), ""];
+  }
+
+  function ruleText(r) {
+    const rule = r.rule;
+    if (!rule || typeof rule !== "object") return rule === undefined || rule === null ? "" : String(rule);
+    if (typeof rule.rule === "string" && rule.rule) return rule.rule;
+    return Object.entries(rule)
+      .filter(([k, v]) => !["protocol", "where", "mode", "source"].includes(k) && v !== "")
+      .map(([k, v]) => k + ": " + (typeof v === "object" ? JSON.stringify(v) : v))
+      .join("; ");
+  }
+
   function say(id, text, kind) {
     const e = $(id);
     e.textContent = text;
@@ -169,7 +206,7 @@
     box.replaceChildren();
     const days = stats.by_day;
     if (!days.length) return;
-    const mechanisms = Object.keys(stats.by_mechanism);
+    const mechanisms = Object.keys(stats.by_protocol);
     const colour = (m) => COLOURS[mechanisms.indexOf(m) % COLOURS.length];
     const ns = "http://www.w3.org/2000/svg";
     const W = 1000;
@@ -183,7 +220,7 @@
     days.forEach((d, i) => {
       let y = H;
       for (const m of mechanisms) {
-        const n = d.by_mechanism[m] || 0;
+        const n = d.by_protocol[m] || 0;
         if (!n) continue;
         const h = (n / max) * (H - 10);
         const rect = document.createElementNS(ns, "rect");
@@ -214,7 +251,7 @@
     for (const m of mechanisms) {
       const sw = el("span", null, "swatch");
       sw.style.background = colour(m);
-      legend.append(sw, el("span", m + " " + stats.by_mechanism[m]));
+      legend.append(sw, el("span", m + " " + stats.by_protocol[m]));
     }
     box.appendChild(legend);
   }
@@ -233,6 +270,7 @@
     if (cursor !== null) q.set("cursor", String(cursor));
     const page = await api(API + "/sites/" + encodeURIComponent(state.domain) + "/records?" + q.toString());
     const body = $("records-table").tBodies[0];
+    $("proof-home").after($("proof-result")); // back to its section before the rows it may sit under go
     body.replaceChildren();
     for (const item of page.records) body.appendChild(recordRow(item));
     state.next = page.next_cursor;
@@ -245,29 +283,36 @@
     const r = item.record;
     const tr = el("tr");
     tr.dataset.index = String(item.index);
+    const [protocol, where] = describe(r);
+    const protoTd = el("td", null, "protocol");
+    protoTd.appendChild(el("span", protocol, "chip"));
+    if (where) protoTd.appendChild(el("span", where, "where"));
+    protoTd.title = "logged as mechanism " + r.mechanism;
+    // observed: the date over the time to the second (the full value as the tooltip)
+    const when = String(r.observed_at || "");
+    const whenTd = el("td", null, "nowrap");
+    whenTd.title = when;
+    whenTd.append(el("div", when.slice(0, 10)), el("div", when.slice(11, 19) + (when.length > 19 ? " UTC" : "")));
     tr.append(
       el("td", item.index),
-      el("td", r.observed_at),
-      el("td", r.mechanism),
-      el("td", r.decision),
-      el("td", r.target && r.target.url, "url"),
-      el("td", JSON.stringify(r.rule), "rule")
+      whenTd,
+      protoTd,
+      breakable(r.decision),
+      breakable(r.target && r.target.url, "url"),
+      breakable(ruleText(r), "rule")
     );
-    const evTd = el("td");
+    const checkTd = el("td", null, "actions");
     if (r.evidence && r.evidence.sha256) {
-      const b = el("button", "view", "small evidence-btn");
+      const b = el("button", "evidence", "small evidence-btn");
       b.type = "button";
       b.addEventListener("click", () => showEvidence(item.index, r.evidence));
-      evTd.appendChild(b);
-    } else {
-      evTd.textContent = "—";
+      checkTd.appendChild(b);
     }
-    const prTd = el("td");
     const v = el("button", "verify", "small verify-btn");
     v.type = "button";
     v.addEventListener("click", () => checkProof(item.index));
-    prTd.appendChild(v);
-    tr.append(evTd, prTd);
+    checkTd.appendChild(v);
+    tr.append(checkTd);
     return tr;
   }
 
@@ -287,9 +332,26 @@
     }
   }
 
+  // The proof's result is shown right under the record it is about (the same elements, moved there).
+  function proofRowFor(index) {
+    const row = document.querySelector("#records-table tbody tr[data-index='" + index + "']");
+    const result = $("proof-result");
+    $("proof-home").after(result); // out of the previous record's row before that row goes
+    const old = document.querySelector("#records-table tr.proof-row");
+    if (old) old.remove();
+    if (!row) return;
+    const tr = el("tr", null, "proof-row");
+    const td = el("td");
+    td.colSpan = row.children.length;
+    td.appendChild(result);
+    tr.appendChild(td);
+    row.after(tr);
+  }
+
   async function checkProof(index) {
     const status = $("proof-status");
     const steps = $("proof-steps");
+    proofRowFor(index);
     steps.replaceChildren();
     status.dataset.state = "";
     status.textContent = "Checking record #" + index + " …";
@@ -312,7 +374,7 @@
       status.textContent = result.ok
         ? "Verified in your browser: record #" + index + " is in the signed log of " + result.size + " entries."
         : "NOT verified: " + result.steps[result.steps.length - 1].detail;
-      document.getElementById("proof").scrollIntoView();
+      status.scrollIntoView({ block: "nearest" });
     } catch (e) {
       status.dataset.state = "fail";
       status.textContent = e.message;
