@@ -9,6 +9,7 @@ Faults: a worker killed with SIGKILL mid-crawl, and a (private) Redis restarted 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -223,11 +224,47 @@ def test_four_workers_crawl_one_web_compliantly(web: FixtureWeb, tmp_path: Path,
     # one log: every honoured opt-out, from whichever worker, integrated by the integrator, verifying
     records = fleet.records()
     assert {r["target"]["url"] for r in records} == expect["reserved"]
-    assert note.startswith("optout-registry") or "\n" in note
+    assert_signed_checkpoint(note, fleet)
     check = fleet.registry_cli("check", "--full")
     assert check.returncode == 0, check.stdout + check.stderr
     stats = json.loads(fleet.registry_cli("stats", "--json").stdout)
     assert stats["tree_size"] == stats["entries"] == len(records) and stats["pending"] == 0, stats
+
+
+def assert_signed_checkpoint(note: str, fleet: Fleet) -> None:
+    """The integrator's last output is a C2SP signed checkpoint (REGISTRY.md §2.3) of the whole log: it verifies
+    with the key pinned from the key file, names the log's origin, and its size and root are those of a tree
+    recomputed here from the records themselves (RFC 6962 over their canonical bytes), not read from the store."""
+    from optout_registry.merkle import leaf_hash
+    from optout_registry.merkle import root as merkle_root
+    from optout_registry.note import NoteError, open_checkpoint
+    from optout_registry.record import canonical
+    from optout_registry.registry import read_private_key
+
+    signer = read_private_key(fleet.key)
+    verifier = signer.verifier()
+    vkey = fleet.registry_cli("key")
+    assert vkey.returncode == 0 and vkey.stdout.strip() == signer.vkey(), vkey.stdout + vkey.stderr
+    stats = json.loads(fleet.registry_cli("stats", "--json").stdout)
+    cp = open_checkpoint(note, verifier, origin=stats["origin"])  # strict parse + Ed25519 signature
+    # exactly the note the log's key makes of that checkpoint: text, blank line, one signature line, nothing else
+    assert note == signer.sign(cp) and cp.extensions == ()
+    assert note.split("\n")[:3] == [stats["origin"], str(cp.size), base64.b64encode(cp.root).decode()]
+    listed = fleet.registry_cli("records", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [e["index"] for e in entries] == list(range(cp.size)) and cp.size > 0
+    assert cp.root == merkle_root([leaf_hash(canonical(e["record"])) for e in entries])
+    assert (stats["tree_size"], stats["root"]) == (cp.size, cp.root.hex())
+    # and the check has teeth: a changed size, root or origin no longer verifies
+    body = cp.body()
+    for forged in (
+        body.replace(f"\n{cp.size}\n", f"\n{cp.size - 1}\n"),
+        body.replace(base64.b64encode(cp.root).decode(), base64.b64encode(bytes(32)).decode()),
+        "x" + body,
+    ):
+        with pytest.raises(NoteError):
+            open_checkpoint(forged + note[len(body) :], verifier, origin=stats["origin"])
 
 
 def wait_for_pages(web: FixtureWeb, n: int, timeout: float = 60) -> None:
@@ -266,6 +303,7 @@ def assert_fleet_outcome(web: FixtureWeb, fleet: Fleet, expect: dict[str, Any], 
     assert_crawl_delay_held(web, expect["delayed"], fetched=False)
     proc = fleet.registry_cli("checkpoint")
     assert proc.returncode == 0, proc.stderr
+    assert_signed_checkpoint(proc.stdout, fleet)
     check = fleet.registry_cli("check", "--full")
     assert check.returncode == 0, check.stdout + check.stderr
     records = fleet.records()
@@ -368,7 +406,9 @@ def test_scrapy_crawl_compliant_workers_join_with_two_settings(
     counts = Counter(page_hits(web))
     assert max(counts.values()) == 1 and set(counts) == expect["pages"]
     assert_crawl_delay_held(web, expect["delayed"])
-    assert fleet.registry_cli("checkpoint").returncode == 0
+    proc = fleet.registry_cli("checkpoint")
+    assert proc.returncode == 0, proc.stderr
+    assert_signed_checkpoint(proc.stdout, fleet)
     assert {r["target"]["url"] for r in fleet.records()} == expect["reserved"]
 
 
