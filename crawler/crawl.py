@@ -566,6 +566,7 @@ def registry_facts(run: dict[str, Any], sites: dict[str, SiteRow]) -> dict[str, 
         facts["note"] = "recording was off"
         return facts
     from optout_registry.registry import Registry, RegistryError
+    from optout_registry.vocabulary import describe, rule_text
 
     start = int(run.get("registry_start", 0) or 0)
     agent = run.get("agent")
@@ -597,6 +598,7 @@ def registry_facts(run: dict[str, Any], sites: dict[str, SiteRow]) -> dict[str, 
                     row.more_records += 1
                     continue
                 evidence = record.get("evidence") or {}
+                protocol, where = describe(record)
                 row.records.append(
                     {
                         "index": entry.index,
@@ -604,8 +606,9 @@ def registry_facts(run: dict[str, Any], sites: dict[str, SiteRow]) -> dict[str, 
                         "observed_at": record.get("observed_at"),
                         "mechanism": record.get("mechanism"),
                         "decision": record.get("decision"),
-                        "protocol": record.get("rule", {}).get("protocol"),
-                        "rule": record.get("rule", {}).get("rule"),
+                        "protocol": protocol,
+                        "where": where,
+                        "rule": rule_text(record),
                         "source": record.get("rule", {}).get("source"),
                         "evidence_sha256": evidence.get("sha256"),
                         "evidence_url": evidence.get("url"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -50,6 +51,9 @@ WHAT = {
     "fetch": "a policy file could not be fetched: the safe answer is no",
 }
 BUCKETS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400)
+# Opt-outs honoured within less than this many seconds are not charted over time: a few seconds of crawling cut
+# into one-second columns shows only when each request happened to finish.
+MIN_CHART_SPAN = 120
 
 CSS = """
 :root{--fg:#1d2330;--muted:#5b6475;--line:#dde1e8;--bg:#f6f7f9;--ok:#0a7d28;--no:#b00020}
@@ -70,16 +74,18 @@ svg .axis{fill:var(--muted)}.legend{display:flex;flex-wrap:wrap;gap:.3em .9em;fo
 .chip{display:inline-block;padding:0 .45em;border-radius:4px;color:#fff;font-size:.8em;font-weight:600;
 white-space:nowrap;margin:0 .2em .2em 0}.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;
 margin-right:.3em;vertical-align:-.05em}
-.sites{overflow-x:auto}.gr{display:grid;grid-template-columns:minmax(12em,2fr) 4.6em 4.6em 4.6em minmax(8em,1.6fr)
-minmax(10em,2.6fr) minmax(8.5em,1.4fr);border-bottom:1px solid var(--line);min-width:56em}
+.sites{overflow-x:auto}.gr{display:grid;grid-template-columns:minmax(11em,2fr) 5em 5em 5em minmax(8em,1.6fr)
+minmax(10em,2.8fr);border-bottom:1px solid var(--line);min-width:46em}
 .gr>div{padding:.35em .5em;min-width:0}.gr.head{background:var(--bg);font-weight:600;position:sticky;top:0;z-index:1}
-.rows>.gr{content-visibility:auto;contain-intrinsic-size:auto 3.2em}
+.rows>.gr{content-visibility:auto;contain-intrinsic-size:auto 4.4em}
 .num{text-align:right;font-variant-numeric:tabular-nums}
-.site{overflow-wrap:anywhere}.rule{font-size:.9em}.label{display:block;color:var(--muted);font-size:.85em}
-details summary{cursor:pointer;color:#2b5aa8;white-space:nowrap}details ul{margin:.4em 0;padding-left:1.1em;
-font-size:.85em}details li{margin-bottom:.35em;word-break:break-all}code,pre{font:12.5px/1.4 ui-monospace,
-SFMono-Regular,Menlo,Consolas,monospace}pre{background:var(--bg);border:1px solid var(--line);padding:.7em;
-border-radius:6px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.rule{font-size:.9em}.label{display:block;color:var(--muted);font-size:.85em}.more{font-size:.85em;color:#2b5aa8}
+.gr>details{grid-column:1/-1;padding:0 .5em .4em}
+details summary{cursor:pointer;color:#2b5aa8;font-size:.9em}details ul{margin:.4em 0;padding-left:1.1em;
+font-size:.85em}details li{margin-bottom:.35em}details h3{font-size:.9em;margin:.5em 0 .2em}
+code,pre{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}pre{background:var(--bg);
+border:1px solid var(--line);padding:.7em;border-radius:6px;overflow-x:auto;white-space:pre-wrap;
+overflow-wrap:anywhere}.note{color:var(--muted)}
 .filter{margin:.3em 0 .8em;display:flex;gap:.8em;align-items:center;color:var(--muted)}
 .filter input{font:inherit;padding:.3em .5em;border:1px solid var(--line);border-radius:6px;min-width:20em}
 .empty{color:var(--muted);font-style:italic}footer{margin-top:3em;color:var(--muted);font-size:.9em}
@@ -90,11 +96,22 @@ FILTER_JS = """
 '#sites .rows>.gr');var shown=document.getElementById('sites-shown');box.addEventListener('input',function(){
 var q=box.value.toLowerCase(),n=0;for(var i=0;i<rows.length;i++){var ok=!q||rows[i].getAttribute('data-find')
 .indexOf(q)>=0;rows[i].style.display=ok?'':'none';if(ok)n++}shown.textContent=n.toLocaleString('en')})})();
+document.addEventListener('click',function(e){var a=e.target.closest&&e.target.closest('a.more');if(!a)return;
+var t=document.getElementById(a.getAttribute('href').slice(1));var d=t&&t.closest('details');if(d)d.open=true});
 """
 
 
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+_BREAK_AFTER = re.compile(r"(?<=[/.?&=_:;,-])(?=\S)")
+
+
+def brk(value: Any) -> str:
+    """Escaped text that may wrap after its punctuation (``<wbr>``): a long URL or rule breaks between its parts,
+    never inside a word."""
+    return "<wbr>".join(esc(part) for part in _BREAK_AFTER.split("" if value is None else str(value)))
 
 
 def num(value: Any) -> str:
@@ -167,6 +184,12 @@ def time_chart(events: list[tuple[float, str]]) -> str:
     if not timed:
         return '<p class="empty">Nothing to chart yet.</p>'
     first, last = timed[0][0], timed[-1][0]
+    if last - first < MIN_CHART_SPAN:
+        return (
+            f'<p class="empty" id="chart-time-note">All {len(timed):,} opt-outs were honoured within '
+            f"{last - first:.0f} s ({esc(_when(first, 1))} to {esc(_when(last, 1))} UTC): too short a crawl to chart "
+            f"over time (the chart appears for crawls spanning {MIN_CHART_SPAN // 60} minutes or more).</p>"
+        )
     size = _bucket(last - first)
     start = math.floor(first / size) * size
     count = int((last - start) // size) + 1
@@ -219,9 +242,15 @@ def _span(seconds: int) -> str:
 # -- sites ---------------------------------------------------------------------------------------------------
 
 
-def _records(row: SiteRow) -> str:
-    if not row.records:
+def _records(row: SiteRow, n: int) -> str:
+    """The row's full-width second line: every rule that applied (with counts) and the registry records behind
+    them with their evidence, folded."""
+    if not row.records and not row.rules:
         return ""
+    rules = "".join(
+        f"<li>{chip(rule.split(': ', 1)[0])} {brk(rule.split(': ', 1)[-1])} <i>× {count:,}</i></li>"
+        for rule, count in row.rules.most_common()
+    )
     items = []
     for r in row.records:
         evidence = ""
@@ -230,35 +259,45 @@ def _records(row: SiteRow) -> str:
             evidence = f' <a href="{esc(r["evidence_path"])}">evidence {esc(sha[:12])}</a>'
         elif sha:
             evidence = f" <span>evidence {esc(sha[:12])}</span>"
-        source = f' <span class="label">source: {esc(r.get("source"))}</span>' if r.get("source") else ""
+        source = f' <span class="label">source: {brk(r.get("source"))}</span>' if r.get("source") else ""
+        where = f' <span class="note">({esc(r["where"])})</span>' if r.get("where") else ""
         items.append(
-            f"<li>{chip(str(r.get('protocol')))}<code>{esc(r.get('url'))}</code> — {esc(r.get('rule'))} "
-            f"<i>({esc(r.get('decision'))}, record #{esc(r.get('index'))})</i>{evidence}{source}</li>"
+            f"<li>{chip(str(r.get('protocol')))}{where} <code>{brk(r.get('url'))}</code> — {brk(r.get('rule'))} "
+            f"<i>({brk(r.get('decision'))}, record #{esc(r.get('index'))})</i>{evidence}{source}</li>"
         )
     more = f"<li>… and {row.more_records:,} more in the registry</li>" if row.more_records else ""
     total = len(row.records) + row.more_records
     plural = "s" if total != 1 else ""
-    return f"<details><summary>{total:,} record{plural}</summary><ul>{''.join(items)}{more}</ul></details>"
+    rule_count = len(row.rules)
+    parts = [f'<h3 id="rules-{n}">Rules that applied</h3><ul>{rules}</ul>'] if rules else []
+    if total:
+        parts.append(f"<h3>Registry records and evidence</h3><ul>{''.join(items)}{more}</ul>")
+    summary = f"{rule_count:,} rule{'s' if rule_count != 1 else ''}" + (
+        f", {total:,} registry record{plural} and evidence" if total else ""
+    )
+    return f"<details><summary>{summary}</summary>{''.join(parts)}</details>"
 
 
 def site_rows(rows: Iterable[SiteRow]) -> str:
     out = []
-    for row in rows:
-        chips = "".join(chip(p, n) for p, n in row.protocols.most_common())
+    for n, row in enumerate(rows):
+        chips = "".join(chip(p, c) for p, c in row.protocols.most_common())
         rule = ""
         if row.rules:
             top, _ = row.rules.most_common(1)[0]
             others = len(row.rules) - 1
-            rule = esc(top) + (
-                f' <span class="label">+{others} other rule{"s" if others > 1 else ""}</span>' if others else ""
+            rule = brk(top) + (
+                f' <a class="more" href="#rules-{n}">+{others} other rule{"s" if others > 1 else ""}</a>'
+                if others
+                else ""
             )
         label = f'<span class="label">{esc(row.label)}</span>' if row.label else ""
         find = f"{row.origin} {row.label} {' '.join(row.protocols)}".lower()
         out.append(
-            f'<div class="gr" role="row" data-find="{esc(find)}"><div role="cell" class="site">{esc(row.origin)}'
+            f'<div class="gr" role="row" data-find="{esc(find)}"><div role="cell" class="site">{brk(row.origin)}'
             f'{label}</div><div role="cell" class="num">{row.stored:,}</div><div role="cell" class="num">'
             f'{row.refused:,}</div><div role="cell" class="num">{row.errors:,}</div><div role="cell">{chips}</div>'
-            f'<div role="cell" class="rule">{rule}</div><div role="cell">{_records(row)}</div></div>'
+            f'<div role="cell" class="rule">{rule}</div>{_records(row, n)}</div>'
         )
     return "".join(out)
 
@@ -340,7 +379,7 @@ def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tup
         'role="row"><div role="columnheader">site (origin)</div><div role="columnheader" class="num">stored</div>'
         '<div role="columnheader" class="num">refused</div><div role="columnheader" class="num">errors</div>'
         '<div role="columnheader">opt-outs honoured</div><div role="columnheader">rule that applied (most '
-        'frequent)</div><div role="columnheader">registry records and evidence</div></div>'
+        "frequent)</div></div>"
         f'<div class="rows" role="rowgroup">{site_rows(rows)}</div></div>'
         if rows
         else '<p class="empty">No site was crawled.</p>'

@@ -26,7 +26,7 @@ import requests
 
 from crawler.crawl import SiteRow
 from crawler.report import render_report
-from tests.browser_support import CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
+from tests.browser_support import BROKEN_WORDS_JS, CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
 
 PROTOCOLS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "access", "fetch"]
 
@@ -127,7 +127,7 @@ def synthetic(out: Path, sites: int) -> dict[str, Any]:
                     "evidence_path": f"evidence/{sha}.txt" if i < 50 else None,
                 }
             )
-            events.append((start + i * 3.7 + j, protocol))
+            events.append((start + i * 37 + j, protocol))
         row.errors = 1 if i % 97 == 0 else 0
         rows.append(row)
     total = sum(honoured.values())
@@ -240,6 +240,44 @@ def test_report_renders(browser: Browser, tmp_path: Path) -> None:
     )
     assert link[0] and (tmp_path / link[1]).exists()
     browser.screenshot(artifacts_dir("report") / "report-12-sites.png")
+    # "+N other rules" leads to the list of every rule of that site, opening it
+    target = browser.js(
+        "document.querySelectorAll('#sites details').forEach(d => d.open = false);"
+        "const a = document.querySelector('#sites a.more'); a.click();"
+        "const t = document.getElementById(a.getAttribute('href').slice(1));"
+        "return [t.closest('details').open, t.nextElementSibling.querySelectorAll('li').length,"
+        " a.textContent.match(/\\d+/)[0]];"
+    )
+    assert target[0] is True and target[1] == int(target[2]) + 1, target
+    at_widths(browser, "report-12-sites")
+
+
+def at_widths(browser: Browser, name: str) -> None:
+    """Screenshots of the site table, its first records open, at 1400 and 800 px: no word in it is broken over two
+    lines, and the page is never wider than the window."""
+    browser.js("document.querySelectorAll('#sites details').forEach((d, i) => d.open = i < 3)")
+    for width in (1400, 800):
+        browser.cmd("POST", "/window/rect", {"width": width, "height": 1000})
+        browser.js("document.getElementById('sites').scrollIntoView()")
+        time.sleep(0.2)
+        browser.screenshot(artifacts_dir("report") / f"{name}-table-{width}px.png")
+        assert browser.js(BROKEN_WORDS_JS, "#sites, #cards, .cards") == [], width
+        assert browser.js("return document.documentElement.scrollWidth - window.innerWidth") <= 1, width
+    browser.cmd("POST", "/window/rect", {"width": 1300, "height": 1000})
+
+
+def test_a_short_crawl_is_not_charted_over_time(browser: Browser, tmp_path: Path) -> None:
+    """Opt-outs honoured within seconds get a sentence, not a chart of one-second columns."""
+    summary = synthetic(tmp_path, 3)
+    events = [(1_767_000_000.0 + i / 10, "robots") for i in range(12)]
+    rows = [SiteRow("http://a.example", site="a.example")]
+    (tmp_path / "report.html").write_text(render_report(summary, rows, events), encoding="utf-8")
+    browser.open(tmp_path / "report.html")
+    got = browser.js(
+        "return [!!document.getElementById('chart-time'), "
+        "(document.getElementById('chart-time-note') || {}).textContent || '']"
+    )
+    assert got[0] is False and "too short a crawl to chart" in got[1] and "12 opt-outs" in got[1], got
 
 
 def test_report_with_10000_sites(browser: Browser, tmp_path: Path) -> None:
