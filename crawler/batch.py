@@ -25,6 +25,7 @@ known).
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import threading
 import time
@@ -127,6 +128,13 @@ class SyncStore:
             self.thread.join(5)
 
 
+def widen_pools(fetcher: RequestsFetcher, origins: int, per_origin: int) -> None:
+    """Keep a connection open to each of the last ``origins`` origins (requests keeps 10 by default, so with
+    many origins in flight every request would open and close a TCP connection of its own)."""
+    for adapter in fetcher.session.adapters.values():
+        adapter.init_poolmanager(origins, per_origin + 1, block=False)  # type: ignore[attr-defined]
+
+
 class SharedChecker(Checker):
     """:class:`~crawler.check.Checker` for many threads: the same answers, per-origin single flight for the
     policy, one :class:`Gate` per origin for every request, policy files remembered by URL."""
@@ -227,30 +235,45 @@ class SharedChecker(Checker):
         self._local.deferrable = True
         self._local.page = None
 
-    def fetched(self, url: str) -> Answer:
+    def fetched(self, url: str, origin: str = "") -> Answer:
         """The one-URL answer (check())."""
         decision = self.check(url)
         page = self._local.page
         return Answer(decision, self.sites.get(origin_of(page.final_url or url) if page else origin_of(url)), page)
 
-    def site_level(self, url: str) -> Answer:
+    def site_level(self, url: str, origin: str = "") -> Answer:
         """The answer of robots.txt and the site-level files alone (blocklist, access stage, site usage signals):
         check() without the request for the resource. When robots.txt refuses the URL, that is the whole answer
         in both paths, and nothing was left out."""
         decision = self.listed(url)
         if decision is not None:
             return Answer(decision, None, None, ())
-        site = self.site(origin_of(url))
+        site = self.site(origin or origin_of(url))
         decision = self.refused(site, url)
         if decision is not None:
             return Answer(decision, site, None, ())
         decision = self.policy.decide(url, site.usage_signals(url, self.policy), _unique(site.notes))
         return Answer(decision, site, None, self.not_evaluated)
 
-    @property
+    @functools.cached_property
     def not_evaluated(self) -> tuple[str, ...]:
         off = self.policy.disabled
         return tuple(p for p in PAGE_LEVEL if p.split(":")[0] not in off)
+
+
+def fast_origin(url: str) -> str:
+    """:func:`middlewares.engine.origin_of` of a URL :func:`crawler.check.validate_url` accepted, without parsing
+    it again (the same text: scheme and authority, lower case); URLs with characters urlsplit removes take the
+    long way."""
+    scheme, _, rest = url.partition("://")
+    if not rest or "\t" in url or "\n" in url or "\r" in url:
+        return origin_of(url)
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if 0 <= at < end:
+            end = at
+    return f"{scheme.lower()}://{rest[:end].lower()}"
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -371,7 +394,7 @@ class Pool:
         self,
         checker: SharedChecker,
         scheduler: Scheduler,
-        answer: Callable[[str], Answer],
+        answer: Callable[[str, str], Answer],
         deliver: Callable[[int, Answer | BaseException], None],
         concurrency: int,
     ) -> None:
@@ -396,7 +419,7 @@ class Pool:
             for i, (row, url) in enumerate(rows):
                 self.checker.begin()
                 try:
-                    result: Answer | BaseException = self.answer(url)
+                    result: Answer | BaseException = self.answer(url, origin)
                 except NotYet as wait:
                     at, left = wait.at, rows[i:]
                     break

@@ -12,6 +12,10 @@ from optout_registry import cliargs
 EXIT_OK, EXIT_RESERVED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class BatchUsageError(ValueError):
+    """A usage error of a batch check (one line, exit status 2)."""
+
+
 def add_batch_args(check: argparse.ArgumentParser) -> None:
     group = check.add_argument_group(
         "batch checking (URL lists and datasets)",
@@ -66,12 +70,11 @@ def run_batch(args: argparse.Namespace, policy: Any, blocklist: Any, user_agent:
     from crawler.batchio import InputError
     from crawler.batchrun import BatchOptions, BatchRun, print_summary
     from crawler.batchstate import StateError
-    from crawler.cli import CliError
 
     if args.urls:
-        raise CliError("give URLs on the command line or --urls FILE, not both")
+        raise BatchUsageError("give URLs on the command line or --urls FILE, not both")
     if args.annotate and args.keep_allowed:
-        raise CliError("--annotate and --keep-allowed write different files: choose one")
+        raise BatchUsageError("--annotate and --keep-allowed write different files: choose one")
     opts = BatchOptions(
         path=args.urls_file,
         column=args.column,
@@ -93,14 +96,14 @@ def run_batch(args: argparse.Namespace, policy: Any, blocklist: Any, user_agent:
         run = BatchRun(opts, policy, user_agent=user_agent, blocklist=blocklist)
         summary = run.run()
     except (InputError, StateError) as exc:
-        raise CliError(str(exc)) from None
+        raise BatchUsageError(str(exc)) from None
     print_summary(summary, sys.stderr, policy, opts.site_level)
     if args.summary:
         try:
             with open(args.summary, "w", encoding="utf-8") as handle:
                 json.dump(summary.to_json(), handle, indent=2)
         except OSError as exc:
-            raise CliError(f"cannot write {args.summary}: {exc.strerror or exc}") from None
+            raise BatchUsageError(f"cannot write {args.summary}: {exc.strerror or exc}") from None
     if summary.interrupted:
         hint = " Run the same command to resume." if opts.state else " (--out STATE would let it resume)"
         print(f"optout check: interrupted.{hint}", file=sys.stderr)

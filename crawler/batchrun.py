@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import IO, Any
 
-from crawler.batch import Answer, Pool, Scheduler, SharedChecker, SyncStore
+from crawler.batch import Answer, Pool, Scheduler, SharedChecker, SyncStore, fast_origin, widen_pools
 from crawler.batchio import Chunk, InputError, Note, Reader, Writer
 from crawler.batchstate import BatchState
 from crawler.check import UsageError, validate_url
@@ -184,12 +184,13 @@ class BatchRun:
         self.state = BatchState(opts.state, opts.command(policy)) if opts.state else None
         self.store = self._store()
         self.fetcher = RequestsFetcher(user_agent, timeout=opts.timeout)
+        widen_pools(self.fetcher, max(256, 4 * opts.concurrency), opts.per_origin)
         self.checker = SharedChecker(policy, self.fetcher, blocklist, per_origin=opts.per_origin, store=self.store)
         self.recorder = self._recorder()
         self.results: SimpleQueue[tuple[int, Answer | BaseException]] = SimpleQueue()
         self.scheduler = Scheduler(opts.per_origin, take_all=opts.site_level)
         answer = self.checker.site_level if opts.site_level else self.checker.fetched
-        self.answer: Callable[[str], Answer] = answer
+        self.answer: Callable[[str, str], Answer] = answer
         self.pool = Pool(
             self.checker, self.scheduler, answer, lambda row, a: self.results.put((row, a)), opts.concurrency
         )
@@ -280,7 +281,7 @@ class BatchRun:
                 data = json.loads(line)
                 bad = not data["url"] or any(str(e).startswith(f"row {row}: ") for e in data["errors"])
                 summary.errors += bad
-                self._finish_row(row, data, line, bad)
+                self._finish_row(row, data, line, "" if bad else origin_of(data["url"]))
                 continue
             if problem is None:
                 assert raw is not None
@@ -291,9 +292,9 @@ class BatchRun:
             if problem is not None:
                 self._bad_row(row, raw, problem)
                 continue
-            origin = origin_of(url)
+            origin = fast_origin(url)
             if opts.site_level and origin in sites:  # pure computation from here on
-                self._answered(row, url, checker.site_level(url))
+                self._answered(row, origin, checker.site_level(url, origin))
                 continue
             self.scheduler.add(origin, row, url)
             self.outstanding += 1
@@ -306,11 +307,10 @@ class BatchRun:
         while True:
             row, answer = item
             self.outstanding -= 1
-            url = self._url_of(row)
             if isinstance(answer, BaseException):
-                self._bad_row(row, url, f"internal error: {type(answer).__name__}: {answer}")
+                self._bad_row(row, self._url_of(row), f"internal error: {type(answer).__name__}: {answer}")
             else:
-                self._answered(row, url, answer)
+                self._answered(row, fast_origin(answer.decision.url), answer)
             try:
                 item = self.results.get_nowait()
             except Empty:
@@ -322,7 +322,7 @@ class BatchRun:
         chunk = self.chunks[at - self.head]
         return chunk.urls[row - chunk.start]
 
-    def _answered(self, row: int, url: str | None, answer: Answer) -> None:
+    def _answered(self, row: int, origin: str, answer: Answer) -> None:
         decision = answer.decision
         data = decision.to_json()
         data["row"] = row
@@ -332,7 +332,7 @@ class BatchRun:
             self.summary.records += self.recorder.record(
                 decision, "excluded_from_corpus", site=answer.site, response=answer.page
             )
-        self._finish_row(row, data, None, False)
+        self._finish_row(row, data, None, origin)
 
     def _bad_row(self, row: int, raw: str | None, problem: str) -> None:
         self.summary.errors += 1
@@ -353,14 +353,15 @@ class BatchRun:
             "errors": [text],
             "row": row,
         }
-        self._finish_row(row, data, None, True)
+        self._finish_row(row, data, None, "")
 
-    def _finish_row(self, row: int, data: dict[str, Any], line: str | None, bad: bool) -> None:
+    def _finish_row(self, row: int, data: dict[str, Any], line: str | None, origin: str) -> None:
+        """``origin`` is empty for a row that could not be checked."""
         summary = self.summary
         summary.rows += 1
-        if not bad:
+        if origin:
             summary.urls += 1
-            summary.origins.add(origin_of(data["url"]))
+            summary.origins.add(origin)
         if data["allowed"]:
             summary.allowed += 1
         elif data["reservations"]:

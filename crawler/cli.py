@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from crawler.batchcli import add_batch_args, run_batch
+from crawler.batchcli import BatchUsageError, add_batch_args, run_batch
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
 from optout_registry import cliargs
@@ -231,7 +231,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     policy = make_policy(args)
     if args.urls_file is not None:
-        return run_batch(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+        try:
+            return run_batch(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+        except BatchUsageError as exc:
+            raise CliError(str(exc)) from None
     if not args.urls:
         raise CliError("give one or more URLs, or --urls FILE")
     try:
