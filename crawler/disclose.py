@@ -155,7 +155,19 @@ class Disclosure:
 
     def warnings(self) -> list[str]:
         """What an operator must fill in before publishing."""
+        from crawler.cli import PROJECT_URL
+
         out = []
+        if self.operator in ("", "localhost"):
+            out.append(
+                f"the page says 'Operated by {self.operator or '?'}': set OPTOUT_OPERATOR (or --operator) "
+                "to your organisation's domain"
+            )
+        if not self.info_url or self.info_url.rstrip("/") == PROJECT_URL:
+            out.append(
+                f"the info URL is this project's placeholder ({PROJECT_URL}), not a page of yours: set "
+                "OPTOUT_INFO_URL (or --info-url) to where you publish this page"
+            )
         if not self.contact:
             out.append("no point of contact: set OPTOUT_CONTACT (or --contact)")
         if not self.complaints:

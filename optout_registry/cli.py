@@ -255,6 +255,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             vkey = Path(vkey).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise _UsageError(f"cannot read vkey file {args.vkey}: {exc}") from None
+    from optout_registry.note import NoteError, Verifier
+
+    try:
+        Verifier.from_vkey(vkey)
+    except NoteError as exc:
+        raise _UsageError(f"--vkey: {exc} (the key `optout registry key` prints)") from None
     if not Path(args.dir).is_dir():
         raise _UsageError(f"{args.dir} is not a directory")
     previous = _read_previous(args.previous)

@@ -146,6 +146,8 @@ def parse_url(url: str) -> tuple[str, str, dict[str, str]]:
         path, _, query = rest.partition("?")
         if not path or path == "/":
             raise RegistryError(f"sqlite URL has no file path: {url!r}")
+        if path.startswith("//"):  # sqlite:////abs/path (SQLAlchemy's spelling of an absolute path) is /abs/path
+            path = "/" + path.lstrip("/")
         return "sqlite", unquote(path), {k.lower(): v for k, v in parse_qsl(query)}
     if "://" in url:
         scheme = urlsplit(url).scheme
@@ -614,7 +616,7 @@ class Registry:
             "location": self.location,
             "origin": self.origin,
             "vkey": self._store.get_meta("vkey"),
-            "key_file": str(self.key_path),
+            "key_file": str(Path(self.key_path).absolute()),
             "tree_size": 0 if latest is None else latest[0],
             "root": None if latest is None else latest[1].hex(),
             "entries": self._store.entry_count(),

@@ -82,9 +82,14 @@ class SqliteStore(CheckpointReads):
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise RegistryError(f"synchronous must be off, normal, full or extra, not {synchronous!r}")
         self.path = path
-        self.location = str(path)
+        self.location = str(path.absolute())  # what is opened, whatever folder the command ran in
         if not create and not path.exists():
-            raise RegistryError(f"no registry at {path} (it is created by the first append, or by `registry key`)")
+            hint = ""
+            if path.is_absolute() and Path(path.name).exists():
+                hint = f"; sqlite://{path} is an absolute path, sqlite:{path.name} one relative to this folder"
+            raise RegistryError(
+                f"no registry at {path} (it is created by the first append, or by `registry key`){hint}"
+            )
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:

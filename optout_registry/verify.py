@@ -461,8 +461,9 @@ def _verify(ctx: _Ctx, vkey: str, previous_checkpoint: str | None) -> tuple[Chec
         verifier = Verifier.from_vkey(vkey)
         ctx.lines.append(f"pinned key: {verifier.vkey()}")
     except NoteError as exc:
+        # Nothing can be checked against no key: one problem, not one per signature and proof that follows.
         ctx.problem(f"pinned verifier key: {exc}")
-        verifier = None
+        return None, 0
 
     if "log.vkey" in ctx.files:
         data = ctx.read("log.vkey", MAX_VKEY_BYTES)
@@ -542,7 +543,13 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             print(f"cannot read {args.previous}: {exc}", file=sys.stderr)
             return 2
-    report = verify_export(Path(args.directory), _read_arg(args.vkey).strip(), previous_checkpoint=previous)
+    vkey = _read_arg(args.vkey).strip()
+    try:
+        Verifier.from_vkey(vkey)
+    except NoteError as exc:
+        print(f"python -m optout_registry.verify: error: --vkey: {exc}", file=sys.stderr)
+        return 2
+    report = verify_export(Path(args.directory), vkey, previous_checkpoint=previous)
     if args.json:
         cp = report.checkpoint
         doc = {

@@ -60,7 +60,14 @@ def test_disclose_defaults_say_what_is_missing(tmp_path: Path) -> None:
     out = tmp_path / "site"
     proc = run_cli("disclose", "--out", str(out), "--registry", f"sqlite:///{tmp_path / 'none.db'}")
     assert proc.returncode == 0, proc.stderr
-    for missing in ("no registry found", "OPTOUT_CONTACT", "OPTOUT_COMPLAINTS", "OPTOUT_IP_RANGES"):
+    for missing in (
+        "no registry found",
+        "OPTOUT_CONTACT",
+        "OPTOUT_COMPLAINTS",
+        "OPTOUT_IP_RANGES",
+        "OPTOUT_OPERATOR",
+        "OPTOUT_INFO_URL",
+    ):
         assert missing in proc.stderr, missing
     data = json.loads((out / "crawler.json").read_text())
     assert data["crawler"]["tokens"] == ["OptOutBot"]  # crawler/settings.py

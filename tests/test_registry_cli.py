@@ -4,6 +4,7 @@ export → verify round trip a rights holder would do."""
 from __future__ import annotations
 
 import http.server
+import json
 import sqlite3
 import stat
 import subprocess
@@ -238,3 +239,17 @@ def test_postgres_through_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: 
     finally:
         for _ in gen:
             pass
+
+
+def test_stats_shows_the_file_that_is_opened(
+    capsys: pytest.CaptureFixture[str], db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite:////abs (four slashes) and a relative path both show as the absolute path of the file opened."""
+    monkeypatch.chdir(tmp_path)
+    for url in (f"sqlite:///{tmp_path / 'reg.db'}", "reg.db", "sqlite:reg.db"):
+        code, out, _ = run(capsys, "stats", "--registry", url, "--json")
+        stats = json.loads(out)
+        assert code == 0 and stats["location"] == str(tmp_path / "reg.db"), (url, stats["location"])
+        assert stats["key_file"] == str(tmp_path / "reg.db.key"), (url, stats["key_file"])
+    code, _, err = run(capsys, "stats", "--registry", "sqlite:///reg.db")  # three slashes: an absolute path
+    assert code != 0 and "sqlite:reg.db" in err, err

@@ -604,6 +604,19 @@ def test_cli_exit_codes(export, tmp_path, capsys):
     assert main([str(export.path), "--vkey", VKEY, "--previous", str(tmp_path / "missing")]) == 2
 
 
+def test_a_bad_pinned_key_is_one_line(export, capsys):
+    """A key that is not a key is bad input (exit 2, one line), not a cascade of failed signatures and proofs."""
+    from tests.conftest import run_cli
+
+    assert main([str(export.path), "--vkey", "garbage"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--vkey" in err[0], err
+    proc = run_cli("registry", "verify", str(export.path), "--vkey", "garbage")
+    assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    report = verify_export(export.path, "garbage")
+    assert not report.ok and len(report.problems) == 1, report.problems
+
+
 def test_cli_module_entry_point_and_no_storage_imports(export):
     """``python -m optout_registry.verify`` works, and the verifier loads only the pure modules (not tiles, not
     the storage backends, not tldextract)."""
