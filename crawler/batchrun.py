@@ -219,6 +219,19 @@ class BatchRun:
             return None
         from middlewares.recording import Recorder
 
+        if self.state is not None and self.state.get("registry_index") is not None:
+            # A killed run signed no checkpoint: cover what it appended, so the records it wrote for rows it had
+            # not committed are seen (and not written twice) when those rows are answered again.
+            from optout_registry import Registry
+
+            try:
+                registry = Registry.open(self.opts.registry)
+                try:
+                    registry.checkpoint()
+                finally:
+                    registry.close()
+            except Exception as exc:
+                raise InputError(f"cannot open registry {self.opts.registry}: {exc}") from None
         recorder = Recorder(self.opts.registry, agent=self.policy.agent, operator=self.opts.operator)
         deadline = time.monotonic() + 60
         while recorder.next_index is None and not recorder.errors and time.monotonic() < deadline:
@@ -247,12 +260,14 @@ class BatchRun:
                 self._drain(block=False)
                 while self.outstanding and self._held() > self.opts.window:
                     self._drain(block=True)
+                    self._maybe_commit()
                 progress.update(summary)
                 self._maybe_commit()
             self.scheduler.close()
             while self.outstanding:
                 self._drain(block=True)
                 progress.update(summary)
+                self._maybe_commit()
             self._emit()
             complete = True
         except KeyboardInterrupt:
