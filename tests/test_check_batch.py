@@ -199,8 +199,8 @@ def test_bad_rows_get_answer_lines_and_one_line_errors(web: FixtureWeb, tmp_path
     ],
 )
 def test_usage_errors_are_one_line_exit_2(tmp_path: Path, setup: str, message: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
 
     path = tmp_path / setup
     if setup == "dir":
@@ -234,8 +234,8 @@ def _dataset_rows(base: str) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
 def test_dataset_round_trip_annotate_and_keep_allowed(web: FixtureWeb, tmp_path: Path, fmt: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
 
     base = web.site("s", {"/robots.txt": Route(body="User-agent: *\nDisallow: /private/\n", content_type="text/plain")})
     rows = _dataset_rows(base)
