@@ -125,6 +125,20 @@ class Reader:
                 reason = "is a directory"
             raise InputError(f"cannot read {path}: {reason}")
 
+    def estimate_rows(self) -> int | None:
+        """Rows in the input, exact for Parquet, else its lines counted in blocks (a second for gigabytes; blank,
+        comment and multi-line CSV rows make it an estimate): the progress bar's total, on a terminal only."""
+        if self.total is not None or self.path == "-" or self.path.lower().endswith(".gz"):
+            return self.total
+        lines = 0
+        try:
+            with open(self.path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    lines += block.count(b"\n")
+        except OSError:
+            return None
+        return max(0, lines - (self.format == "csv"))
+
     def chunks(self) -> Iterator[Chunk]:
         if self._opened is not None:
             return self._opened

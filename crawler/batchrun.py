@@ -251,11 +251,10 @@ class BatchRun:
 
     def run(self) -> Summary:
         summary = self.summary
-        progress = Progress(self.err, self.reader.total or None)
+        progress = Progress(self.err, self.reader.estimate_rows() if self.err.isatty() else None)
         complete = False
         try:
             for chunk in self.reader.chunks():
-                summary.total = self.reader.total
                 self._submit(chunk)
                 self._drain(block=False)
                 while self.outstanding and self._held() > self.opts.window:
