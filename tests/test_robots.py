@@ -4,7 +4,10 @@ ordinary files, and fuzzing against a brute-force reference matcher."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -641,7 +644,9 @@ KEYWORDS = [
     "#",
     "\ufeff",
 ]
-VALUES = st.text(alphabet="/*$ab?=%#:.,-_ \t\x00\u00e9\ufffd", max_size=40)
+VALUES = st.text(alphabet="/*$ab?=%#:.,-_ \t\x00\u00e9\ufffd", max_size=40) | st.sampled_from(
+    ["*", "ExampleBot", "5", "0.5", "1,5", "-1", "inf", "-inf", "nan", "1e309", " 7 ", "0x10", "1/5", "2/0"]
+)  # user-agents that apply, Crawl-delay and Request-rate values
 
 
 @st.composite
@@ -661,7 +666,43 @@ def robots_lines(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(robots_lines())
 def test_fuzz_directive_lines(body: bytes) -> None:
-    _exercise(parse_robots(body))
+    """Besides not failing: Crawl-delay is a finite number of seconds or absent, every sitemap comes from a Sitemap
+    line, and only a Disallow line can disallow (the same file without them allows every URL to every agent)."""
+    robots = parse_robots(body)
+    _exercise(robots)
+    lines = re.split(rb"\r\n|\r|\n", body)
+    for token in ("ExampleBot", "*", "GPTBot"):
+        delay = robots.crawl_delay(token)
+        assert delay is None or (math.isfinite(delay) and delay >= 0), delay
+    assert len(robots.sitemaps) <= sum(b"sitemap" in line.lower() for line in lines)
+    kept = b"\n".join(line for line in lines if not re.search(rb"(?i)dis+allow", line))
+    permissive = parse_robots(kept)
+    for token in ("ExampleBot", "*", "GPTBot", ""):
+        assert all(permissive.match(token, url).allowed for url in URLS), (kept, token)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.sampled_from(["5", "0.5", "1,5", "0", "-0", "-1", "-0.001", "inf", "-inf", "nan", "1e309", " 7 ", "x"])
+        | st.floats(allow_nan=True).map(repr)
+        | st.text(alphabet="0123456789.,-+_eEinfaINFA xX\t", max_size=8),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_fuzz_crawl_delay_values(values: list[str]) -> None:
+    """Crawl-delay is the largest value that is a finite, non-negative number of seconds; anything else is ignored
+    with a warning, never taken as a delay (a negative or infinite one would stall or never throttle)."""
+    body = "User-agent: *\n" + "".join(f"Crawl-delay: {v}\n" for v in values)
+    robots = parse_robots(body)
+    usable = []
+    for v in values:
+        with contextlib.suppress(ValueError):
+            number = float(v.strip().replace(",", "."))
+            if math.isfinite(number) and number >= 0:
+                usable.append(number)
+    assert robots.crawl_delay("ExampleBot") == (max(usable) if usable else None), (values, robots.warnings)
 
 
 @FUZZ
