@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from middlewares.protocols import c2pa, iptc, media, tdmrep, xmp
 from middlewares.protocols.c2pa import CborError, cbor_loads
 from middlewares.protocols.signals import Mode, Purpose, Signal, Verdict
-from middlewares.protocols.xmp import extract_xmp, extract_xmp_packets, parse_xmp
+from middlewares.protocols.xmp import XmpDoc, extract_xmp, extract_xmp_packets, parse_xmp
 from tests.mediafixtures import (
     PLUS_NS,
     PLUS_VOCAB,
@@ -840,3 +840,45 @@ def test_several_rdf_descriptions_are_merged() -> None:
     )
     found = media.signals(make_webp(packet), "image/webp", mode=S)
     assert {s.protocol for s in found} == {"iptc", "tdmrep"}
+
+
+# --- IPTC rules that mutation testing showed no test pinned (bench/mutation.py iptc) ----------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        PLUS_VOCAB + "DMI-PROHIBITED/",  # a trailing slash on the vocabulary URI
+        PLUS_VOCAB + "DMI-PROHIBITED//",
+        "  DMI-PROHIBITED/ ",
+        "/DMI-PROHIBITED",
+    ],
+)
+def test_iptc_code_read_through_trailing_and_leading_slashes(written: str) -> None:
+    assert iptc.normalise(written) == "DMI-PROHIBITED"
+    (sig,) = iptc.signals(XmpDoc(props={(iptc.PLUS_NS, "DataMining"): [written]}), mode=S)
+    assert dict(sig.verdicts) == {TRAIN: D, INPUT: D, SEARCH: D}
+
+
+def test_iptc_values_and_constraints_are_bounded() -> None:
+    values = [PLUS_VOCAB + "DMI-PROHIBITED"] * 20
+    constraints = [f"constraint {i}" for i in range(5)]
+    doc = XmpDoc(
+        props={
+            (iptc.PLUS_NS, "DataMining"): [PLUS_VOCAB + "DMI-PROHIBITED-SEECONSTRAINT", *values],
+            (iptc.PLUS_NS, "OtherConstraints"): constraints,
+        }
+    )
+    found = iptc.signals(doc, mode=C)
+    assert len(found) == 16  # at most 16 values read per packet
+    note = found[0].note
+    assert all(f"constraint {i}" in note for i in range(3)) and "constraint 3" not in note
+
+
+def test_iptc_extension_namespace_is_recorded_as_such() -> None:
+    """Conservative mode also reads Iptc4xmpExt:DataMining; the record names that property, not plus:DataMining."""
+    doc = XmpDoc(props={(iptc.IPTC_EXT_NS, "DataMining"): [PLUS_VOCAB + "DMI-PROHIBITED-AIMLTRAINING"]})
+    assert iptc.signals(doc, mode=S) == []
+    (sig,) = iptc.signals(doc, mode=C)
+    assert sig.rule == "Iptc4xmpExt:DataMining = DMI-PROHIBITED-AIMLTRAINING"
+    assert "non-standard property Iptc4xmpExt:DataMining" in sig.note and dict(sig.verdicts) == {TRAIN: D}
