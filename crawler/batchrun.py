@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import IO, Any
 
-from crawler.batch import Answer, Pool, Scheduler, SharedChecker, SyncStore, fast_origin, widen_pools
+from crawler.batch import Answer, Pool, Scheduler, SharedChecker, SyncStore, checked, fast_origin, widen_pools
 from crawler.batchio import Chunk, InputError, Note, Reader, Writer
 from crawler.batchstate import BatchState
-from crawler.check import UsageError, validate_url
+from crawler.check import UsageError
 from middlewares.engine import origin_of
 from middlewares.policy import Policy
 from middlewares.protocols.blocklist import Blocklist
 
 COMMIT_EVERY = 0.5  # seconds between two commits of --out STATE
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False) without a new encoder
 
 
 @dataclass
@@ -300,13 +301,12 @@ class BatchRun:
             if problem is None:
                 assert raw is not None
                 try:
-                    url = validate_url(raw)
+                    url, origin = checked(raw)
                 except UsageError as exc:
                     problem = str(exc)
             if problem is not None:
                 self._bad_row(row, raw, problem)
                 continue
-            origin = fast_origin(url)
             if opts.site_level and origin in sites:  # pure computation from here on
                 self._answered(row, origin, checker.site_level(url, origin))
                 continue
@@ -382,7 +382,7 @@ class BatchRun:
             summary.reserved += 1
             summary.by_protocol.update({r["protocol"] for r in data["reservations"]})
         if line is None:
-            line = json.dumps(data, ensure_ascii=False)
+            line = _encode(data)
             if self.state is not None:
                 self.state.add(((row, line),))
         note = note_of(data) if self.writers else None

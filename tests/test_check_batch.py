@@ -11,8 +11,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from crawler.batch import fast_origin
+from crawler.batch import checked, fast_origin
+from crawler.check import UsageError, validate_url
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.engine import origin_of
 from tests import politeweb
@@ -144,6 +147,43 @@ def test_hanging_origin_and_5xx_robots_fail_closed_for_their_urls_only(web: Fixt
     hang_start = web.hits("hang")[0].time
     last_fine = max(h.time for h in web.log if h.site.startswith("fine"))
     assert last_fine < hang_start + 1.0, last_fine - hang_start
+
+
+EDGE_URLS = [
+    "http://Example.COM:8080/a?b#c",
+    "HTTPS://x.test",
+    "http://x.test:65535/",
+    "http://x.test:65536/",
+    "http://x.test:0/",
+    "http://x.test:/p",
+    "http://:80/p",
+    "http://",
+    "http:///p",
+    "http://-/p",
+    "http://x.test/p q",
+    "  http://x.test/p  ",
+    "http://x.test/ü",
+    "http://x\t.test/p",
+    "http://[::1]:8080/p",
+    "http://[::1/p",
+    "http://user@x.test/p",
+    "ftp://x.test/p",
+    "x.test/p",
+    "http://x.test?#",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(EDGE_URLS) | st.from_regex(r"[hH][tT][tT][pP][sS]?://[a-z0-9.:@\[\]\-]{0,12}[/?#]?[ -~\t]{0,8}"))
+def test_checked_is_validate_url(raw: str) -> None:
+    try:
+        expected = validate_url(raw)
+    except UsageError as exc:
+        with pytest.raises(UsageError) as caught:
+            checked(raw)
+        assert str(caught.value) == str(exc)
+        return
+    assert checked(raw) == (expected, origin_of(expected))
 
 
 def test_fast_origin_is_origin_of() -> None:
