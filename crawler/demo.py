@@ -1,6 +1,9 @@
 """`optout demo`: a local fixture web where every site shows a different kind of opt-out, crawled end to end.
 
-Everything runs on 127.0.0.1 and nothing reaches the internet. The demo runs the same crawl as ``optout crawl``
+Everything runs on 127.0.0.1 and nothing reaches the internet. Each fixture site has a host name of its own under
+``.test`` (``book-publisher.test``, ``photo-gallery.test``, ...), which the crawl's DNS resolver answers with
+127.0.0.1 (crawler/fixtureweb.py), so the registry, its exports, the service and the report see twelve sites, as
+a real crawl would. The demo runs the same crawl as ``optout crawl``
 (the ``compliant`` spider under the add-on, with a blocklist), then prints what was honoured and why, checks every
 answer against what the fixture site is built to show, verifies the registry, exports one site's bundle and
 verifies it offline like a rights holder would, writes the crawler's disclosure page, and prints where everything
@@ -21,6 +24,24 @@ from typing import Any
 from crawler.fixtureweb import FixtureWeb, Route, page
 
 AGENT = "OptOutBot"
+
+# Each fixture site's host name (resolved to 127.0.0.1 inside the crawl only; .test is never delegated).
+HOSTS = {
+    "open": "open-blog.test",
+    "robots": "city-news.test",
+    "aibots": "essay-journal.test",
+    "down": "under-maintenance.test",
+    "publisher": "book-publisher.test",
+    "headers": "magazine.test",
+    "meta": "art-portfolio.test",
+    "cloudflare": "cdn-news.test",
+    "gallery": "photo-gallery.test",
+    "licensed": "licensed-stories.test",
+    "paywall": "paywalled-daily.test",
+    "blocked": "pirate-copies.test",
+}
+# The site whose bundle the demo exports and verifies (three records: ai.txt, IPTC, X-Robots-Tag).
+EXPORTED = "gallery"
 
 
 def _jpeg_with_xmp(xmp: str) -> bytes:
@@ -50,14 +71,21 @@ class Case:
 
 def build_web(web: FixtureWeb) -> list[Case]:
     """Start the demo sites; return the URLs to check with what a correct engine must answer."""
-    opened = web.site("open")
+    for name, host in HOSTS.items():
+        web.site(name, host=host)
+    opened = web.origin("open")
     web.site(
         "open",
         {
             "/robots.txt": Route(
-                body=f"User-agent: *\nAllow: /\nSitemap: {opened}/sitemap.xml\n", content_type="text/plain"
+                body=f"User-agent: *\nDisallow: /drafts/\nSitemap: {opened}/sitemap.xml\n", content_type="text/plain"
             ),
-            "/": page("Open site", '<p>Welcome.</p><a href="/article">An article</a> <a href="/linked">More</a>'),
+            "/": page(
+                "Open blog",
+                '<p>Welcome.</p><a href="/article">An article</a> <a href="/linked">More</a> '
+                '<a href="/drafts/next-post">Coming soon</a>',
+            ),
+            "/drafts/next-post": page("A draft"),
             "/article": page("An open article", "<p>Free to use.</p>"),
             "/linked": page("A linked page", "<p>Found by following a link.</p>"),
             "/sitemap.xml": Route(
@@ -127,7 +155,7 @@ def build_web(web: FixtureWeb) -> list[Case]:
             ),
         },
     )
-    licensed = web.site("licensed")
+    licensed = web.origin("licensed")
     web.site(
         "licensed",
         {
@@ -148,10 +176,18 @@ def build_web(web: FixtureWeb) -> list[Case]:
     )
     web.site("blocked", {"/": page("A persistently infringing site")})
     return [
-        Case("open", "/", True, (), "no opt-out anywhere: stored, and its links followed"),
-        Case("open", "/article", True, (), "no opt-out anywhere"),
+        Case("open", "/", True, (), "no opt-out applies: stored, and its links followed"),
+        Case("open", "/article", True, (), "no opt-out applies"),
         Case("open", "/linked", True, (), "found by following a link from the home page", seed=False),
         Case("open", "/from-sitemap", True, (), "found in the sitemap that robots.txt names", seed=False),
+        Case(
+            "open",
+            "/drafts/next-post",
+            False,
+            ("robots",),
+            "robots.txt disallows /drafts/ to every crawler",
+            seed=False,
+        ),
         Case("robots", "/private/report", False, ("robots",), "robots.txt disallows our token"),
         Case("robots", "/public", True, (), "robots.txt allows our token here"),
         Case("aibots", "/essay", False, ("robots",), "robots.txt disallows well-known AI training crawlers"),
@@ -174,10 +210,7 @@ def build_web(web: FixtureWeb) -> list[Case]:
 
 
 def case_url(web: FixtureWeb, case: Case) -> str:
-    origin = web.origin(case.site)
-    if case.site == "blocked":  # the blocklist matches host names, so this site is reached as "localhost"
-        origin = origin.replace("127.0.0.1", "localhost")
-    return origin + case.path
+    return web.origin(case.site) + case.path
 
 
 DEMO_FILES = (
@@ -195,6 +228,10 @@ DEMO_FILES = (
     "summary.json",
     "report.html",
     "blocklist.txt",
+    # written by `optout serve --registry …/registry.db` (its index and sessions), tied to this run's registry
+    "registry.db.service.db",
+    "registry.db.service.db-wal",
+    "registry.db.service.db-shm",
 )
 DEMO_DIRS = ("job", "evidence", "disclosure")
 
@@ -264,7 +301,8 @@ def verify_registry(out: Path, site: str) -> list[str]:
     if not verdict.ok:
         raise DemoError(f"the exported bundle does not verify: {'; '.join(verdict.problems[:3])}")
     lines.append(
-        f"bundle for site {site}: {result.records} records with inclusion proofs, verified offline with the "
+        f"bundle for site {site}: {result.records} record{'s' if result.records != 1 else ''} with inclusion proofs, "
+        "verified offline with the "
         f"public key: VALID"
     )
     return lines
@@ -287,7 +325,9 @@ def run_demo(out: Path) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         clean(out)
-        (out / "blocklist.txt").write_text("# the demo's blocklist: never fetch these\nlocalhost\n", encoding="utf-8")
+        (out / "blocklist.txt").write_text(
+            f"# the demo's blocklist: never fetch these\n{HOSTS['blocked']}\n", encoding="utf-8"
+        )
     except OSError as exc:
         print(f"optout demo: error: cannot write to {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -296,7 +336,8 @@ def run_demo(out: Path) -> int:
         labels = {origin_key(case_url(web, c)): c.site for c in cases}
         seeds = list(dict.fromkeys(case_url(web, c) for c in cases if c.seed))
         console.print(
-            f"[bold]optout demo[/]: {len(web.servers)} fixture sites on 127.0.0.1, each showing one kind of opt-out; "
+            f"[bold]optout demo[/]: {len(web.servers)} fixture sites, each showing one kind of opt-out, named under "
+            ".test and served on 127.0.0.1 (only this crawl resolves those names); "
             f"crawling {len(seeds)} seed URLs for [bold]train-ai[/] as [bold]{AGENT}[/] (conservative mode), "
             "with a blocklist"
         )
@@ -308,6 +349,7 @@ def run_demo(out: Path) -> int:
             depth=2,
             timeout=5.0,
             labels=labels,
+            extra_settings=web.crawl_settings(),
         )
         progress = ConsoleProgress(console)
         try:
@@ -321,6 +363,7 @@ def run_demo(out: Path) -> int:
             print(f"optout demo: error: the crawl failed: {result.error or result.start_error}", file=sys.stderr)
             return 1
         found = outcomes(web, cases, out)
+        misnamed = sorted({f"{h.site}: Host {h.host!r}" for h in web.log if h.host.rpartition(":")[0] != HOSTS[h.site]})
     summary = result.summary
     table = Table(title="What the crawl did, and why", title_justify="left")
     for col in ("verdict", "site", "URL path", "protocol", "why"):
@@ -329,7 +372,7 @@ def run_demo(out: Path) -> int:
         verdict = "[green]stored[/]" if o.stored else "[red]refused[/]"
         table.add_row(
             verdict + ("" if o.ok else " [bold red]UNEXPECTED[/]"),
-            o.case.site,
+            HOSTS[o.case.site],
             o.case.path,
             ", ".join(o.protocols) or "-",
             o.rules,
@@ -343,11 +386,23 @@ def run_demo(out: Path) -> int:
         + ", ".join(f"{p} {n}" for p, n in honoured["by_protocol"].items())
     )
     problems = [f"{len(wrong)} answer(s) differ from what the fixture sites are built to show"] if wrong else []
+    if misnamed:  # every request must have reached its site by the site's own name
+        problems.append(f"requests not addressed to their site's host name: {'; '.join(misnamed[:3])}")
     records = summary["registry"].get("records", 0)
     if records != honoured["total"]:
         problems.append(f"the registry holds {records} records, but {honoured['total']} opt-outs were honoured")
+    by_site = summary["registry"].get("by_site") or {}
+    console.print(
+        f"{summary['sites']} sites crawled ({summary['origins']} origins); the registry holds {records} records "
+        f"about {len(by_site)} of them"
+    )
+    if len(by_site) != len(HOSTS) or summary["sites"] != len(HOSTS):
+        problems.append(
+            f"{len(HOSTS)} sites expected in the summary and the registry, found {summary['sites']} and {len(by_site)}"
+        )
+    exported = HOSTS[EXPORTED]
     try:
-        for line in verify_registry(out, "127.0.0.1"):
+        for line in verify_registry(out, exported):
             console.print(line)
     except DemoError as exc:
         problems.append(str(exc))
@@ -358,14 +413,39 @@ def run_demo(out: Path) -> int:
         ("items", out / "items.jsonl"),
         ("decisions", out / "decisions.jsonl"),
         ("summary", out / "summary.json"),
+        ("run", out / "run.json"),
+        ("log", out / "crawl.log"),
         ("registry", out / "registry.db"),
-        ("bundle", out / "bundle-127.0.0.1"),
+        ("signing key", out / "registry.db.key"),
+        ("evidence", out / "evidence"),
+        ("journal", out / "job"),
+        ("bundle", out / f"bundle-{exported}"),
         ("disclosure", disclosure),
     ):
         console.print(f"  {label:<11} {path}")
+    registry_url = f"sqlite:///{(out / 'registry.db').resolve()}"
+    console.print("Next steps:")
+    for line in next_steps(out, registry_url, exported):
+        console.print(line, highlight=False, markup=False)
     for problem in problems:
         console.print(f"[bold red]problem:[/] {problem}")
     return 1 if problems else 0
+
+
+def next_steps(out: Path, registry_url: str, site: str) -> list[str]:
+    """What to do after the demo: read the report, browse the registry as a rights holder, check one's own URL."""
+    report = (out / "report.html").resolve()
+    bundle = out / f"bundle-{site}"
+    return [
+        f"  1. open the report in a browser: {report.as_uri()}",
+        "  2. browse the registry as a rights holder would (needs pip install -e '.[service]'):",
+        f"       optout serve --registry {registry_url}",
+        f"     then open http://127.0.0.1:8080/ and search for {site} (or any demo site): the page shows how many",
+        "     records there are; proving control of a domain (or the operator's admin token) shows the records",
+        f'  3. verify the bundle yourself: optout registry verify {bundle} --vkey "$(optout registry key --registry '
+        f'{registry_url})"',
+        "  4. check a URL of your own: optout check https://example.com/some/page --purpose train-ai",
+    ]
 
 
 def write_disclosure(out: Path) -> Path:

@@ -3,6 +3,12 @@
 Each site is a real HTTP server (``http.server``) on 127.0.0.1, so checks and crawls exercise real sockets,
 status lines, duplicate header lines, redirects and slow answers. Every request is logged, which lets tests
 assert what was fetched, and just as important, what was never fetched.
+
+A site may have a host name of its own (``web.site("news", host="city-news.test")``): its origin is then
+``http://city-news.test:PORT``, so each site is a registrable domain of its own in records, exports and reports.
+Such names resolve nowhere but inside a crawl given :meth:`FixtureWeb.crawl_settings`, whose Scrapy DNS resolver
+(:class:`LoopbackResolver`) answers 127.0.0.1 for exactly these names and asks the system for every other.
+Use names under ``.test`` (RFC 2606: never delegated), so nothing can ever reach a real host by them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from scrapy.resolver import CachingThreadedResolver
 
 
 @dataclass
@@ -43,15 +52,17 @@ class Hit:
     method: str
     path: str
     time: float
+    host: str = ""  # the Host header the request came with
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, web: FixtureWeb, name: str) -> None:
+    def __init__(self, web: FixtureWeb, name: str, host: str | None = None) -> None:
         self.web = web
         self.name = name
+        self.host = host
         self.routes: dict[str, Route] = {}
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -72,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         server = self.server
-        server.web.log.append(Hit(server.name, self.command, self.path, time.time()))
+        server.web.log.append(Hit(server.name, self.command, self.path, time.time(), self.headers.get("Host", "")))
         route = server.routes.get(self.path) or server.routes.get(self.path.split("?", 1)[0])
         if route is None:
             route = Route(404, "not found", content_type="text/plain")
@@ -106,11 +117,12 @@ class FixtureWeb:
         self.servers: dict[str, _Server] = {}
         self._threads: list[threading.Thread] = []
 
-    def site(self, name: str, routes: dict[str, Route | str] | None = None) -> str:
-        """Start (or extend) a site; returns its origin, e.g. ``http://127.0.0.1:41234``."""
+    def site(self, name: str, routes: dict[str, Route | str] | None = None, host: str | None = None) -> str:
+        """Start (or extend) a site; returns its origin, e.g. ``http://127.0.0.1:41234``, or with a ``host`` name
+        (given when the site starts) ``http://city-news.test:41234``."""
         server = self.servers.get(name)
         if server is None:
-            server = _Server(self, name)
+            server = _Server(self, name, host.lower() if host else None)
             self.servers[name] = server
             thread = threading.Thread(target=server.serve_forever, name=f"fixture-{name}", daemon=True)
             thread.start()
@@ -120,7 +132,19 @@ class FixtureWeb:
         return self.origin(name)
 
     def origin(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.servers[name].server_address[1]}"
+        server = self.servers[name]
+        return f"http://{server.host or '127.0.0.1'}:{server.server_address[1]}"
+
+    def hosts(self) -> dict[str, str]:
+        """Host name -> address, for the sites that have a name."""
+        return {s.host: "127.0.0.1" for s in self.servers.values() if s.host}
+
+    def crawl_settings(self) -> dict[str, Any]:
+        """Scrapy settings that make a crawl resolve the sites' host names to loopback (and only those)."""
+        from scrapy.settings import default_settings
+
+        key = "TWISTED_DNS_RESOLVER" if hasattr(default_settings, "TWISTED_DNS_RESOLVER") else "DNS_RESOLVER"
+        return {key: "crawler.fixtureweb.LoopbackResolver", "OPTOUT_LOOPBACK_HOSTS": self.hosts()}
 
     def hits(self, name: str | None = None, path: str | None = None) -> list[Hit]:
         return [h for h in self.log if (name is None or h.site == name) and (path is None or h.path == path)]
@@ -136,3 +160,27 @@ class FixtureWeb:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LoopbackResolver(CachingThreadedResolver):
+    """Scrapy's caching resolver, except that the names in the ``OPTOUT_LOOPBACK_HOSTS`` setting (name ->
+    address) are answered from it: the fixture web's sites, by name, without touching /etc/hosts or DNS."""
+
+    def __init__(self, reactor: Any, cache_size: int, timeout: float, names: dict[str, str] | None = None) -> None:
+        super().__init__(reactor, cache_size, timeout)
+        self.names = {k.lower(): v for k, v in (names or {}).items()}
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, reactor: Any) -> LoopbackResolver:
+        settings = crawler.settings
+        size = settings.getint("DNSCACHE_SIZE") if settings.getbool("DNSCACHE_ENABLED") else 0
+        names = settings.getdict("OPTOUT_LOOPBACK_HOSTS")
+        return cls(reactor, size, settings.getfloat("DNS_TIMEOUT"), names)
+
+    def getHostByName(self, name: str, timeout: Any = ()) -> Any:
+        from twisted.internet import defer
+
+        address = self.names.get(name.lower().rstrip("."))
+        if address is not None:
+            return defer.succeed(address)
+        return super().getHostByName(name, timeout)

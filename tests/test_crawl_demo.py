@@ -22,14 +22,48 @@ def test_demo_crawls_verifies_and_prints_the_paths(tmp_path: Path) -> None:
         assert kind in text, kind
     assert "access" in text and "blocklist" in text and "fetch" in text
     assert "self-check (full): ok" in text and "VALID" in text
-    for name in ("report.html", "items.jsonl", "decisions.jsonl", "summary.json", "registry.db"):
+    for name in (
+        "report.html", "items.jsonl", "decisions.jsonl", "summary.json", "run.json", "crawl.log", "registry.db",
+        "registry.db.key", "evidence", "job",
+    ):  # fmt: skip
         assert str(out / name) in text and (out / name).exists(), name
-    assert (out / "bundle-127.0.0.1" / "manifest.json").exists()
+    assert (out / "bundle-photo-gallery.test" / "manifest.json").exists()
     assert (out / "disclosure" / "index.html").exists() and (out / "disclosure" / "crawler.json").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pages"]["stored"] == 6 and summary["honoured"]["total"] == summary["registry"]["records"]
     report = (out / "report.html").read_text()
     assert "publisher" in report and "cloudflare" in report  # the fixture sites' names label their origins
+    # next steps: what to open, how to try the service on this registry, how to check one's own URL
+    assert (out / "report.html").resolve().as_uri() in text
+    assert f"optout serve --registry sqlite:///{(out / 'registry.db').resolve()}" in text
+    assert "optout check https://" in text
+
+
+def test_demo_is_twelve_sites_each_exportable(tmp_path: Path) -> None:
+    """Every fixture site has a host name of its own: the summary, the report and the registry count twelve sites,
+    and a rights holder's export of one of them verifies with the published key."""
+    from crawler.demo import HOSTS
+
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--out", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "12 sites crawled (12 origins); the registry holds" in proc.stdout and "about 12 of them" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sites"] == 12 and summary["origins"] == 12
+    assert sorted(summary["registry"]["by_site"]) == sorted(HOSTS.values())
+    report = (out / "report.html").read_text()
+    for host in HOSTS.values():
+        assert f'data-find="http://{host}:' in report, host  # one row per site, by its own name
+    registry = f"sqlite:///{(out / 'registry.db').resolve()}"
+    vkey = run_cli("registry", "key", "--registry", registry).stdout.strip()
+    for site in ("book-publisher.test", "magazine.test"):
+        bundle = tmp_path / f"export-{site}"
+        exported = run_cli("registry", "export", "--registry", registry, "--site", site, "--out", str(bundle))
+        assert exported.returncode == 0, exported.stderr
+        verified = run_cli("registry", "verify", str(bundle), "--vkey", vkey)
+        assert verified.returncode == 0 and "VALID" in verified.stdout, verified.stdout + verified.stderr
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        assert manifest["query"]["site"] == site
 
 
 def test_demo_starts_afresh_and_removes_only_its_own_files(tmp_path: Path) -> None:
@@ -37,7 +71,7 @@ def test_demo_starts_afresh_and_removes_only_its_own_files(tmp_path: Path) -> No
 
     for name in DEMO_FILES:
         (tmp_path / name).write_text("old")
-    for name in (*DEMO_DIRS, "bundle-127.0.0.1"):
+    for name in (*DEMO_DIRS, "bundle-photo-gallery.test"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "x").write_text("old")
     (tmp_path / "notes.txt").write_text("mine")

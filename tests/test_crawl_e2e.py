@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from crawler.demo import build_web, case_url
+from crawler.demo import HOSTS, build_web, case_url
 from crawler.fixtureweb import FixtureWeb, Route, page
 from tests.conftest import ROOT, run_cli
 
@@ -56,6 +56,10 @@ def lookup(summary: dict[str, Any], key: str) -> Any:
     return value
 
 
+def summary_sites(out: Path) -> int:
+    return int(json.loads((out / "summary.json").read_text())["sites"])
+
+
 def crawl_cmd(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return run_cli("crawl", *args, timeout=timeout)
 
@@ -64,9 +68,13 @@ def test_crawl_fixture_web_end_to_end(web: FixtureWeb, tmp_path: Path) -> None:
     cases = build_web(web)
     out = tmp_path / "run"
     blocklist = tmp_path / "blocklist.txt"
-    blocklist.write_text("# never fetch\nlocalhost\n")
+    blocklist.write_text(f"# never fetch\n{HOSTS['blocked']}\n")
     seeds = [case_url(web, c) for c in cases if c.seed]
-    proc = crawl_cmd(*seeds, "--out", str(out), "--agent", "OptOutBot", "--blocklist", str(blocklist), "--depth", "2")
+    # the sites' .test names resolve to loopback through the crawl's resolver, given as -s settings
+    named = [arg for k, v in web.crawl_settings().items() for arg in ("-s", f"{k}={json.dumps(v)}")]
+    proc = crawl_cmd(
+        *seeds, "--out", str(out), "--agent", "OptOutBot", "--blocklist", str(blocklist), "--depth", "2", *named
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -92,6 +100,9 @@ def test_crawl_fixture_web_end_to_end(web: FixtureWeb, tmp_path: Path) -> None:
             assert set(case.expect_protocols) <= got, (case, got)
     assert not web.hits("robots", "/private/report") and not web.hits("down", "/")
     assert not web.hits("blocked")
+    assert {h.host.rpartition(":")[0] for h in web.hits()} == {HOSTS[s] for s in web.servers if s != "blocked"}
+    assert all(h.host.rpartition(":")[0] == HOSTS[h.site] for h in web.hits())  # each site asked by its own name
+    assert summary_sites(out) == 12
 
     # one registry record per honoured opt-out, with the same URL and protocol
     refused = [d for d in decisions.values() if d["outcome"] in ("not_fetched", "fetched_not_stored")]
@@ -127,7 +138,9 @@ def test_crawl_fixture_web_end_to_end(web: FixtureWeb, tmp_path: Path) -> None:
     # a rights holder's export of one site verifies offline against the registry's key
     registry = f"sqlite:///{out / 'registry.db'}"
     bundle = tmp_path / "bundle"
-    exported = run_cli("registry", "export", "--registry", registry, "--site", "127.0.0.1", "--out", str(bundle))
+    exported = run_cli(
+        "registry", "export", "--registry", registry, "--site", "photo-gallery.test", "--out", str(bundle)
+    )
     assert exported.returncode == 0, exported.stderr
     vkey = run_cli("registry", "key", "--registry", registry).stdout.strip()
     verified = run_cli("registry", "verify", str(bundle), "--vkey", vkey)
