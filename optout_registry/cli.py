@@ -196,12 +196,16 @@ def _integrate_until_stopped(reg: Any, every: float) -> None:
 
 
 def _cmd_records(args: argparse.Namespace) -> int:
+    from optout_registry.vocabulary import describe
+
     with _open(args) as reg:
         count = 0
         for entry in reg.records(site=args.site, since=args.since, until=args.until):
             count += 1
-            if args.json:
-                print(json.dumps({"index": entry.index, "record": entry.record}, ensure_ascii=False, sort_keys=True))
+            if args.json:  # the record as logged, with the protocol id and where people read beside it
+                protocol, where = describe(entry.record)
+                line = {"index": entry.index, "protocol": protocol, "where": where, "record": entry.record}
+                print(json.dumps(line, ensure_ascii=False, sort_keys=True))
             else:
                 print(_record_line(entry.index, entry.record))
     if not args.json:
