@@ -274,7 +274,7 @@ def checked(raw: str) -> tuple[str, str]:
     match = _PLAIN_URL.fullmatch(text)
     if match is None or (match[3] is not None and int(match[3]) > 65535):
         text = validate_url(raw)
-        return text, fast_origin(text)
+        return text, origin_of(text)
     return text, f"{match[1].lower()}://{match[2].lower()}"
 
 
@@ -283,7 +283,7 @@ def fast_origin(url: str) -> str:
     it again (the same text: scheme and authority, lower case); URLs with characters urlsplit removes take the
     long way."""
     scheme, _, rest = url.partition("://")
-    if not rest or "\t" in url or "\n" in url or "\r" in url:
+    if not rest or not url.isprintable():  # urlsplit removes or strips control characters
         return origin_of(url)
     end = len(rest)
     for stop in "/?#":

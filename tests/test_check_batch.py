@@ -184,6 +184,7 @@ def test_checked_is_validate_url(raw: str) -> None:
         assert str(caught.value) == str(exc)
         return
     assert checked(raw) == (expected, origin_of(expected))
+    assert fast_origin(expected) == origin_of(expected)
 
 
 def test_fast_origin_is_origin_of() -> None:
