@@ -18,7 +18,7 @@ The sides run one at a time, alternating (peers.py), and the medians of ``--roun
 ratios to each peer are printed. PostgreSQL is skipped (with the reason printed) if the server does not answer.
 
 Run: python bench/bench_registry.py [--rounds 5] [--records 100000] [--batch 20000] [--pg-records 50000]
-     [--pg-url URL] [--quick]   (the default run takes about a minute)
+     [--pg-url URL] [--quick]   (the default run: 1 to 3 minutes, depending on what else runs)
 """
 
 from __future__ import annotations

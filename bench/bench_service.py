@@ -9,7 +9,8 @@ store: one site's records pages from a registry of ``--records`` entries.
    rendered from a template (each is checked to be canonical for a sample), one TileBuilder pass for the tiles,
    one signed checkpoint, and the service's per-site index written in (site, idx) order. The result is an
    ordinary registry: ``optout registry check`` accepts it and the service opens it unchanged. (10 million
-   records take several minutes to build the first time; later runs reuse them.)
+   records took 11 minutes to build the first time on the shared 2-core machine, a million about one; later
+   runs reuse them.)
 2. Starts two servers on 127.0.0.1, each a separate process with ``--workers`` uvicorn workers:
      optout     ``optout serve`` (FastAPI; the guard, the read rate limiter -- raised so that one client may send
                 hundreds of requests a second, but still running --, the token check, the checkpoint and index
