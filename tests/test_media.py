@@ -882,3 +882,26 @@ def test_iptc_extension_namespace_is_recorded_as_such() -> None:
     (sig,) = iptc.signals(doc, mode=C)
     assert sig.rule == "Iptc4xmpExt:DataMining = DMI-PROHIBITED-AIMLTRAINING"
     assert "non-standard property Iptc4xmpExt:DataMining" in sig.note and dict(sig.verdicts) == {TRAIN: D}
+
+
+# --- C2PA rules that hand-made mutants showed no test pinned -----------------------------------------------------
+
+
+@BOTH
+def test_c2pa_assertion_outside_any_manifest_counts_as_active(mode: Mode) -> None:
+    """A bare assertion box (no manifest around it) is read as the active manifest's: its permission is kept in
+    strict mode too, unlike an ingredient's."""
+    box = assertion_box("cawg.training-mining", {"entries": {"cawg.ai_training": {"use": "allowed"}}})
+    (sig,) = c2pa.signals(box, None, mode=mode)
+    assert dict(sig.verdicts) == {TRAIN: A} and "ingredient" not in sig.note
+
+
+def test_c2pa_reads_at_most_64_entries_of_one_assertion() -> None:
+    entries: dict[str, object] = {f"x{i}.custom": {"use": "allowed"} for i in range(64)}
+    entries["cawg.ai_training"] = {"use": "notAllowed"}  # the 65th entry: past the cap
+    store = jumbf_manifest("cawg.training-mining", entries)
+    assert not any(s.verdicts for s in c2pa.signals(store, None, mode=C))
+    del entries["x0.custom"]  # now the 64th
+    assert [dict(s.verdicts) for s in c2pa.signals(jumbf_manifest("cawg.training-mining", entries), None, mode=C)] == [
+        {TRAIN: D}
+    ]
