@@ -11,8 +11,8 @@ file; the rest allow. Pages are small HTML (~1 KB). Nothing leaves the machine.
     a sample of the same list and compared as URLs per second;
 (b) fetched: FETCHED URLs (every page requested) by ``optout check --urls FILE`` against a plain Scrapy spider that
     fetches the same list with ``ROBOTSTXT_OBEY = True``, the same concurrency (64) and one request per origin at a
-    time (each origin its own download slot, as separate host names would be on the web: on loopback they differ
-    only by port);
+    time (each origin its own download slot, robots.txt included, as separate host names would be on the web: on
+    loopback they differ only by port);
 (c) memory: the peak RSS (VmHWM) of ``optout check --urls big.parquet --site-level`` over a Parquet file of ROWS
     rows (a url column and a 200-byte text column), output to /dev/null.
 
@@ -29,6 +29,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,7 @@ def run_optout(list_path: str, *extra: str) -> dict[str, Any]:
         summary = Path(tmp) / "summary.json"
         cmd = [sys.executable, "-m", "crawler.cli", "check", "--urls", list_path, "--summary", str(summary), *extra]
         started = time.monotonic()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with open(os.devnull, "w") as devnull:
             proc = subprocess.Popen(cmd, stdout=devnull, stderr=subprocess.PIPE, text=True, cwd=ROOT)
             peak = 0
@@ -157,13 +159,21 @@ def run_optout(list_path: str, *extra: str) -> dict[str, Any]:
                 time.sleep(0.05)
             stderr = proc.stderr.read() if proc.stderr else ""
         seconds = time.monotonic() - started
+        cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(before)
         if proc.returncode not in (0, 1):
             sys.exit(f"optout check failed ({proc.returncode}):\n{stderr[-3000:]}")
         data = json.loads(summary.read_text())
     data["wall"] = seconds
     data["rate"] = data["rows"] / seconds
+    data["run_rate"] = data["rows"] / data["seconds"]  # the run itself, without Python's start-up and exit
+    data["cpu"] = cpu
+    data["cpu_rate"] = data["rows"] / cpu
     data["peak_mb"] = peak / 1024
     return data
+
+
+def _cpu(usage: Any) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def _hwm(pid: int) -> int:
@@ -186,12 +196,13 @@ def run_one_at_a_time(urls: list[str]) -> dict[str, Any]:
     policy = Policy.build(agent=AGENT)
     fetcher = RequestsFetcher(user_agent_for(AGENT), timeout=10)
     checker = Checker(policy, fetcher)
-    started = time.monotonic()
+    started, before = time.monotonic(), _cpu(resource.getrusage(resource.RUSAGE_SELF))
     for url in urls:
         checker.check(url)
     seconds = time.monotonic() - started
+    cpu = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - before
     fetcher.close()
-    return {"rows": len(urls), "wall": seconds, "rate": len(urls) / seconds}
+    return {"rows": len(urls), "wall": seconds, "rate": len(urls) / seconds, "cpu": cpu, "cpu_rate": len(urls) / cpu}
 
 
 SCRAPY_CHILD = """
@@ -202,12 +213,17 @@ from urllib.parse import urlsplit
 
 urls = open(sys.argv[1]).read().split()
 
+# Each origin its own download slot, robots.txt requests included, as its own host name would give it on the web
+# (on loopback the origins differ only by port, and Scrapy keys slots by host name).
+class OriginSlots:
+    def process_request(self, request, spider=None):
+        request.meta.setdefault("download_slot", urlsplit(request.url).netloc)
+
 class ListSpider(scrapy.Spider):
     name = "list"
     async def start(self):
         for url in urls:
-            # each origin its own download slot, as its own host name would be on the web
-            yield scrapy.Request(url, meta={"download_slot": urlsplit(url).netloc}, dont_filter=True)
+            yield scrapy.Request(url, dont_filter=True)
     def parse(self, response):
         yield {"url": response.url, "status": response.status}
 
@@ -220,6 +236,7 @@ settings = {
     "RETRY_ENABLED": False,
     "LOG_LEVEL": "WARNING",
     "TELNETCONSOLE_ENABLED": False,
+    "DOWNLOADER_MIDDLEWARES": {OriginSlots: 50},
 }
 process = CrawlerProcess(settings)
 crawler = process.create_crawler(ListSpider)
@@ -228,6 +245,7 @@ process.start()
 stats = crawler.stats.get_stats()
 print(json.dumps({"items": stats.get("item_scraped_count", 0),
                   "forbidden": stats.get("robotstxt/forbidden", 0),
+                  "elapsed": stats.get("elapsed_time_seconds", 0.0),
                   "responses": stats.get("response_received_count", 0)}))
 """
 
@@ -237,16 +255,25 @@ def run_scrapy(list_path: str) -> dict[str, Any]:
         script = Path(tmp) / "spider.py"
         script.write_text(SCRAPY_CHILD)
         env = {k: v for k, v in os.environ.items() if k != "SCRAPY_SETTINGS_MODULE"}
-        started = time.monotonic()
+        started, before = time.monotonic(), _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
         proc = subprocess.run(
             [sys.executable, str(script), list_path], capture_output=True, text=True, cwd=tmp, env=env
         )
         seconds = time.monotonic() - started
+        cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - before
     if proc.returncode != 0:
         sys.exit(f"scrapy failed:\n{proc.stderr[-3000:]}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = data["items"] + data["forbidden"]
-    return {**data, "rows": rows, "wall": seconds, "rate": rows / seconds}
+    return {
+        **data,
+        "rows": rows,
+        "wall": seconds,
+        "rate": rows / seconds,
+        "run_rate": rows / data["elapsed"],
+        "cpu": cpu,
+        "cpu_rate": rows / cpu,
+    }
 
 
 def write_parquet(path: str, ports: list[int], rows: int) -> None:
@@ -323,9 +350,12 @@ def part_a(tmp: str, ports: list[int], args: argparse.Namespace) -> None:
     ours = [r["rate"] for r in runs["optout check --urls --site-level"]]
     peer = [r["rate"] for r in runs["one at a time (Checker.check)"]]
     last = runs["optout check --urls --site-level"][-1]
-    print(f"  optout check --urls --site-level: {spread(ours)} URLs/s (target >= 5,000)")
-    print(f"  one at a time (today's path, {len(sample):,}-URL sample): {spread(peer)} URLs/s")
-    print(f"  ratio: {ratio(ours, peer)}")
+    ours_cpu = [r["cpu_rate"] for r in runs["optout check --urls --site-level"]]
+    peer_cpu = [r["cpu_rate"] for r in runs["one at a time (Checker.check)"]]
+    print(f"  optout check --urls --site-level: {spread(ours)} URLs/s (target >= 5,000); {spread(ours_cpu)} per CPU s")
+    print(f"  one at a time (today's path, {len(sample):,}-URL sample): {spread(peer)} URLs/s;", end=" ")
+    print(f"{spread(peer_cpu)} per CPU s")
+    print(f"  ratio: {ratio(ours, peer)}; per CPU second {ratio(ours_cpu, peer_cpu)}")
     print(f"  requests: {last['requests']:,} for {last['origins']:,} origins; peak RSS {last['peak_mb']:.0f} MB")
 
 
@@ -342,9 +372,16 @@ def part_b(tmp: str, ports: list[int], args: argparse.Namespace) -> None:
     )
     ours = [r["rate"] for r in runs["optout check --urls"]]
     peer = [r["rate"] for r in runs["scrapy ROBOTSTXT_OBEY"]]
-    print(f"  optout check --urls: {spread(ours)} URLs answered/s")
-    print(f"  plain Scrapy spider, ROBOTSTXT_OBEY: {spread(peer)} URLs/s (fetched or refused by robots.txt)")
-    print(f"  ratio: {ratio(ours, peer)} (target >= 1.0)")
+    ours_cpu = [r["cpu_rate"] for r in runs["optout check --urls"]]
+    peer_cpu = [r["cpu_rate"] for r in runs["scrapy ROBOTSTXT_OBEY"]]
+    ours_run = [r["run_rate"] for r in runs["optout check --urls"]]
+    peer_run = [r["run_rate"] for r in runs["scrapy ROBOTSTXT_OBEY"]]
+    print(f"  optout check --urls: {spread(ours)} URLs answered/s, process start to exit;", end=" ")
+    print(f"{spread(ours_run)} during the run; {spread(ours_cpu)} per CPU s")
+    print(f"  plain Scrapy spider, ROBOTSTXT_OBEY: {spread(peer)} URLs/s (fetched or refused);", end=" ")
+    print(f"{spread(peer_run)} during the crawl (elapsed_time_seconds); {spread(peer_cpu)} per CPU s")
+    print(f"  ratio (target >= 1.0): process {ratio(ours, peer)}; run {ratio(ours_run, peer_run)};", end=" ")
+    print(f"per CPU second {ratio(ours_cpu, peer_cpu)}")
 
 
 def part_c(tmp: str, ports: list[int], args: argparse.Namespace) -> None:
