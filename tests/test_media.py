@@ -905,3 +905,46 @@ def test_c2pa_reads_at_most_64_entries_of_one_assertion() -> None:
     assert [dict(s.verdicts) for s in c2pa.signals(jumbf_manifest("cawg.training-mining", entries), None, mode=C)] == [
         {TRAIN: D}
     ]
+
+
+# --- XMP container walkers: what the structure gives that a marker scan cannot (bench/mutation.py xmp) ----------
+
+
+def test_riff_chunks_are_walked_exactly() -> None:
+    """Top-level chunks in order, odd sizes padded to even, nothing for a RIFF file that is not WebP."""
+    from tests.mediafixtures import riff_chunk
+
+    chunks = riff_chunk(b"VP8X", bytes(10)) + riff_chunk(b"XMP ", b"odd") + riff_chunk(b"C2PA", b"ab")
+    body = b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
+    assert xmp.riff_chunks(body) == [(b"VP8X", bytes(10)), (b"XMP ", b"odd"), (b"C2PA", b"ab")]
+    assert xmp.riff_chunks(body[:-1]) == [(b"VP8X", bytes(10)), (b"XMP ", b"odd"), (b"C2PA", b"a")]  # truncated
+    assert xmp.riff_chunks(body[:8] + b"WAVE" + chunks) == []
+    assert xmp.riff_chunks(b"RIFX" + body[4:]) == []
+
+
+def test_webp_xmp_chunk_without_packet_markers_is_read() -> None:
+    """A WebP ``XMP `` chunk holding bare RDF (no xpacket or x:xmpmeta wrapper, which a marker scan needs)."""
+    rdf = xmp_packet(PLUS_VOCAB + "DMI-PROHIBITED", wrapper=False)
+    body = make_webp(rdf)
+    assert extract_xmp_packets(body) == [rdf]
+    assert ("iptc", SEARCH) in embedded(media._collect(body, "image/webp", S))
+    renamed = body.replace(b"XMP ", b"xmp ")  # an unknown chunk: not metadata
+    assert extract_xmp_packets(renamed) == []
+
+
+def test_bounded_inflate_takes_exactly_the_limit() -> None:
+    data = zlib.compress(b"a" * 100)
+    assert xmp.bounded_inflate(data, limit=100) == b"a" * 100
+    assert xmp.bounded_inflate(data, limit=99) is None
+    assert xmp.bounded_inflate(b"not zlib", limit=100) is None
+
+
+@pytest.mark.parametrize("name", [b"/FlateDecode", b"[/FlateDecode]", b"/Fl ", b"/Fl/"])
+def test_pdf_metadata_stream_filter_names(name: bytes) -> None:
+    """A compressed metadata stream is inflated under the full filter name and its abbreviation; a stream with
+    another filter is not (its bytes would be garbage)."""
+    packet = xmp_packet(PLUS_VOCAB + "DMI-PROHIBITED")
+    body = make_pdf(packet, compress=True).replace(b"/Filter /FlateDecode", b"/Filter " + name)
+    assert extract_xmp_packets(body) == [packet]
+    other = make_pdf(packet, compress=True).replace(b"/Filter /FlateDecode", b"/Filter /LZWDecode")
+    assert extract_xmp_packets(other) == []
