@@ -206,9 +206,11 @@ class BatchRun:
         self.last_commit = time.monotonic()
 
     def _store(self) -> SyncStore | None:
-        from middlewares.sitecache import open_store
-
         url = self.opts.cache or (f"sqlite:///{self.opts.state}" if self.opts.state else None)
+        if not url:
+            return None
+        from middlewares.sitecache import open_store  # imports Scrapy and Twisted: only when there is a store
+
         try:
             store = open_store(url)
         except ValueError as exc:

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from crawler.fixtureweb import FixtureWeb, Route, page
@@ -74,6 +75,15 @@ def close_fast(web: FixtureWeb) -> None:
     for server in web.servers.values():
         server._BaseServer__shutdown_request = True  # type: ignore[attr-defined]
     web.close()
+
+
+def fast_web() -> Iterator[FixtureWeb]:
+    """The ``web`` fixture of these tests: FixtureWeb, closed by :func:`close_fast`."""
+    fixture = FixtureWeb()
+    try:
+        yield fixture
+    finally:
+        close_fast(fixture)
 
 
 def batch(urls_file: str, *args: str, **options: Any) -> tuple[list[dict[str, Any]], Any]:

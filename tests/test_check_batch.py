@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +18,7 @@ from crawler.check import UsageError, validate_url
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.engine import origin_of
 from tests import politeweb
-from tests.batch_support import AGENT, KINDS, batch, build_web, cli, close_fast, contract, one_url
+from tests.batch_support import AGENT, KINDS, batch, build_web, cli, contract, fast_web, one_url
 
 
 def expected(kind: str, url: str) -> set[str]:
@@ -37,13 +36,7 @@ def expected(kind: str, url: str) -> set[str]:
     }.get(kind, set())
 
 
-@pytest.fixture
-def web() -> Iterator[FixtureWeb]:
-    fixture = FixtureWeb()
-    try:
-        yield fixture
-    finally:
-        close_fast(fixture)
+web = pytest.fixture(fast_web, name="web")
 
 
 def write(tmp_path: Path, urls: list[str], name: str = "urls.txt") -> str:

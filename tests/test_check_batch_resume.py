@@ -9,26 +9,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.batch_support import AGENT, cli, close_fast
+from tests.batch_support import AGENT, cli, fast_web
 from tests.conftest import ROOT
 
 ORIGINS, PAGES = 12, 60
 POLICY = ("/robots.txt", "/.well-known/tdmrep.json", "/ai.txt")
 
 
-@pytest.fixture
-def web() -> Iterator[FixtureWeb]:
-    fixture = FixtureWeb()
-    try:
-        yield fixture
-    finally:
-        close_fast(fixture)
+web = pytest.fixture(fast_web, name="web")
 
 
 def answered(state: Path) -> set[int]:
