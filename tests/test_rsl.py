@@ -386,3 +386,43 @@ def test_link_values_that_cannot_name_a_licence_skip_parsing_without_changing_an
     fast = rsl.license_urls_from_headers(values, "https://h/page")
     with patch.object(rsl, "_cannot_name_license", lambda value: False):
         assert rsl.license_urls_from_headers(values, "https://h/page") == fast
+
+
+# --- rules that hand-made mutants showed no test pinned -------------------------------------------------------------
+
+PROHIBIT_ALL = '<license><prohibits type="usage">all</prohibits></license>'
+DENY_ALL = {TRAIN: DENY, INPUT: DENY, SEARCH: DENY}
+
+
+@pytest.mark.parametrize(
+    ("content_url", "applies"),
+    [
+        ("https://site.example/", True),
+        ("https://SITE.Example/", True),  # host names compare without case
+        ("https://site.example:443/", True),  # a default port is no port
+        ("https://site.example:80/", True),
+        ("https://site.example:8443/", False),  # another port is another site
+        ("https://other.example/", False),
+        ("https://site.example/b/", False),  # the path still has to match
+        ("a/*", True),  # a relative pattern is read from the root
+        ("b/*", False),
+        ("/a/b$", True),
+        ("/a$", False),
+    ],
+)
+def test_content_url_matching(content_url: str, applies: bool) -> None:
+    body = doc(f'<content url="{content_url}">{PROHIBIT_ALL}</content>')
+    assert verdicts(body, "https://site.example/a/b") == (DENY_ALL if applies else {})
+
+
+def test_prohibited_geo_and_user_match_the_operator_without_case() -> None:
+    geo = doc(
+        '<content url="/"><license><permits type="usage">all</permits><prohibits type="geo">US</prohibits>'
+        "</license></content>"
+    )
+    for country in ("US", "us"):
+        assert verdicts(geo, geo=country, mode=S) == DENY_ALL
+    assert verdicts(geo, geo="DE", mode=S) == {TRAIN: ALLOW, INPUT: ALLOW, SEARCH: ALLOW}
+    user = doc('<content url="/"><license><prohibits type="user">commercial</prohibits></license></content>')
+    assert verdicts(user, user="Commercial") == DENY_ALL
+    assert verdicts(user, user="personal") == {}
