@@ -26,7 +26,7 @@ path pattern, longest match; equally long matches are all applied):
 * Explicitly granted and free → allow. Implicitly permitted (no permits list) and free → unknown.
 * ``user`` / ``geo`` restrictions are evaluated against the operator's ``user`` type (default ``commercial``, the
   case of an AI lab) and ``geo`` country (default unknown). An unknown country cannot satisfy a ``permits
-  type="geo"`` whitelist in conservative mode.
+  type="geo"`` whitelist, nor be shown to be outside a ``prohibits type="geo"`` list, in conservative mode.
 * Several ``<license>`` elements are alternative offers: a prohibition in any of them wins; otherwise one free
   grant is enough.
 """
@@ -459,6 +459,12 @@ def _evaluate_license(
             return _Outcome("prohibit", f"prohibits geo {geo.lower()}")
         if "geo" in lic.permits and geo.lower() not in lic.permits["geo"]:
             return _Outcome("not-granted", f"permits geo {','.join(sorted(lic.permits['geo']))} only")
+    elif lic.prohibits.get("geo") and mode is Mode.CONSERVATIVE:
+        return _Outcome(
+            "prohibit",
+            f"prohibits geo {','.join(sorted(lic.prohibits['geo']))}",
+            "operator country unknown; it may be one the licence prohibits",
+        )
     elif "geo" in lic.permits:
         if mode is Mode.CONSERVATIVE:
             return _Outcome(
