@@ -426,3 +426,18 @@ def test_prohibited_geo_and_user_match_the_operator_without_case() -> None:
     user = doc('<content url="/"><license><prohibits type="user">commercial</prohibits></license></content>')
     assert verdicts(user, user="Commercial") == DENY_ALL
     assert verdicts(user, user="personal") == {}
+
+
+def test_prohibited_geo_with_the_operator_country_unknown() -> None:
+    """Conservative mode cannot show an unknown country is not one the licence prohibits (as it cannot show a
+    geo whitelist is met); strict mode leaves the geo list unevaluated."""
+    geo = doc(
+        '<content url="/"><license><permits type="usage">all</permits><prohibits type="geo">US, CA</prohibits>'
+        "</license></content>"
+    )
+    assert verdicts(geo, mode=C) == DENY_ALL
+    assert verdicts(geo, mode=S) == {TRAIN: ALLOW, INPUT: ALLOW, SEARCH: ALLOW}
+    (sig,) = rsl.signals(rsl.parse_license(geo, mode=C), "https://site.example/a", mode=C)
+    assert "prohibits geo ca,us" in sig.rule and "operator country unknown" in sig.note
+    empty = geo.replace(b"US, CA", b"")
+    assert verdicts(empty, mode=C) == {TRAIN: ALLOW, INPUT: ALLOW, SEARCH: ALLOW}
