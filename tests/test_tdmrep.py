@@ -728,3 +728,91 @@ def test_file_remembered_answers_equal_a_fresh_file(rules: list, paths: list[str
         fresh = file_signals(tdm_file(entries, mode), url, mode=mode, source="https://h/.well-known/tdmrep.json")
         assert file_signals(warm, url, mode=mode, source="https://h/.well-known/tdmrep.json") == fresh
         assert all(s.source == "https://h/.well-known/tdmrep.json" for s in fresh)
+
+
+# --- rules that mutation testing showed no test pinned (bench/mutation.py tdmrep) ---------------------------------
+
+OPF_HEAD = (
+    '<?xml version="1.0"?>\n<package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="uid"'
+    ' prefix="{prefix}">\n  <metadata xmlns:dc="http://purl.org/dc/elements/1.1/">\n'
+)
+
+
+def opf3(metas: str, prefix: str = f"tdm: {TDM_NS_HASH}") -> bytes:
+    return (OPF_HEAD.format(prefix=prefix) + metas + "  </metadata>\n</package>\n").encode()
+
+
+@pytest.mark.parametrize("mode", [C, S])
+def test_opf_tdm_meta_found_after_unrelated_and_foreign_metas(mode: Mode) -> None:
+    """Metas that are not TDMRep's (no name or property, another vocabulary, an undeclared or a foreign prefix
+    with a ``reservation`` property) are skipped, never end the search."""
+    body = opf3(
+        "    <meta/>\n"
+        '    <meta property="dcterms:modified">2026-01-01T00:00:00Z</meta>\n'
+        '    <meta property="x:reservation">0</meta>\n'
+        '    <meta property="other:reservation">0</meta>\n'
+        '    <meta property="tdm:reservation">1</meta>\n',
+        prefix=f"other: http://example.org/other# tdm: {TDM_NS_HASH}",
+    )
+    sig = opf_signal(body, mode=mode)
+    assert sig is not None and sig.value == "1" and sig.denies(Purpose.TRAIN_AI), sig
+
+
+def test_opf_prefix_attribute_maps_each_name_to_its_own_iri() -> None:
+    """``prefix="tdm: <TDMRep IRI> dc2: <other>"``: tdm is TDMRep's, whatever follows it."""
+    body = opf3('    <meta property="tdm:reservation">1</meta>\n', prefix=f"tdm: {TDM_NS_HASH} dc2: http://x.example/")
+    sig = opf_signal(body, mode=S)
+    assert sig is not None and sig.denies(Purpose.TRAIN_AI)
+    swapped = opf3(
+        '    <meta property="tdm:reservation">1</meta>\n', prefix=f"dc2: {TDM_NS_HASH} tdm: http://x.example/"
+    )
+    assert opf_signal(swapped, mode=S) is None  # tdm bound to another vocabulary: not TDMRep
+
+
+def test_opf_refines_is_package_wide_only_in_conservative_mode() -> None:
+    body = opf3('    <meta property="tdm:reservation" refines="#chapter1">1</meta>\n')
+    assert opf_signal(body, mode=S) is None
+    sig = opf_signal(body, mode=C)
+    assert sig is not None and sig.denies(Purpose.TRAIN_AI) and "refines" in sig.note
+
+
+def test_opf_only_tdm_policy_property_is_a_policy() -> None:
+    body = opf3(
+        '    <meta property="tdm:reservation">1</meta>\n'
+        '    <meta property="tdm:other">https://x.example/not-a-policy</meta>\n'
+        '    <meta property="tdm:policy">https://x.example/policy</meta>\n'
+    )
+    sig = opf_signal(body, mode=C)
+    assert sig is not None and "https://x.example/policy" in sig.note and "not-a-policy" not in sig.note
+
+
+def test_epub_container_with_doctype_and_rootfile_media_types() -> None:
+    """container.xml with a DOCTYPE is still read; a rootfile without media-type is the package document, one
+    with another media type is not (strict mode: no fallback to any .opf member)."""
+    opf = opf_epub3("1")
+
+    def epub(container: bytes) -> bytes:
+        return make_epub(opf, container=False, extra={"META-INF/container.xml": container})
+
+    rootfile = '<rootfile full-path="OEBPS/content.opf"{media}/>'
+    template = (
+        '<?xml version="1.0"?>\n{doctype}<container version="1.0" '
+        'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>{rootfile}</rootfiles></container>\n'
+    )
+    doctype = "<!DOCTYPE container>\n"
+    typed = rootfile.format(media=' media-type="application/oebps-package+xml"')
+    assert epub_signal(epub(template.format(doctype=doctype, rootfile=typed).encode()), mode=S) is not None
+    bare = rootfile.format(media="")
+    assert epub_signal(epub(template.format(doctype="", rootfile=bare).encode()), mode=S) is not None
+    other = rootfile.format(media=' media-type="application/pdf"')
+    assert epub_signal(epub(template.format(doctype="", rootfile=other).encode()), mode=S) is None
+
+
+def test_html_meta_without_content_does_not_end_the_search() -> None:
+    head = scan_html(
+        b'<head><meta name="tdm-reservation"><meta name="description" content="our tdm-policy is strict">'
+        b'<meta name="tdm-reservation" content="1"></head>'
+    )
+    sig = html_signal(head, mode=S)
+    assert sig is not None and sig.denies(Purpose.TRAIN_AI)
+    assert "without content" in sig.note and "policy" not in sig.note  # a description is not a tdm-policy
