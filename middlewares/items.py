@@ -42,11 +42,21 @@ def stamp_of(decision: Decision) -> dict[str, Any]:
 
 
 def _stamp(item: Any, stamp: dict[str, Any]) -> None:
+    if type(item) is dict:  # most spiders yield plain dicts: no adapter needed
+        item[STAMP] = stamp
+        return
     adapter = ItemAdapter(item)
     try:
         adapter[STAMP] = stamp
     except KeyError:  # an Item class without an `optout` field: keep the stamp aside for the pipeline
         _UNSTAMPABLE[id(item)] = stamp
+
+
+def _stamp_in(item: Any) -> dict[str, Any] | None:
+    if type(item) is dict:
+        return item.get(STAMP)
+    adapter = ItemAdapter(item)
+    return adapter.get(STAMP) if STAMP in adapter.field_names() else None
 
 
 class OptOutSpiderMiddleware:
@@ -83,8 +93,7 @@ class OptOutItemPipeline:
         return cls(OptOutState.of(crawler))
 
     def process_item(self, item: Any, spider: object = None) -> Any:
-        adapter = ItemAdapter(item)
-        stamp = _UNSTAMPABLE.pop(id(item), None) or (adapter.get(STAMP) if STAMP in adapter.field_names() else None)
+        stamp = _UNSTAMPABLE.pop(id(item), None) or _stamp_in(item)
         if stamp is None:
             self.state.stats.inc_value("optout/items/unstamped")
             return item
@@ -92,5 +101,5 @@ class OptOutItemPipeline:
             self.state.stats.inc_value("optout/items/dropped")
             protocols = ", ".join(sorted({r["protocol"] for r in stamp.get("reservations", [])}))
             raise DropItem(f"optout: source {stamp.get('url')} is reserved for {stamp.get('purpose')} ({protocols})")
-        self.state.stats.inc_value("optout/items/allowed")
+        self.state.tally["optout/items/allowed"] += 1
         return item

@@ -58,6 +58,9 @@ class OptOutState:
         self.policy = config.policy
         self.stats = crawler.stats
         self.honoured: Counter[str] = Counter()
+        # Per-request counters, added to the crawl's stats when the spider closes: a Scrapy stats call costs a few
+        # microseconds (attribute interception, spider-argument check), paid three times a page otherwise.
+        self.tally: Counter[str] = Counter()
         store = open_store(config.cache_url, prefix=config.cache_prefix, outage=config.cache_outage)
         self.cache = SiteCache(
             config.policy,
@@ -91,7 +94,9 @@ class OptOutState:
                 interval=config.registry_flush,
             )
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
-        crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
+        # Policy files being downloaded: only then is a bytes_received receiver connected (Scrapy sends that signal
+        # for every chunk of every response, and a receiver costs each of them a dispatch).
+        self._policy_downloads = 0
 
     @classmethod
     def of(cls, crawler: Crawler) -> OptOutState:
@@ -156,12 +161,19 @@ class OptOutState:
         elif slot_key(origin) in self.crawler.engine.downloader.slots:
             # A robots.txt fetched again (its answer expired) keeps the Crawl-delay its last copy asked for.
             request.meta["download_slot"] = slot_key(origin)
+        if not self._policy_downloads:
+            self.crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
+        self._policy_downloads += 1
         try:
             response = await self.crawler.engine.download_async(request)
         except IgnoreRequest as exc:  # e.g. more than 5 redirects
             return Fetched(url, None, error=str(exc) or "redirect limit reached")
         except Exception as exc:
             return Fetched(url, None, error=f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            self._policy_downloads -= 1
+            if not self._policy_downloads:
+                self.crawler.signals.disconnect(self._bytes_received, signal=signals.bytes_received)
         # One byte past the limit: the parsers see that the file went on (a note, and a line cut in half by
         # the limit is dropped rather than read as a shorter, broader rule).
         fetched = fetched_from_response(response, url=url, limit=limit + 1)
@@ -229,6 +241,9 @@ class OptOutState:
             self.stats.inc_value("optout/registry/queued", queued)
 
     async def _spider_closed(self, spider: Any, reason: str) -> None:
+        for key, count in self.tally.items():
+            self.stats.inc_value(key, count)
+        self.tally.clear()
         await self.cache.close()
         if self.recorder is not None:
             await maybe_deferred_to_future(deferToThread(self.recorder.close))

@@ -167,6 +167,22 @@ def test_json_ld_free_or_broken() -> None:
         assert login_wall_signal("https://h.example/a", "", scan_html(html)) is None
 
 
+@given(
+    key=st.sampled_from(["isAccessibleForFree", "isaccessibleforfree", "IsAccessibleForFree", "ISACCESSIBLEFORFREE"]),
+    value=st.sampled_from(["false", '"False"', '"no"', "true", "null"]),
+    escaped=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_paywall_gate_is_exact(key: str, value: str, escaped: bool) -> None:
+    """JSON-LD is only extracted when the page holds the exact key ``isAccessibleForFree``: JSON keys are
+    case-sensitive, so the answer is the one reading every block gives (a wrong-case or escaped key is no paywall)."""
+    name = key.replace("i", "\\u0069", 1) if escaped else key
+    head = scan_html(page(f'<script type="application/ld+json">{{"@type": "Article", "{name}": {value}}}</script>'))
+    paywalled = key == "isAccessibleForFree" and not escaped and value in ("false", '"False"', '"no"')
+    assert head.mentions_paywall_key == (key == "isAccessibleForFree" and not escaped)
+    assert (login_wall_signal("https://h.example/a", "", head) is not None) == paywalled
+
+
 def test_no_head() -> None:
     assert login_wall_signal("https://h.example/a", "https://h.example/a", None) is None
 

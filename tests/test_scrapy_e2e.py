@@ -58,6 +58,9 @@ def test_burst_of_disallowed_urls_is_blocked_every_time(web: FixtureWeb, tmp_pat
     assert len(web.hits("s", "/robots.txt")) == 1
     assert out["stats"]["optout/honoured/robots"] == 7
     assert out["stats"]["optout/access/denied"] == 7
+    # Per-request counters reach the stats at close; nothing listens to page bytes once the policy files are in.
+    assert out["stats"]["optout/access/allowed"] == 3 and out["stats"]["optout/usage/allowed"] == 3
+    assert out["stats"]["optout/items/allowed"] == 3 and out["bytes_received_receivers"] == 0
     records = registry_records(tmp_path)
     assert len(records) == 7
     assert {r["decision"] for r in records} == {"not_fetched"}

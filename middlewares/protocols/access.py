@@ -237,7 +237,7 @@ def login_wall_signal(requested_url: str, final_url: str, head: HtmlHead | None)
         return None
     page = final_url or requested_url
     try:
-        blocks = tuple(getattr(head, "json_ld", ()) or ())
+        blocks = tuple(head.json_ld) if head.mentions_paywall_key else ()
     except Exception:  # pragma: no cover - defensive against a broken scanner
         blocks = ()
     for block in blocks[:32]:

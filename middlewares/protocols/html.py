@@ -165,6 +165,12 @@ class HtmlHead:
         return self._json_ld
 
     @property
+    def mentions_paywall_key(self) -> bool:
+        """Whether the page holds ``isAccessibleForFree`` at all: schema.org paywall markup is a JSON-LD member of
+        exactly that name, and most pages have none, so their JSON-LD need not be extracted."""
+        return contains(self._body, b"isAccessibleForFree")
+
+    @property
     def text_length(self) -> int:
         if self._text_length is None:
             self._text_length = _visible_text_length(self._body)

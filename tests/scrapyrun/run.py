@@ -70,6 +70,10 @@ def main() -> None:
     process.crawl(crawler, config=config)
     process.start()
     spider = crawler.spider
+    from pydispatch import dispatcher
+
+    # Receivers left on bytes_received: policy-file downloads connect one only while they run.
+    receivers = len(list(dispatcher.getAllReceivers(crawler.signals.sender, scrapy.signals.bytes_received)))
     stats = {k: v for k, v in crawler.stats.get_stats().items() if isinstance(v, (int, float, str))}
     print(
         json.dumps(
@@ -80,6 +84,7 @@ def main() -> None:
                 "items": sys.modules["tests.scrapyrun.run"].Collect.items,
                 "decisions": spider.decisions,
                 "stats": stats,
+                "bytes_received_receivers": receivers,
             },
             default=str,
         )
