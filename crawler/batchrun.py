@@ -319,6 +319,7 @@ class BatchRun:
         try:
             item = self.results.get(timeout=0.1) if block else self.results.get_nowait()
         except Empty:
+            self._emit()  # rows answered by this thread (site level) are written out all the same
             return
         while True:
             row, answer = item

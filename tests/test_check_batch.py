@@ -328,3 +328,38 @@ def test_text_stdin_unordered_and_summary(web: FixtureWeb, tmp_path: Path) -> No
     assert data["rows"] == 40 and data["allowed"] == 30 and data["reserved"] == 10 and data["origins"] == 1
     assert data["reserved_by_protocol"] == {"robots": 10}
     assert "40 rows" in proc.stderr and "rows/s" in proc.stderr
+
+
+def test_memory_bounded_rows_held_between_reading_and_writing(web: FixtureWeb, tmp_path: Path) -> None:
+    """Answers are written out as reading goes on (site-level rows are answered by the reading thread itself): at
+    no point are more than the window (plus a chunk) of rows held."""
+    import io
+
+    from crawler.batchrun import BatchOptions, BatchRun
+    from crawler.cli import user_agent_for
+    from middlewares.policy import Policy
+
+    bases = [web.site(f"s{i}", {}) for i in range(4)]
+    urls = [f"{b}/p{n}" for n in range(5000) for b in bases]
+    out = io.StringIO()
+    policy = Policy.build(agent=AGENT)
+    run = BatchRun(
+        BatchOptions(path=write(tmp_path, urls), site_level=True, window=3000),
+        policy,
+        user_agent=user_agent_for(AGENT),
+        out=out,
+        err=io.StringIO(),
+    )
+    held: list[int] = []
+    submit = run._submit
+
+    def watched(chunk):  # type: ignore[no-untyped-def]
+        submit(chunk)
+        held.append(run._held())
+        run._drain(block=False)
+        held.append(run._held())
+
+    run._submit = watched  # type: ignore[method-assign]
+    summary = run.run()
+    assert summary.rows == 20_000 and len(out.getvalue().splitlines()) == 20_000
+    assert max(held) <= 3000 + 2048, max(held)
