@@ -409,6 +409,13 @@ def registrable_domain(host_or_url: str) -> str:
     Private suffixes count (``user.github.io`` is its own site, as the toolkit's blocklist does). IP addresses,
     ``localhost`` and hosts without a registrable part (single labels, bare suffixes) return the host itself.
     """
+    if not isinstance(host_or_url, str):
+        raise RecordError("a host or URL is required")
+    return _registrable(host_or_url)
+
+
+@lru_cache(maxsize=8192)  # a crawl records many URLs of the same few hosts; the answer depends on the text alone
+def _registrable(host_or_url: str) -> str:
     host = _host_of(host_or_url)
     try:
         ipaddress.ip_address(host)
