@@ -47,14 +47,17 @@ DAY = 24 * 3600.0
 RECHECK = 300.0  # an answer that failed (5xx, 429, none) is asked again after this long, as in a crawl
 
 # What a site-level answer did not look at: everything read from the resource itself (DESIGN.md "Corpus
-# commands"). Protocol ids of the check contract, with the place when the protocol is also read at site level.
+# commands"): protocol ids of the check contract, with the "where" of their signals (optout_registry/vocabulary.py)
+# when the protocol is read in more than one place ("rsl:link": licences a page links to).
 PAGE_LEVEL = (
     "tdmrep:header",
     "tdmrep:html-meta",
-    "tdmrep:media",
+    "tdmrep:xmp",
+    "tdmrep:opf",
     "content-usage:header",
     "content-signal:header",
-    "robots-tag",
+    "robots-tag:header",
+    "robots-tag:html-meta",
     "rsl:link",
     "iptc",
     "c2pa",

@@ -80,7 +80,6 @@ class Summary:
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     interrupted: bool = False
-    total: int | None = None
 
     def rate(self) -> float:
         return self.rows / max(self.seconds or time.monotonic() - self.started, 1e-6)
