@@ -128,6 +128,7 @@ def test_public_checkpoint_key_and_consistency(client: httpx.Client, live: LiveS
     vkey = client.get("/.well-known/optout-registry/vkey").text.strip()
     assert disc["vkey"] == vkey and disc["checkpoint_url"] == "/.well-known/optout-registry/checkpoint"
     assert disc["mechanisms"]["x-robots-tag"] == ["robots-tag", "header"]  # how the page names old records
+    assert "robots-tag" in disc["protocols"] and "x-robots-tag" not in disc["protocols"]
     note = client.get("/.well-known/optout-registry/checkpoint").text
     cp = open_checkpoint(note, Verifier.from_vkey(vkey), origin=disc["origin"])
     assert cp.size == 68

@@ -67,7 +67,7 @@ from optout_registry.service.ownership import (
     site_key,
 )
 from optout_registry.service.store import Challenge, ServiceStore, micros
-from optout_registry.vocabulary import MECHANISMS
+from optout_registry.vocabulary import MECHANISMS, PROTOCOL_IDS
 
 STATIC = Path(__file__).with_name("static")
 API = "/api/v1"
@@ -219,6 +219,7 @@ class Discovery(BaseModel):
     ownership: dict[str, str]
     operator: str | None
     contact: str | None
+    protocols: list[str] = Field(description="the protocol ids records are shown by (the crawler's check contract)")
     mechanisms: dict[str, list[str]] = Field(
         description="[protocol id, where] for each mechanism name records are written with (records keep their "
         "mechanism as logged; people read the protocol id)"
@@ -618,6 +619,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
             ownership={"http": f"{CHALLENGE_PATH}{{token}}", "dns": f"{DNS_LABEL}.{{domain}} TXT {{token}}"},
             operator=cfg.operator,
             contact=cfg.contact,
+            protocols=list(PROTOCOL_IDS),
             mechanisms={m: list(pair) for pair, m in MECHANISMS.items()},
         )
 

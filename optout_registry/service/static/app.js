@@ -31,15 +31,14 @@
   }
 
   // The protocol id and where of a record: what its rule says it was, else what the registry's table maps its
-  // mechanism to (records keep the mechanism they were logged with; people read protocol ids).
-  const PROTOCOL_IDS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "iptc",
-    "c2pa", "access", "blocklist", "fetch"];
-
+  // mechanism to (records keep the mechanism they were logged with; people read protocol ids). Both the ids and
+  // the table come from the server's one vocabulary (optout_registry/vocabulary.py, via the discovery document).
   function describe(r) {
     const rule = r.rule && typeof r.rule === "object" ? r.rule : {};
+    const ids = (state.registry && state.registry.protocols) || [];
     const known = (state.registry && state.registry.mechanisms) || {};
-    const mapped = known[r.mechanism] || (PROTOCOL_IDS.includes(r.mechanism) ? [r.mechanism, ""] : null);
-    if (PROTOCOL_IDS.includes(rule.protocol)) {
+    const mapped = known[r.mechanism] || (ids.includes(r.mechanism) ? [r.mechanism, ""] : null);
+    if (ids.includes(rule.protocol)) {
       return [rule.protocol, typeof rule.where === "string" ? rule.where : mapped ? mapped[1] : ""];
     }
     return mapped || [String(r.mechanism || "?"), ""];
