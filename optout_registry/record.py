@@ -102,38 +102,59 @@ class RecordError(ValueError):
 # Generic JSON-value rules (what makes JCS unambiguous)
 
 
-def _check_value(value: object, path: str, depth: int) -> None:
+def _check_value(value: object, path: ValuePath, depth: int) -> None:
+    """Raise RecordError unless ``value`` is in the JSON domain JCS is unambiguous on. ``path`` is built as
+    (parent, key) pairs and spelt out only for an error: this runs on every value of every record appended."""
     t = type(value)
     if t is str:
         if len(value) > MAX_STRING_CHARS:  # type: ignore[arg-type]
-            raise RecordError(f"{path}: string longer than {MAX_STRING_CHARS} characters")
+            raise RecordError(f"{_spell(path)}: string longer than {MAX_STRING_CHARS} characters")
     elif t is int:
         if not -MAX_INT <= value <= MAX_INT:  # type: ignore[operator]
-            raise RecordError(f"{path}: integer {value} is outside ±(2**53-1)")
+            raise RecordError(f"{_spell(path)}: integer {value} is outside ±(2**53-1)")
     elif t is bool or value is None:
         pass
     elif t is float:
-        raise RecordError(f"{path}: floats are not allowed in records (use an integer or a string)")
+        raise RecordError(f"{_spell(path)}: floats are not allowed in records (use an integer or a string)")
     elif t is dict:
         if depth >= MAX_DEPTH:
-            raise RecordError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+            raise RecordError(f"{_spell(path)}: nested deeper than {MAX_DEPTH} levels")
         if len(value) > MAX_ITEMS:  # type: ignore[arg-type]
-            raise RecordError(f"{path}: object has more than {MAX_ITEMS} members")
+            raise RecordError(f"{_spell(path)}: object has more than {MAX_ITEMS} members")
         for k, v in value.items():  # type: ignore[attr-defined]
             if type(k) is not str:
-                raise RecordError(f"{path}: object key {k!r} is not a string")
+                raise RecordError(f"{_spell(path)}: object key {k!r} is not a string")
             if not k.isascii() or len(k) > MAX_KEY_CHARS:
-                raise RecordError(f"{path}: object key {k[:80]!r} must be ASCII and at most {MAX_KEY_CHARS} chars")
-            _check_value(v, f"{path}.{k}", depth + 1)
+                raise RecordError(
+                    f"{_spell(path)}: object key {k[:80]!r} must be ASCII and at most {MAX_KEY_CHARS} chars"
+                )
+            if type(v) is not str or len(v) > MAX_STRING_CHARS:  # most members are short strings: no call
+                _check_value(v, (path, k), depth + 1)
     elif t is list or t is tuple:
         if depth >= MAX_DEPTH:
-            raise RecordError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+            raise RecordError(f"{_spell(path)}: nested deeper than {MAX_DEPTH} levels")
         if len(value) > MAX_ITEMS:  # type: ignore[arg-type]
-            raise RecordError(f"{path}: array has more than {MAX_ITEMS} items")
+            raise RecordError(f"{_spell(path)}: array has more than {MAX_ITEMS} items")
         for i, v in enumerate(value):  # type: ignore[arg-type]
-            _check_value(v, f"{path}[{i}]", depth + 1)
+            if type(v) is not str or len(v) > MAX_STRING_CHARS:
+                _check_value(v, (path, i), depth + 1)
     else:
-        raise RecordError(f"{path}: {t.__name__} is not a JSON value (plain str, int, bool, None, dict, list only)")
+        raise RecordError(
+            f"{_spell(path)}: {t.__name__} is not a JSON value (plain str, int, bool, None, dict, list only)"
+        )
+
+
+# Where a value sits: the root's name, or (parent, key) for an object member, (parent, index) for an array item.
+ValuePath = str | tuple["ValuePath", str | int]
+
+
+def _spell(path: ValuePath) -> str:
+    """``record.rule.value`` / ``record.purposes[2]`` for a :data:`ValuePath`."""
+    parts: list[str] = []
+    while isinstance(path, tuple):
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return path + "".join(reversed(parts))
 
 
 # ---------------------------------------------------------------------------------------------------------------
