@@ -798,3 +798,46 @@ def test_reference_matcher_sanity() -> None:
         p = "/" + "".join(rng.choice("ab*") for _ in range(rng.randint(0, 6)))
         s = "/" + "".join(rng.choice("ab") for _ in range(rng.randint(0, 8)))
         assert ref_matches(p, s) is (not allowed(f"User-agent: *\nDisallow: {p}\n", "x", s))
+
+
+# -- rules that hand-made mutants showed no test pinned --------------------------------------------------------------
+
+
+def test_request_rate_within_one_group_keeps_the_strictest_and_refuses_zero() -> None:
+    robots = parse_robots("User-agent: *\nRequest-rate: 1/5\nRequest-rate: 10/1\nRequest-rate: 1/1m\nDisallow: /x\n")
+    assert robots.request_rate("bot") == (1, 60.0)  # 1 per minute beats 1 per 5 s and 10 per second
+    for bad in ("0/5", "1/0", "1/0.0", "-1/5", "x/5"):
+        robots = parse_robots(f"User-agent: *\nRequest-rate: {bad}\nDisallow: /x\n")
+        assert robots.request_rate("bot") is None, bad
+        assert any("Request-rate" in w for w in robots.warnings), (bad, robots.warnings)
+        assert not robots.match("bot", "/x").allowed and robots.match("bot", "/y").allowed  # the file still reads
+
+
+def test_robots_txt_with_a_query_is_always_allowed() -> None:
+    robots = parse_robots("User-agent: *\nDisallow: /\n")
+    assert robots.match("bot", "https://e/robots.txt?x=1").allowed
+    assert robots.match("bot", "https://e/robots.txt").allowed
+    assert not robots.match("bot", "https://e/robots.txt.bak").allowed
+    assert not robots.match("bot", "https://e/robots.txt/x").allowed
+
+
+def test_looks_binary_counts_del_and_needs_more_than_one_control_byte_in_ten() -> None:
+    from middlewares.protocols.robots import looks_binary
+
+    text = b"User-agent: *\nDisallow: /private/\n"  # 34 bytes
+    assert not looks_binary(text)
+    assert not looks_binary(text[:30] + b"\x01" * 3)  # 3 in 33: under one in ten
+    assert looks_binary(text[:30] + b"\x01" * 4)  # 4 in 34: over
+    assert looks_binary(text[:30] + b"\x7f" * 4)  # DEL is a control byte too
+    assert not looks_binary(b"\x01" + b"a" * 9)  # exactly one in ten: still text
+    assert looks_binary(b"a\x00")  # any NUL
+
+
+def test_strict_reading_still_knows_the_star_group() -> None:
+    robots = parse_robots("User-agent: *\nDisallow: /x\n\nUser-agent: Example Bot/1.0\nDisallow: /y\n")
+    for lenient in (True, False):
+        assert not robots.match("OtherBot", "/x", lenient=lenient).allowed
+        assert robots.select("OtherBot", lenient=lenient).agent == "*"
+    # "Example Bot/1.0" is not a product token: only the lenient reading takes its first word, "Example"
+    assert not robots.match("Example", "/y", lenient=True).allowed
+    assert robots.match("Example", "/y", lenient=False).allowed
