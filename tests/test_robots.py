@@ -841,3 +841,15 @@ def test_strict_reading_still_knows_the_star_group() -> None:
     # "Example Bot/1.0" is not a product token: only the lenient reading takes its first word, "Example"
     assert not robots.match("Example", "/y", lenient=True).allowed
     assert robots.match("Example", "/y", lenient=False).allowed
+
+
+def test_group_names_and_can_fetch_follow_the_reading() -> None:
+    robots = parse_robots("User-agent: Example Bot/1.0\nUser-agent: GPTBot\nDisallow: /y\nRequest-rate: 2/1\n")
+    (group,) = robots.groups
+    assert group.names("gptbot") and group.names(" GPTBot ", lenient=False)
+    assert group.names("Example") and not group.names("Example", lenient=False)
+    assert not group.names("OtherBot")
+    assert robots.can_fetch("OtherBot", "/y") and not robots.can_fetch("GPTBot", "https://e/y")
+    assert not robots.can_fetch("Example", "/y") and robots.can_fetch("Example", "/y", lenient=False)
+    assert robots.request_rate("GPTBot") == (2, 1.0)
+    assert robots.request_rate("Example", lenient=False) is None
