@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crawler.batchcli import BatchUsageError, add_batch_args, run_batch
+from crawler.warcfilter import add_filter_command
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
 from optout_registry import cliargs
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     disclose.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     add_registry_commands(sub)
     add_serve_command(sub)
+    add_filter_command(sub, _add_policy_args)
     return parser
 
 
@@ -421,6 +423,16 @@ def cmd_disclose(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_filter(args: argparse.Namespace) -> int:
+    from crawler.warcfilter import FilterError, run_filter
+
+    policy = make_policy(args)
+    try:
+        return run_filter(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+    except FilterError as exc:
+        raise CliError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -435,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "crawl": cmd_crawl,
         "demo": cmd_demo,
         "disclose": cmd_disclose,
+        "filter": cmd_filter,
         "registry": run_registry,
         "serve": run_serve,
     }[args.command]

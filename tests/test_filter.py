@@ -1,0 +1,268 @@
+"""``optout filter`` (issue 17): WARC records decided by the crawler's engine, page-level signals from the archive,
+site-level policy fetched live from a loopback fixture web (robots.txt first, once per origin)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from crawler.cli import main
+from crawler.fixtureweb import FixtureWeb, Route, page
+
+warcio = pytest.importorskip("warcio")
+from warcio.archiveiterator import ArchiveIterator  # noqa: E402
+from warcio.statusandheaders import StatusAndHeaders  # noqa: E402
+from warcio.warcwriter import WARCWriter  # noqa: E402
+
+TEXT = "text/plain"
+AGENT = "OptOutBot"
+DATE = "2025-03-01T10:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def web():
+    with FixtureWeb() as web:
+        web.site("open", {"/robots.txt": Route(body="User-agent: *\nAllow: /\n", content_type=TEXT)})
+        web.site(
+            "tdm",
+            {
+                "/robots.txt": Route(body="User-agent: *\nAllow: /\n", content_type=TEXT),
+                "/.well-known/tdmrep.json": Route(
+                    body='[{"location": "/reserved/*", "tdm-reservation": 1}]', content_type="application/json"
+                ),
+            },
+        )
+        web.site(
+            "deny",
+            {"/robots.txt": Route(body=f"User-agent: {AGENT}\nDisallow: /private\n", content_type=TEXT)},
+        )
+        yield web
+
+
+def capture(writer: WARCWriter, url: str, body: bytes, headers=(), status: str = "200 OK") -> str:
+    """request, response and metadata of one URL, as Common Crawl writes them; returns the response's id."""
+    resp_headers = StatusAndHeaders(status, [("Content-Type", "text/html; charset=utf-8"), *headers], "HTTP/1.1")
+    response = writer.create_warc_record(
+        url, "response", payload=io.BytesIO(body), http_headers=resp_headers, warc_headers_dict={"WARC-Date": DATE}
+    )
+    rid = response.rec_headers.get_header("WARC-Record-ID")
+    path = "/" + url.split("/", 3)[3]
+    req_headers = StatusAndHeaders(f"GET {path} HTTP/1.1", [("User-Agent", "CCBot")], is_http_request=True)
+    request = writer.create_warc_record(
+        url,
+        "request",
+        payload=io.BytesIO(b""),
+        http_headers=req_headers,
+        warc_headers_dict={"WARC-Date": DATE, "WARC-Concurrent-To": rid},
+    )
+    metadata = writer.create_warc_record(
+        url,
+        "metadata",
+        payload=io.BytesIO(b"fetchTimeMs: 12\r\n"),
+        warc_content_type="application/warc-fields",
+        warc_headers_dict={"WARC-Date": DATE, "WARC-Concurrent-To": rid},
+    )
+    for record in (request, response, metadata):
+        writer.write_record(record)
+    return rid
+
+
+def pages(web: FixtureWeb) -> dict[str, tuple[bytes, list[tuple[str, str]], bool]]:
+    """URL -> (body, headers, allowed for train-ai)."""
+    o, t, d = web.origin("open"), web.origin("tdm"), web.origin("deny")
+    meta_tdm = "<meta name='tdm-reservation' content='1'>"
+    meta_robots = f"<meta name='{AGENT}' content='noai'>"
+    return {
+        f"{o}/plain": (page("plain").encode(), [], True),
+        f"{o}/xrt": (page("xrt").encode(), [("X-Robots-Tag", "noai")], False),
+        f"{o}/tdm-header": (page("tdmh").encode(), [("tdm-reservation", "1")], False),
+        f"{o}/tdm-meta": (page("tdmm", head=meta_tdm).encode(), [], False),
+        f"{o}/robots-meta": (page("rm", head=meta_robots).encode(), [], False),
+        f"{t}/free/a": (page("free").encode(), [], True),
+        f"{t}/reserved/b": (page("reserved").encode(), [], False),
+        f"{d}/public": (page("public").encode(), [], True),
+        f"{d}/private/x": (page("private").encode(), [], False),
+    }
+
+
+def write_warc(path: Path, entries, *, gz: bool) -> dict[str, str]:
+    ids = {}
+    with path.open("wb") as out:
+        writer = WARCWriter(out, gzip=gz)
+        writer.write_record(writer.create_warcinfo_record(path.name, {"software": "test"}))
+        for url, (body, headers, _) in entries.items():
+            ids[url] = capture(writer, url, body, headers)
+    return ids
+
+
+def raw_response(url: str, block: bytes) -> bytes:
+    """A response record written by hand (what warcio's writer would not write)."""
+    head = (
+        f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: {url}\r\nWARC-Date: {DATE}\r\n"
+        f"WARC-Record-ID: <urn:uuid:{uuid.uuid4()}>\r\nContent-Type: application/http; msgtype=response\r\n"
+        f"Content-Length: {len(block)}\r\n\r\n"
+    )
+    return head.encode() + block + b"\r\n\r\n"
+
+
+def run(tmp_path: Path, *warcs: Path, extra=()) -> tuple[int, Path]:
+    out = tmp_path / "out"
+    status = main(["filter", *map(str, warcs), "--out", str(out), "--timeout", "3", *extra])
+    return status, out
+
+
+def decisions(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+
+
+def kept_records(out: Path) -> list[tuple[str, str]]:
+    """(type, URL) of the kept WARC, read with FastWARC when it is installed (another library than the writer's)."""
+    path = out / "kept.warc.gz"
+    try:
+        from fastwarc.warc import ArchiveIterator as FastIterator
+    except ImportError:
+        with path.open("rb") as f:
+            return [
+                (r.rec_type, r.rec_headers.get_header("WARC-Target-URI") or "")
+                for r in ArchiveIterator(f, check_digests="raise")
+            ]
+    found = []
+    with path.open("rb") as f:
+        for record in FastIterator(f, parse_http=False, verify_digests=True):
+            assert record.verify_block_digest() or not record.headers.get("WARC-Block-Digest")
+            found.append((record.headers["WARC-Type"], record.headers.get("WARC-Target-URI", "")))
+    return found
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_filter_keeps_exactly_the_allowed_captures(web, tmp_path, gz):
+    entries = pages(web)
+    warc = tmp_path / ("in.warc.gz" if gz else "in.warc")
+    ids = write_warc(warc, entries, gz=gz)
+    before = len(web.log)
+    status, out = run(tmp_path, warc)
+    assert status == 0
+
+    lines = decisions(out)
+    assert [d["url"] for d in lines] == list(entries)
+    for line in lines:
+        allowed = entries[line["url"]][2]
+        assert line["allowed"] is allowed, line
+        assert line["warc_record_id"] == ids[line["url"]]
+        assert line["warc_date"] == DATE
+        assert line["purpose"] == "train-ai" and line["agent"] == AGENT
+        assert line["site_policy"]["source"] == "live"
+        assert line["site_policy"]["robots_url"].endswith("/robots.txt")
+        assert bool(line["reservations"]) is not allowed
+    by_url = {d["url"]: {r["protocol"] for r in d["reservations"]} for d in lines}
+    o, t, d = web.origin("open"), web.origin("tdm"), web.origin("deny")
+    assert by_url[f"{o}/xrt"] == {"robots-tag"}
+    assert by_url[f"{o}/tdm-header"] == {"tdmrep"}
+    assert by_url[f"{o}/tdm-meta"] == {"tdmrep"}
+    assert by_url[f"{o}/robots-meta"] == {"robots-tag"}
+    assert by_url[f"{t}/reserved/b"] == {"tdmrep"}
+    assert by_url[f"{d}/private/x"] == {"robots"}
+
+    allowed = [u for u, (_, _, ok) in entries.items() if ok]
+    records = kept_records(out)
+    assert records[0][0] == "warcinfo"
+    assert records[1:] == [(kind, u) for u in allowed for kind in ("request", "response", "metadata")]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["responses"], summary["kept"], summary["excluded"], summary["skipped"]) == (9, 3, 6, 0)
+    assert summary["origins"] == 3
+
+    # Site-level policy fetched live: robots.txt first and once per origin, then only policy files; no page.
+    hits = web.log[before:]
+    for name in ("open", "tdm", "deny"):
+        paths = [h.path for h in hits if h.site == name]
+        assert paths[0] == "/robots.txt" and paths.count("/robots.txt") == 1, (name, paths)
+        assert set(paths) <= {"/robots.txt", "/.well-known/tdmrep.json", "/ai.txt"}, (name, paths)
+        assert len(paths) == len(set(paths)), (name, paths)
+
+
+def test_truncated_and_malformed_records_are_reported_and_skipped(web, tmp_path):
+    o = web.origin("open")
+    warc = tmp_path / "bad.warc"
+    with warc.open("wb") as out:
+        writer = WARCWriter(out, gzip=False)
+        capture(writer, f"{o}/good", page("good").encode())
+        out.write(raw_response(f"{o}/broken", b"HTTX/1.1 abc\r\nContent-Type: text/html\r\n\r\n<html></html>"))
+        capture(writer, f"{o}/after", page("after").encode())
+        capture(writer, f"{o}/cut", page("cut", body="x" * 2000).encode())
+    data = warc.read_bytes()
+    warc.write_bytes(data[:-1500])  # the last record ends early
+
+    status, out = run(tmp_path, warc)
+    assert status == 0
+    lines = {d["url"]: d for d in decisions(out)}
+    assert lines[f"{o}/good"]["allowed"] and lines[f"{o}/after"]["allowed"]
+    assert "truncated" in lines[f"{o}/cut"]["skipped"]
+    assert lines[f"{o}/cut"]["allowed"] is False
+    assert "status line" in lines[f"{o}/broken"]["skipped"]
+    assert [u for kind, u in kept_records(out) if kind == "response"] == [f"{o}/good", f"{o}/after"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"] == 2 and summary["kept"] == 2
+
+
+def test_damaged_gzip_member_stops_that_file_only(web, tmp_path, capsys):
+    o = web.origin("open")
+    entries = {f"{o}/m{i}": (page(f"m{i}").encode(), [], True) for i in range(4)}
+    warc = tmp_path / "damaged.warc.gz"
+    write_warc(warc, entries, gz=True)
+    data = bytearray(warc.read_bytes())
+    offsets = []
+    with warc.open("rb") as f:
+        it = ArchiveIterator(f)
+        for record in it:
+            it.read_to_end(record)
+            offsets.append((record.rec_type, record.rec_headers.get_header("WARC-Target-URI"), it.get_record_offset()))
+    # damage the request member of the third capture (records: warcinfo, then request/response/metadata x 4)
+    at = offsets[7][2]
+    assert offsets[7][:2] == ("request", f"{o}/m2")
+    for k in range(at + 12, at + 40):
+        data[k] ^= 0x5A
+    warc.write_bytes(bytes(data))
+    good = tmp_path / "good.warc.gz"
+    write_warc(good, {f"{o}/g": (page("g").encode(), [], True)}, gz=True)
+
+    status, out = run(tmp_path, warc, good)
+    assert status == 1
+    err = capsys.readouterr().err
+    problem = [line for line in err.splitlines() if "damaged.warc.gz" in line]
+    assert len(problem) == 1 and "cannot read on at byte" in problem[0], err
+    assert [d["url"] for d in decisions(out)] == [f"{o}/m0", f"{o}/m1", f"{o}/g"]
+    assert [u for kind, u in kept_records(out) if kind == "response"] == [f"{o}/m0", f"{o}/m1", f"{o}/g"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"][0]["error"] and not summary["files"][1]["error"]
+    with gzip.open(out / "kept.warc.gz") as f:  # every member complete
+        assert f.read().count(b"WARC/1.") == 1 + 3 * 3
+
+
+def test_registry_records_every_excluded_record(web, tmp_path):
+    from optout_registry import Registry
+
+    entries = pages(web)
+    warc = tmp_path / "in.warc.gz"
+    write_warc(warc, entries, gz=True)
+    registry = f"sqlite:///{tmp_path / 'reg.db'}"
+    status, out = run(tmp_path, warc, extra=["--registry", registry, "--operator", "test-lab"])
+    assert status == 0
+    excluded = {u for u, (_, _, ok) in entries.items() if not ok}
+    with Registry.open(registry, create=False) as reg:
+        records = [e.record for e in reg.records()]
+    assert {r["target"]["url"] for r in records} == excluded
+    assert {r["decision"] for r in records} == {"excluded_from_corpus"}
+    assert all(r["evidence"]["sha256"] for r in records)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["registry_records"] == len(records) and not summary["registry_errors"]
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["filter", str(tmp_path / "missing.warc"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such WARC file" in capsys.readouterr().err
