@@ -82,6 +82,11 @@ class Pattern:
         return f"Pattern({self.text!r})"
 
     @property
+    def lead(self) -> str:
+        """The normalised text before the first `*`: every path this pattern matches starts with it."""
+        return self._segments[0]
+
+    @property
     def literal(self) -> str | None:
         """The normalised prefix this pattern stands for, or None when it has a `*` or a final `$`."""
         return self._literal

@@ -176,8 +176,9 @@ class Group:
         self._strict = frozenset(strict)
 
 
-# (literal prefix or None, compiled pattern, allow, rule) — literal rules are tested with str.startswith inline.
-_Entry = tuple[str | None, Pattern, bool, Rule]
+# (literal prefix or None, text before the first `*`, compiled pattern, allow, rule). Every match starts with the
+# second item, so one inline str.startswith settles literal rules and rules out most wildcard ones without a call.
+_Entry = tuple[str | None, str, Pattern, bool, Rule]
 
 
 @dataclass(slots=True)
@@ -341,11 +342,8 @@ class RobotsTxt:
             return RobotsMatch(self._fixed, None, selected, path, self._reason)
         entries = selected._entries if path.startswith(selected._prefixes) else selected._wild
         startswith = path.startswith
-        for literal, pattern, allow, rule in entries:
-            if literal is not None:
-                if startswith(literal):
-                    return RobotsMatch(allow, rule, selected, path)
-            elif pattern.matches(path):
+        for literal, lead, pattern, allow, rule in entries:
+            if startswith(lead) and (literal is not None or pattern.matches(path)):
                 return RobotsMatch(allow, rule, selected, path)
         return RobotsMatch(True, None, selected, path)
 
@@ -380,7 +378,7 @@ def _merge(agent: str, groups: list[Group], labels: list[str]) -> SelectedGroup:
     for r in rules:
         text = r.pattern
         literal = None if ("*" in text or text.endswith("$")) else normalise_path(text)
-        entry = (literal, r._compiled, r.allow, r)
+        entry = (literal, r._compiled.lead if literal is None else literal, r._compiled, r.allow, r)
         entries.append(entry)
         if literal is None:
             wild.append(entry)
