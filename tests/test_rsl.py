@@ -441,3 +441,20 @@ def test_prohibited_geo_with_the_operator_country_unknown() -> None:
     assert "prohibits geo ca,us" in sig.rule and "operator country unknown" in sig.note
     empty = geo.replace(b"US, CA", b"")
     assert verdicts(empty, mode=C) == {TRAIN: ALLOW, INPUT: ALLOW, SEARCH: ALLOW}
+
+
+def test_content_url_with_a_query_matches_only_that_query() -> None:
+    body = doc(f'<content url="https://site.example/a?x=1">{PROHIBIT_ALL}</content>')
+    assert verdicts(body, "https://site.example/a?x=1") == DENY_ALL
+    assert verdicts(body, "https://site.example/a") == {}
+
+
+def test_a_free_unrestricted_offer_beside_a_paid_one_leaves_the_use_unknown() -> None:
+    """Alternative offers: an implicit free licence (no permits list, nothing to pay) outranks a paid one, so the
+    paid offer's "licence required" does not decide; nothing grants explicitly either."""
+    body = doc(
+        '<content url="/"><license><payment type="free"/></license>'
+        '<license><permits type="usage">all</permits><payment type="purchase"><amount currency="USD">5</amount>'
+        "</payment></license></content>"
+    )
+    assert verdicts(body) == {}
