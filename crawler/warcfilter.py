@@ -34,8 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from crawler.warcpolicies import ArchivedPolicies, ArchivedSite
 from crawler.warcread import CHUNK, ArchiveDamaged, WarcRecord, iter_records
-from middlewares.engine import Fetched, SitePolicy, origin_of, response_signals
+from middlewares.engine import Fetched, origin_of, response_signals
 from middlewares.policy import Decision, Policy
 
 MAX_BODY = 16 * 1024 * 1024  # the body judged per record, at most (as a fetch by optout check)
@@ -63,6 +64,15 @@ def add_filter_command(sub: Any, add_policy_args: Callable[[argparse.ArgumentPar
     p.add_argument("warcs", nargs="+", metavar="WARC", help="WARC files (.warc or .warc.gz)")
     p.add_argument("--out", required=True, metavar="DIR", type=cliargs.non_empty, help="output folder")
     add_policy_args(p)
+    p.add_argument(
+        "--policies-warc",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="archived robots.txt (and tdmrep.json, ai.txt) captures, e.g. Common Crawl's robots.txt WARCs: they "
+        "decide instead of live fetches, as of each page's capture date; origins not in them are asked live",
+    )
     p.add_argument("--cache", metavar="URL", help="persistent policy cache shared with optout crawl (sqlite:///…)")
     p.add_argument(
         "--registry", metavar="URL", help="record each excluded record (excluded_from_corpus): sqlite:///path or …"
@@ -76,6 +86,7 @@ class FilterOptions:
     warcs: list[str]
     out: Path
     cache: str | None = None
+    policies: list[str] = field(default_factory=list)
     registry: str | None = None
     operator: str = "localhost"
     timeout: float = 10.0
@@ -97,6 +108,9 @@ class Summary:
     files: list[FileResult] = field(default_factory=list)
     by_protocol: Counter[str] = field(default_factory=Counter)
     origins: set[str] = field(default_factory=set)
+    origins_archived: set[str] = field(default_factory=set)
+    archived: bool = False
+    problems: list[str] = field(default_factory=list)
     records_written: int = 0
     registry_records: int = 0
     registry_errors: list[str] = field(default_factory=list)
@@ -110,7 +124,8 @@ class Summary:
             "purpose": policy.purpose.value,
             "agent": policy.agent,
             "mode": policy.mode.value,
-            "site_policy": "live",
+            "site_policy": "archive, else live" if self.archived else "live",
+            "origins_archived": len(self.origins_archived),
             **total,
             "skipped": sum(f.skipped for f in self.files),
             "records_written": self.records_written,
@@ -120,6 +135,7 @@ class Summary:
             "policy_from_cache": self.from_cache,
             "registry_records": self.registry_records,
             "registry_errors": self.registry_errors,
+            "problems": self.problems,
             "seconds": round(time.monotonic() - self.started, 3),
             "files": [vars(f) for f in self.files],
         }
@@ -129,27 +145,33 @@ def utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def judge(checker: Any, fetched: Fetched) -> tuple[Decision, SitePolicy | None]:
-    """The decision for an archived response: the checker's blocklist and site-level policy for its origin (fetched
-    once, robots.txt first), and the page-level signals of the archived headers and body."""
+def judge(checker: Any, fetched: Fetched, archive: ArchivedPolicies | None = None) -> tuple[Decision, Any]:
+    """The decision for an archived response: the checker's blocklist and site-level policy for its origin (from
+    ``archive`` as of the capture's date when it holds the origin's robots.txt, else fetched live once, robots.txt
+    first), and the page-level signals of the archived headers and body. Also returns the site policy used (a
+    SitePolicy, an ArchivedSite, or None)."""
     url = fetched.url
     listed = checker.listed(url)
     if listed is not None:
         return listed, None
     policy = checker.policy
-    site = checker.site(origin_of(url))
+    origin = origin_of(url)
+    archived = archive.site(origin, fetched.fetched_at, policy, checker.robots_of) if archive is not None else None
+    site = archived.site if archived is not None else checker.site(origin)
     signals = site.access_signals(url, policy) + site.usage_signals(url, policy)
     facts = response_signals(fetched, policy)
     signals += facts.signals
     errors = [*site.notes, *facts.notes]
     if "rsl" not in policy.disabled:
         signals += checker._linked_licenses(facts.license_urls, url, errors)
-    return policy.decide(url, signals, list(dict.fromkeys(errors))), site
+    return policy.decide(url, signals, list(dict.fromkeys(errors))), archived or site
 
 
-def site_source(site: SitePolicy | None) -> dict[str, Any] | None:
+def site_source(site: Any) -> dict[str, Any] | None:
     if site is None:
         return None
+    if isinstance(site, ArchivedSite):
+        return site.source()
     robots = site.files.get(site.robots_url)
     return {
         "source": "live",
@@ -208,6 +230,13 @@ class FilterRun:
             except ValueError as exc:
                 raise FilterError(str(exc).replace("OPTOUT_CACHE_URL", "--cache")) from None
             store = SyncStore(opened) if opened is not None else None
+        self.archive = None
+        if opts.policies:
+            self.archive = ArchivedPolicies.load(opts.policies)
+            self.summary.archived = True
+            self.summary.problems += self.archive.problems
+            for problem in self.archive.problems:
+                print(f"optout filter: policies: {problem}", file=err)
         fetcher = RequestsFetcher(self.user_agent, timeout=opts.timeout)
         checker = SharedChecker(self.policy, fetcher, self.blocklist, store=store)
         recorder = None
@@ -313,10 +342,13 @@ class FilterRun:
                 "skipped": problem,
             }
         else:
-            decision, site = judge(checker, response.fetched)
+            decision, used = judge(checker, response.fetched, self.archive)
             self.summary.origins.add(origin_of(response.target))
+            site = used.site if isinstance(used, ArchivedSite) else used
+            if site is not used:
+                self.summary.origins_archived.add(origin_of(response.target))
             line = decision.to_json()
-            line["site_policy"] = site_source(site)
+            line["site_policy"] = site_source(used)
             if decision.allowed:
                 result.kept += 1
                 for record in group:
@@ -353,11 +385,12 @@ def run_filter(args: argparse.Namespace, policy: Policy, blocklist: Any, user_ag
         warcs=list(args.warcs),
         out=Path(args.out),
         cache=args.cache,
+        policies=list(args.policies_warc),
         registry=args.registry,
         operator=args.operator,
         timeout=args.timeout,
     )
-    for path in opts.warcs:
+    for path in opts.warcs + opts.policies:
         if not Path(path).is_file():
             raise FilterError(f"no such WARC file: {path}")
     summary = FilterRun(opts, policy, user_agent=user_agent, blocklist=blocklist).run()
@@ -369,4 +402,4 @@ def run_filter(args: argparse.Namespace, policy: Policy, blocklist: Any, user_ag
     )
     for problem in summary.registry_errors:
         print(f"optout filter: registry: {problem}", file=sys.stderr)
-    return 1 if any(f.error for f in summary.files) or summary.registry_errors else 0
+    return 1 if any(f.error for f in summary.files) or summary.registry_errors or summary.problems else 0
