@@ -391,6 +391,7 @@ def _extractor() -> Any:
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
+@lru_cache(maxsize=8192)  # called with the same scheme://host of a crawl's origins for every record
 def _host_of(host_or_url: str) -> str:
     """Lower-case IDNA A-label host of a URL or host[:port]; RecordError if there is none."""
     if not isinstance(host_or_url, str) or not host_or_url.strip():
