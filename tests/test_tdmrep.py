@@ -689,10 +689,13 @@ def test_fuzz_headers(values: list[str], policies: list[str]) -> None:
 @FUZZ
 @given(st.binary(max_size=3000))
 def test_fuzz_opf_and_epub(body: bytes) -> None:
+    """Shape, and strict mode never reserves what conservative mode does not, for each carrier."""
+    denied = {}
     for mode in (C, S):
         found = [opf_signal(body, mode=mode), epub_signal(b"PK\x03\x04" + body, mode=mode)]
         found.append(html_signal(scan_html(body), mode=mode))
-        well_formed([s for s in found if s is not None], "tdmrep", AI_PURPOSES)
+        denied[mode] = [well_formed([s] if s is not None else [], "tdmrep", AI_PURPOSES) for s in found]
+    assert all(strict <= cons for strict, cons in zip(denied[S], denied[C], strict=True)), denied
 
 
 @FUZZ
@@ -816,3 +819,34 @@ def test_html_meta_without_content_does_not_end_the_search() -> None:
     sig = html_signal(head, mode=S)
     assert sig is not None and sig.denies(Purpose.TRAIN_AI)
     assert "without content" in sig.note and "policy" not in sig.note  # a description is not a tdm-policy
+
+
+OPF_META = st.sampled_from(
+    [
+        '<meta property="tdm:reservation">1</meta>',
+        '<meta property="tdm:reservation">0</meta>',
+        '<meta property="tdm:reservation">yes</meta>',
+        '<meta property="tdm:reservation" refines="#c1">1</meta>',
+        '<meta property="tdm:policy">https://x.example/p</meta>',
+        '<meta property="x:reservation">1</meta>',
+        '<meta name="tdm:reservation" content="1"/>',
+        '<meta name="tdm:reservation" content="0"/>',
+        '<meta name="tdm:policy" content="https://x.example/p"/>',
+        '<meta property="dcterms:modified">2026-01-01T00:00:00Z</meta>',
+        "<meta/>",
+    ]
+)
+OPF_PREFIX = st.sampled_from([f"tdm: {TDM_NS_HASH}", "tdm: http://www.w3.org/ns/tdmrep/", "tdm: http://x/", "", "x:"])
+
+
+@FUZZ
+@given(st.lists(OPF_META, max_size=6), OPF_PREFIX)
+def test_fuzz_opf_metas(metas: list[str], prefix: str) -> None:
+    """Any mix of package metas: strict mode never reserves what conservative mode does not, and the answer
+    does not depend on unrelated metas placed around the TDMRep ones."""
+    body = opf3("".join(f"    {m}\n" for m in metas), prefix=prefix)
+    found = {mode: opf_signal(body, mode=mode) for mode in (C, S)}
+    denied = {mode: well_formed([s] if s else [], "tdmrep", AI_PURPOSES) for mode, s in found.items()}
+    assert denied[S] <= denied[C], (metas, prefix, found)
+    padded = opf3("    <meta/>\n" + "".join(f"    {m}\n    <meta/>\n" for m in metas), prefix=prefix)
+    assert {mode: opf_signal(padded, mode=mode) for mode in (C, S)} == found
