@@ -31,7 +31,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from crawler.check import UsageError, validate_url
-from crawler.warcfilter import judge, site_source
+from crawler.warcfilter import judge, site_source, unjudged
 from crawler.warcread import warc_time
 from middlewares.engine import Fetched
 from middlewares.policy import DEFAULT_AGENT, Policy
@@ -102,17 +102,8 @@ class OptOutFilter(PipelineStep):
             url, problem = "", str(exc)
         else:
             problem = f"no source URL in metadata[{self.url_key!r}]"
-        policy = self.policy
         if not url:
-            return {
-                "url": raw,
-                "purpose": policy.purpose.value,
-                "agent": policy.agent,
-                "mode": policy.mode.value,
-                "allowed": False,
-                "reservations": [],
-                "errors": [problem],
-            }
+            return unjudged(self.policy, raw, problem)
         headers = _headers(meta.get(self.headers_key))
         text = doc.text or ""
         if headers or _looks_like_html(text):

@@ -167,6 +167,19 @@ def judge(checker: Any, fetched: Fetched, archive: ArchivedPolicies | None = Non
     return policy.decide(url, signals, list(dict.fromkeys(errors))), archived or site
 
 
+def unjudged(policy: Policy, url: object, problem: str) -> dict[str, Any]:
+    """The answer, in the check contract, for something that could not be judged: not allowed, no reservation."""
+    return {
+        "url": url,
+        "purpose": policy.purpose.value,
+        "agent": policy.agent,
+        "mode": policy.mode.value,
+        "allowed": False,
+        "reservations": [],
+        "errors": [problem],
+    }
+
+
 def site_source(site: Any) -> dict[str, Any] | None:
     if site is None:
         return None
@@ -331,16 +344,8 @@ class FilterRun:
         if response.fetched is None:
             result.skipped += 1
             problem = response.problem or "not an http(s) response"
-            line = {
-                "url": response.target,
-                "purpose": policy.purpose.value,
-                "agent": policy.agent,
-                "mode": policy.mode.value,
-                "allowed": False,
-                "reservations": [],
-                "errors": [problem],
-                "skipped": problem,
-            }
+            line = unjudged(policy, response.target, problem)
+            line["skipped"] = problem
         else:
             decision, used = judge(checker, response.fetched, self.archive)
             self.summary.origins.add(origin_of(response.target))
