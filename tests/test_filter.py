@@ -44,9 +44,11 @@ def web():
         yield web
 
 
-def capture(writer: WARCWriter, url: str, body: bytes, headers=(), status: str = "200 OK") -> str:
+def capture(
+    writer: WARCWriter, url: str, body: bytes, headers=(), status: str = "200 OK", ctype: str = "text/html"
+) -> str:
     """request, response and metadata of one URL, as Common Crawl writes them; returns the response's id."""
-    resp_headers = StatusAndHeaders(status, [("Content-Type", "text/html; charset=utf-8"), *headers], "HTTP/1.1")
+    resp_headers = StatusAndHeaders(status, [("Content-Type", ctype), *headers], "HTTP/1.1")
     response = writer.create_warc_record(
         url, "response", payload=io.BytesIO(body), http_headers=resp_headers, warc_headers_dict={"WARC-Date": DATE}
     )
@@ -266,3 +268,29 @@ def test_registry_records_every_excluded_record(web, tmp_path):
 def test_usage_errors(tmp_path, capsys):
     assert main(["filter", str(tmp_path / "missing.warc"), "--out", str(tmp_path / "o")]) == 2
     assert "no such WARC file" in capsys.readouterr().err
+
+
+def test_every_kind_of_page_level_signal_is_read_from_the_archive(web, tmp_path):
+    from tests.mediafixtures import PLUS_VOCAB, make_jpeg, make_png, xmp_packet
+
+    o = web.origin("open")
+    prohibited = xmp_packet(data_mining=PLUS_VOCAB + "DMI-PROHIBITED-AIMLTRAINING")
+    cases = {
+        f"{o}/usage": (page("u").encode(), [("Content-Usage", "train-ai=n")], "text/html", {"content-usage"}),
+        f"{o}/signal": (page("s").encode(), [("Content-Signal", "ai-train=no")], "text/html", {"content-signal"}),
+        f"{o}/photo.jpg": (make_jpeg(xmp=prohibited), [], "image/jpeg", {"iptc"}),
+        f"{o}/free.png": (make_png(), [], "image/png", set()),
+        f"{o}/gone": (page("404").encode(), [], "text/html", {"fetch"}),  # not content: excluded, no opt-out
+    }
+    warc = tmp_path / "media.warc.gz"
+    with warc.open("wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        for url, (body, headers, ctype, _) in cases.items():
+            capture(
+                writer, url, body, headers, status="404 Not Found" if url.endswith("/gone") else "200 OK", ctype=ctype
+            )
+    status, out = run(tmp_path, warc)
+    assert status == 0
+    found = {d["url"]: {r["protocol"] for r in d["reservations"]} for d in decisions(out)}
+    assert found == {url: expected for url, (*_, expected) in cases.items()}
+    assert [u for kind, u in kept_records(out) if kind == "response"] == [f"{o}/free.png"]
