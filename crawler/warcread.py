@@ -27,7 +27,7 @@ class ArchiveDamaged(Exception):
     """The file cannot be read past ``offset``: one line saying why."""
 
     def __init__(self, path: str, offset: int, why: str) -> None:
-        super().__init__(f"{path}: cannot read on at byte {offset:,}: {why}")
+        super().__init__(f"{path}: cannot read on at byte {max(offset, 0):,}: {why}")
         self.offset = offset
 
 
@@ -137,6 +137,8 @@ def iter_records(path: str, stream: IO[bytes], limit: int) -> Iterator[WarcRecor
 
 def _why(exc: BaseException) -> str:
     if type(exc).__name__ == "ArchiveLoadFailed":
+        if "multi-member gzip" in str(exc):
+            return "one gzip stream holds several records (recompress it: warcio recompress IN OUT)"
         return "no WARC record here (a damaged gzip member or a broken WARC header)"
     text = " ".join("".join(c if c.isprintable() else "?" for c in str(exc)).split())
     if len(text) > 120:

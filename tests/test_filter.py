@@ -294,3 +294,32 @@ def test_every_kind_of_page_level_signal_is_read_from_the_archive(web, tmp_path)
     found = {d["url"]: {r["protocol"] for r in d["reservations"]} for d in decisions(out)}
     assert found == {url: expected for url, (*_, expected) in cases.items()}
     assert [u for kind, u in kept_records(out) if kind == "response"] == [f"{o}/free.png"]
+
+
+def test_policy_cache_is_shared_between_runs(web, tmp_path):
+    entries = pages(web)
+    warc = tmp_path / "in.warc.gz"
+    write_warc(warc, entries, gz=True)
+    cache = f"sqlite:///{tmp_path / 'cache.db'}"
+    answers = []
+    for run_no in range(2):
+        before = len(web.log)
+        out = tmp_path / f"out{run_no}"
+        assert main(["filter", str(warc), "--out", str(out), "--cache", cache, "--timeout", "3"]) == 0
+        answers.append([(d["url"], d["allowed"]) for d in decisions(out)])
+        summary = json.loads((out / "summary.json").read_text())
+        if run_no:  # the second run asks nothing: every policy file comes from the cache
+            assert web.log[before:] == [] and summary["policy_requests"] == 0 and summary["policy_from_cache"] > 0
+    assert answers[0] == answers[1]
+
+
+def test_one_gzip_stream_of_several_records_is_reported(web, tmp_path, capsys):
+    o = web.origin("open")
+    plain = tmp_path / "whole.warc"
+    write_warc(plain, {f"{o}/w": (page("w").encode(), [], True)}, gz=False)
+    whole = tmp_path / "whole.warc.gz"
+    whole.write_bytes(gzip.compress(plain.read_bytes()))
+    status, out = run(tmp_path, whole)
+    assert status == 1
+    assert "warcio recompress" in capsys.readouterr().err
+    assert kept_records(out) == [("warcinfo", "")]
