@@ -36,6 +36,7 @@ from typing import IO, Any
 
 from crawler.warcpolicies import ArchivedPolicies, ArchivedSite
 from crawler.warcread import CHUNK, ArchiveDamaged, WarcRecord, iter_records
+from crawler.warcreport import FilterSiteRow, render_filter_report
 from middlewares.engine import Fetched, origin_of, response_signals
 from middlewares.policy import Decision, Policy
 
@@ -43,6 +44,7 @@ MAX_BODY = 16 * 1024 * 1024  # the body judged per record, at most (as a fetch b
 KEPT = "kept.warc.gz"
 DECISIONS = "decisions.jsonl"
 SUMMARY = "summary.json"
+REPORT = "report.html"
 CAPTURE_TYPES = ("request", "response", "metadata")
 
 
@@ -223,6 +225,7 @@ class FilterRun:
         self.user_agent = user_agent
         self.blocklist = blocklist
         self.summary = Summary()
+        self.rows: dict[str, FilterSiteRow] = {}  # the report's site table
 
     def run(self, err: IO[str] | None = None) -> Summary:
         from crawler.batch import SharedChecker, SyncStore
@@ -281,6 +284,8 @@ class FilterRun:
             self.summary.from_cache = checker.from_store
         summary_json = self.summary.to_json(self.policy)
         (opts.out / SUMMARY).write_text(json.dumps(summary_json, indent=2) + "\n", encoding="utf-8")
+        rows = sorted(self.rows.values(), key=lambda r: (-r.refused, r.origin))
+        (opts.out / REPORT).write_text(render_filter_report(summary_json, rows), encoding="utf-8")
         return self.summary
 
     def _warcinfo(self, out: IO[bytes]) -> None:
@@ -346,6 +351,9 @@ class FilterRun:
             problem = response.problem or "not an http(s) response"
             line = unjudged(policy, response.target, problem)
             line["skipped"] = problem
+            row = self._row(response.target)
+            if row is not None:
+                row.errors += 1
         else:
             decision, used = judge(checker, response.fetched, self.archive)
             self.summary.origins.add(origin_of(response.target))
@@ -354,20 +362,36 @@ class FilterRun:
                 self.summary.origins_archived.add(origin_of(response.target))
             line = decision.to_json()
             line["site_policy"] = site_source(used)
+            row = self._row(response.target)
             if decision.allowed:
                 result.kept += 1
+                row.stored += 1
                 for record in group:
                     copier.copy(record)
                 self.summary.records_written += len(group)
             else:
                 result.excluded += 1
-                self.summary.by_protocol.update({s.protocol for s in decision.reservations})
+                protocols = {s.protocol for s in decision.reservations}
+                self.summary.by_protocol.update(protocols)
+                row.refused += 1
+                row.protocols.update(protocols)
+                row.rules.update({f"{s.protocol}: {s.rule}" for s in decision.reservations})
                 if recorder is not None and decision.reservations:
                     self.summary.registry_records += recorder.record(
                         decision, "excluded_from_corpus", site=site, response=response.fetched
                     )
         line.update(warc_record_id=response.record_id, warc_file=path, warc_date=response.date)
         decisions.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def _row(self, url: str) -> Any:
+        try:
+            origin = origin_of(url)
+        except ValueError:
+            return None
+        row = self.rows.get(origin)
+        if row is None:
+            row = self.rows[origin] = FilterSiteRow(origin)
+        return row
 
 
 def _same_capture(group: list[WarcRecord], record: WarcRecord) -> bool:

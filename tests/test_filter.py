@@ -178,6 +178,10 @@ def test_filter_keeps_exactly_the_allowed_captures(web, tmp_path, gz):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["responses"], summary["kept"], summary["excluded"], summary["skipped"]) == (9, 3, 6, 0)
     assert summary["origins"] == 3
+    report = (out / "report.html").read_text()
+    assert "Web archive filter report" in report
+    assert f'data-key="kept">{summary["kept"]}<' in report and f'data-key="excluded">{summary["excluded"]}<' in report
+    assert report.count('role="row" data-find') == 3  # one row per origin
 
     # Site-level policy fetched live: robots.txt first and once per origin, then only policy files; no page.
     hits = web.log[before:]
