@@ -353,7 +353,7 @@ class Scheduler:
             heapq.heappush(self.timed, (state.ready_at, self._seq, origin))
         else:
             self.ready.append(origin)
-            self.cond.notify()
+        self.cond.notify()  # a waiting worker takes it, or waits for its time
 
     def take(self) -> tuple[str, list[tuple[int, str]]] | None:
         """The next origin and rows to work on; None once closed and nothing is left."""
