@@ -17,7 +17,8 @@ still carries its HTML (``text`` starting like an HTML page) or its response hea
 a name -> value or name -> [values] mapping), the page-level signals read from them. A document with neither is
 decided at site level only, and its answer names the page-level protocols not evaluated. The decision and its
 reasons are kept in ``metadata["optout"]``, on kept and dropped documents alike; a document without a usable
-source URL is dropped (nothing can vouch for it).
+source URL is dropped (nothing can vouch for it). With ``registry``, every reservation of a dropped document is
+recorded (``excluded_from_corpus``, evidence by SHA-256) by the crawl's recorder, one per task.
 
 Tasks run on datatrove's own executors (local, Slurm): this is how filtering scales past one machine.
 """
@@ -29,6 +30,7 @@ from typing import Any
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
 
 from crawler.check import UsageError, validate_url
 from crawler.warcfilter import judge, site_source, unjudged
@@ -68,6 +70,8 @@ class OptOutFilter(PipelineStep):
         url_key: str = "url",
         headers_key: str = "http_headers",
         exclusion_writer: Any = None,
+        registry: str | None = None,
+        operator: str = "localhost",
     ) -> None:
         super().__init__()
         self.policy = Policy.build(purpose=purpose, agent=agent, mode=mode)  # a bad setting fails here, at once
@@ -77,6 +81,8 @@ class OptOutFilter(PipelineStep):
         self.url_key = url_key
         self.headers_key = headers_key
         self.exclusion_writer = exclusion_writer
+        self.registry = registry
+        self.operator = operator
 
     def _open(self) -> tuple[Any, Any, Any]:
         from crawler.batch import SharedChecker, SyncStore
@@ -92,8 +98,9 @@ class OptOutFilter(PipelineStep):
         fetcher = RequestsFetcher(self.user_agent or user_agent_for(self.policy.agent), timeout=self.timeout)
         return SharedChecker(self.policy, fetcher, store=store), fetcher, store
 
-    def decide(self, checker: Any, doc: Document) -> dict[str, Any]:
-        """The answer for one document, in the check contract (plus ``site_policy`` or ``not_evaluated``)."""
+    def decide(self, checker: Any, doc: Document, recorder: Any = None) -> dict[str, Any]:
+        """The answer for one document, in the check contract (plus ``site_policy`` or ``not_evaluated``); with a
+        ``recorder``, each reservation of a dropped document is recorded (``excluded_from_corpus``)."""
         meta = doc.metadata
         raw = meta.get(self.url_key)
         try:
@@ -113,10 +120,14 @@ class OptOutFilter(PipelineStep):
             if when is not None:
                 fetched.fetched_at = when
             decision, used = judge(checker, fetched)
+            if recorder is not None and decision.reservations:
+                recorder.record(decision, "excluded_from_corpus", site=used, response=fetched)
             answer = decision.to_json()
             answer["site_policy"] = site_source(used)
             return answer
         found = checker.site_level(url)
+        if recorder is not None and found.decision.reservations:
+            recorder.record(found.decision, "excluded_from_corpus", site=found.site)
         answer = found.decision.to_json()
         answer["site_policy"] = site_source(found.site)
         if found.not_evaluated is not None:
@@ -126,13 +137,18 @@ class OptOutFilter(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         checker, fetcher, store = self._open()
         writer = self.exclusion_writer
+        recorder = None
+        if self.registry:
+            from middlewares.recording import Recorder
+
+            recorder = Recorder(self.registry, agent=self.policy.agent, operator=self.operator)
         try:
             if writer is not None:
                 writer.__enter__()
             for doc in data:
                 self.stat_update("total")
                 with self.track_time():
-                    answer = self.decide(checker, doc)
+                    answer = self.decide(checker, doc, recorder)
                 doc.metadata["optout"] = answer
                 if answer["allowed"]:
                     self.stat_update("forwarded")
@@ -147,6 +163,11 @@ class OptOutFilter(PipelineStep):
         finally:
             if writer is not None:
                 writer.__exit__(None, None, None)
+            if recorder is not None:
+                recorder.close()
+                for problem in recorder.errors:
+                    logger.error(f"optout: registry: {problem}")
+                self.stat_update("registry_records", value=recorder.written)
             if store is not None:
                 store.close()
             fetcher.close()

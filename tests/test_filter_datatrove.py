@@ -61,9 +61,16 @@ def test_datatrove_step_two_tasks(tmp_path):
                 for doc_id, url, text, extra, _ in docs:
                     f.write(json.dumps({"id": f"{doc_id}-{task}", "text": text, "url": url, **extra}) + "\n")
         cache = f"sqlite:///{tmp_path / 'policy-cache.db'}"
+        registry = f"sqlite:///{tmp_path / 'registry.db'}"
         pipeline = [
             JsonlReader(str(inputs)),
-            OptOutFilter(cache=cache, timeout=3, exclusion_writer=JsonlWriter(str(tmp_path / "excluded"))),
+            OptOutFilter(
+                cache=cache,
+                timeout=3,
+                exclusion_writer=JsonlWriter(str(tmp_path / "excluded")),
+                registry=registry,
+                operator="test-lab",
+            ),
             JsonlWriter(str(tmp_path / "kept")),
         ]
         LocalPipelineExecutor(pipeline, tasks=2, workers=1, logging_dir=str(tmp_path / "logs")).run()
@@ -87,3 +94,12 @@ def test_datatrove_step_two_tasks(tmp_path):
             assert paths[0] == "/robots.txt", (name, paths)
             assert len(paths) == len(set(paths)), (name, paths)
             assert set(paths) <= {"/robots.txt", "/.well-known/tdmrep.json", "/ai.txt"}, (name, paths)
+
+        from optout_registry import Registry
+
+        with Registry.open(registry, create=False) as reg:
+            recorded = [e.record for e in reg.records()]
+        reserved = {k for k, v in excluded.items() if v["metadata"]["optout"]["reservations"]}
+        assert len(recorded) == len(reserved) == 8  # 4 documents with one reservation each, in 2 tasks
+        assert {r["decision"] for r in recorded} == {"excluded_from_corpus"}
+        assert all(r["evidence"]["sha256"] for r in recorded)
