@@ -80,11 +80,11 @@ def detect_format(path: str, given: str | None = None) -> str:
 
 def _open_text(path: str) -> IO[str]:
     if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="")
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace", newline="")
     try:
         if path.lower().endswith(".gz"):
-            return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
-        return open(path, encoding="utf-8", errors="replace", newline="")
+            return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
+        return open(path, encoding="utf-8-sig", errors="replace", newline="")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 

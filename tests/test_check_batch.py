@@ -363,3 +363,17 @@ def test_memory_bounded_rows_held_between_reading_and_writing(web: FixtureWeb, t
     summary = run.run()
     assert summary.rows == 20_000 and len(out.getvalue().splitlines()) == 20_000
     assert max(held) <= 3000 + 2048, max(held)
+
+
+def test_csv_with_a_byte_order_mark_and_gzip_text(web: FixtureWeb, tmp_path: Path) -> None:
+    import gzip
+
+    base = web.site("s", {"/robots.txt": Route(body="User-agent: *\nDisallow: /x\n", content_type="text/plain")})
+    src = tmp_path / "excel.csv"
+    src.write_bytes("\ufeffurl,n\n".encode() + f"{base}/a,1\n{base}/x,2\n".encode())
+    answers, _ = batch(str(src), site_level=True)
+    assert [a["allowed"] for a in answers] == [True, False]
+    gz = tmp_path / "list.txt.gz"
+    gz.write_bytes(gzip.compress(f"# a comment\n\n{base}/a\n{base}/x\n".encode()))
+    answers, _ = batch(str(gz), site_level=True)
+    assert [a["url"] for a in answers] == [f"{base}/a", f"{base}/x"]
