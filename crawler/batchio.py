@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from optout_registry.messages import first_line
+
 FORMATS = ("text", "csv", "jsonl", "parquet")
 CHUNK_ROWS = 2048
 # Columns added to a dataset by --annotate (DESIGN.md "Corpus commands").
@@ -318,6 +320,7 @@ class Writer:
             raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
         self._csv: Any = None
         self._parquet: Any = None
+        self._names: list[str] = []  # the output's columns, fixed by the first rows written (CSV, Parquet)
         self.rows = 0
 
     def write(self, chunk: Chunk, notes: Sequence[Note]) -> None:
@@ -353,13 +356,15 @@ class Writer:
     def _write_csv(self, chunk: Chunk, notes: Sequence[Note], keep: list[bool]) -> None:
         if self._csv is None:
             self._csv = csv.writer(self._handle)
-            names = list(self.reader.columns)
-            self._csv.writerow(names + list(ANNOTATIONS) if self.annotate else names)
-        names = self.reader.columns
+            self._names = list(self.reader.columns)
+            self._csv.writerow(self._names + list(ANNOTATIONS) if self.annotate else self._names)
+        names = self._names
         if self.reader.format == "csv":
             rows = chunk.rows
         else:
-            rows = [[_cell(r.get(n)) for n in names] for r in self._records(chunk)]
+            records = self._records(chunk)
+            self._refuse_new_fields(chunk, [set(r) for r in records])
+            rows = [[_cell(r.get(n)) for n in names] for r in records]
         for fields, note, kept in zip(rows, notes, keep, strict=True):
             if kept:
                 extra = [str(note.allowed).lower(), " ".join(note.protocols), note.reason] if self.annotate else []
@@ -371,8 +376,10 @@ class Writer:
 
         if chunk.batch is not None:
             table = pa.Table.from_batches([chunk.batch])
-        else:
-            table = pa.Table.from_pylist(self._records(chunk))
+        else:  # every field any row of the chunk has (from_pylist would take the first row's fields only)
+            records = self._records(chunk)
+            names = dict.fromkeys(key for record in records for key in record)
+            table = pa.Table.from_pydict({name: [record.get(name) for record in records] for name in names})
         if self.annotate:
             table = table.append_column(ANNOTATIONS[0], pa.array([n.allowed for n in notes], pa.bool_()))
             table = table.append_column(ANNOTATIONS[1], pa.array([n.protocols for n in notes], pa.list_(pa.string())))
@@ -380,14 +387,38 @@ class Writer:
         else:
             table = table.filter(pa.array(keep, pa.bool_()))
         if self._parquet is None:
-            schema = table.schema
-            if chunk.batch is None:  # JSON/CSV input: the first chunk's types
-                self._schema = schema
-            self._parquet = pq.ParquetWriter(str(self.tmp), schema)
+            self._names = list(table.schema.names)
+            self._parquet = pq.ParquetWriter(str(self.tmp), table.schema)  # JSON/CSV input: the first chunk's types
         elif table.schema != self._parquet.schema:
-            table = table.cast(self._parquet.schema)
+            self._refuse_new_fields(chunk, [set(table.schema.names)])
+            schema = self._parquet.schema
+            for name in schema.names:  # a field none of this chunk's rows has: empty here, as in JSON Lines
+                if name not in table.schema.names:
+                    table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
+            try:
+                table = table.select(schema.names).cast(schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise InputError(
+                    f"rows from {chunk.start} on (counted from 0) do not fit the Parquet columns the first rows set "
+                    f"({first_line(exc)[:200]}); write JSON Lines to keep every row as it is"
+                ) from None
         self._parquet.write_table(table)
         self.rows += sum(keep)
+
+    def _refuse_new_fields(self, chunk: Chunk, fields: list[set[str]]) -> None:
+        """A CSV or Parquet file's columns are set by the rows written first; a field that only appears later
+        cannot be added to them, and dropping it would lose data: stop with a clear error instead."""
+        known = set(self._names)
+        for offset, keys in enumerate(fields):
+            unknown = sorted(keys - known)
+            if unknown:
+                row = chunk.start + offset if len(fields) > 1 else f"{chunk.start} on"
+                fields_named = ", ".join(map(repr, unknown[:5]))
+                raise InputError(
+                    f"row {row} (counted from 0, as in the answers) has field(s) {fields_named} that the rows before "
+                    f"it did not have, so {self.path.name}'s columns ({', '.join(self._names[:8])}) cannot hold "
+                    "them; write JSON Lines (OUT.jsonl) to keep every field"
+                )
 
     def close(self, complete: bool) -> None:
         """Finish the file; it gets its real name only when every row was written."""

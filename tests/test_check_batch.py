@@ -313,6 +313,54 @@ def test_dataset_round_trip_annotate_and_keep_allowed(web: FixtureWeb, tmp_path:
         assert pq.read_schema(kept) == pq.read_schema(src)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_late_field_in_json_lines_stops_rather_than_drops(tmp_path: Path, fmt: str) -> None:
+    """CSV and Parquet columns are fixed by the rows written first: a JSON Lines field that appears only in a later
+    chunk cannot be added, and is never silently dropped (or misaligned): a one-line InputError, no output file.
+    Chunks are written as they are read, as a long input is (2,048 rows a chunk there, 4 here)."""
+    pytest.importorskip("pyarrow")
+    from crawler.batchio import InputError, Note, Reader, Writer
+
+    rows: list[dict[str, object]] = [{"url": f"http://h.test/p{i}", "id": i} for i in range(10)]
+    rows[7]["late"] = "kept?"
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / f"out.{fmt}"
+    reader = Reader(str(src), chunk_rows=4)
+    writer = Writer(str(out), reader, annotate=True)
+    written = 0
+    with pytest.raises(InputError) as raised:
+        for chunk in reader.chunks():
+            writer.write(chunk, [Note(True, [], "site level")] * len(chunk))
+            written += len(chunk)
+    assert written == 4  # the first chunk went out; the one holding row 7 stopped the run
+    message = str(raised.value)
+    assert "\n" not in message and "'late'" in message and "JSON Lines" in message
+    # CSV names the row; Parquet, which converts a chunk at once, names where the chunk starts
+    assert ("row 7 " if fmt == "csv" else "row 4 on ") in message, message
+    writer.abort()
+    assert not out.exists()
+    # A field that the first row lacks but a later row of the same chunk has is kept (pyarrow's from_pylist alone
+    # would take the first row's fields only).
+    del rows[7]["late"]
+    rows[2]["early"] = "e"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reader = Reader(str(src), chunk_rows=4)
+    writer = Writer(str(out), reader, annotate=False)
+    for chunk in reader.chunks():
+        writer.write(chunk, [Note(True, [], "site level")] * len(chunk))
+    writer.close(complete=True)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        got = pq.read_table(out).to_pylist()
+    else:
+        import csv
+
+        got = list(csv.DictReader(out.open(newline="")))
+    assert len(got) == 10 and got[2]["early"] == "e" and got[3]["early"] in (None, "")
+
+
 def test_text_stdin_unordered_and_summary(web: FixtureWeb, tmp_path: Path) -> None:
     base = web.site("s", {"/robots.txt": Route(body="User-agent: *\nDisallow: /x\n", content_type="text/plain")})
     urls = [f"{base}/p{i}" for i in range(30)] + [f"{base}/x{i}" for i in range(10)]
