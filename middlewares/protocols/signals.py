@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from optout_registry.vocabulary import PROTOCOL_IDS
+
 
 class Purpose(str, Enum):
     """What the crawler operator intends to do with the content (DESIGN.md "Purposes")."""
@@ -35,21 +37,8 @@ class Mode(str, Enum):
     STRICT = "strict"
 
 
-# Protocol ids of the `check` JSON contract (DESIGN.md).
-PROTOCOLS = (
-    "robots",
-    "tdmrep",
-    "content-usage",
-    "content-signal",
-    "robots-tag",
-    "ai-txt",
-    "rsl",
-    "iptc",
-    "c2pa",
-    "blocklist",
-    "access",
-    "fetch",
-)
+# Protocol ids of the `check` JSON contract (DESIGN.md): the one table, shared with the registry's records.
+PROTOCOLS = PROTOCOL_IDS
 
 AI_PURPOSES = (Purpose.TRAIN_AI, Purpose.AI_INPUT)
 ALL_PURPOSES = (Purpose.TRAIN_AI, Purpose.AI_INPUT, Purpose.SEARCH)
