@@ -325,6 +325,43 @@ def registry_section(reg: dict[str, Any]) -> str:
     )
 
 
+def problems_block(problems: list[str]) -> str:
+    """The red box listing what went wrong, or nothing."""
+    if not problems:
+        return ""
+    return (
+        '<div class="problems" id="problems"><b>Problems</b><ul>'
+        + "".join(f"<li>{esc(p)}</li>" for p in problems)
+        + "</ul></div>"
+    )
+
+
+def protocol_legend(by_protocol: dict[str, int]) -> str:
+    """What each protocol in the chart is, in the chart's colours."""
+    return "".join(
+        f'<span><i class="sw" style="background:{colour(p)}"></i>{esc(p)}: {esc(WHAT[p])}</span>'
+        for p in by_protocol
+        if p in WHAT
+    )
+
+
+def sites_table(rows: list[SiteRow], counts: tuple[str, str, str], *, placeholder: str, empty: str) -> str:
+    """The filterable site table: one row per origin, with the three count columns named by ``counts``."""
+    if not rows:
+        return f'<p class="empty">{esc(empty)}</p>'
+    count = len(rows)
+    heads = "".join(f'<div role="columnheader" class="num">{esc(name)}</div>' for name in counts)
+    return (
+        f'<div class="filter"><input id="site-filter" type="search" placeholder="{esc(placeholder)}" '
+        f'aria-label="filter sites"><span><span id="sites-shown">{count:,}</span> of {count:,} '
+        'shown</span></div><div id="sites" class="sites" role="table" aria-label="sites"><div class="gr head" '
+        f'role="row"><div role="columnheader">site (origin)</div>{heads}'
+        '<div role="columnheader">opt-outs honoured</div><div role="columnheader">rule that applied (most '
+        "frequent)</div></div>"
+        f'<div class="rows" role="rowgroup">{site_rows(rows)}</div></div>'
+    )
+
+
 def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tuple[float, str]]) -> str:
     pages = summary.get("pages", {})
     honoured = summary.get("honoured", {})
@@ -340,13 +377,7 @@ def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tup
     if unreachable:
         listed = "; ".join(f"{u} ({why})" for u, why in list(unreachable.items())[:5])
         problems.append(f"{len(unreachable):,} seed(s) could not be crawled: {listed}")
-    problem_html = (
-        '<div class="problems" id="problems"><b>Problems</b><ul>'
-        + "".join(f"<li>{esc(p)}</li>" for p in problems)
-        + "</ul></div>"
-        if problems
-        else ""
-    )
+    problem_html = problems_block(problems)
     meta = (
         f'<p class="meta">Purpose <b>{esc(summary.get("purpose"))}</b> · agent <b>{esc(summary.get("agent"))}</b> · '
         f"mode <b>{esc(summary.get('mode'))}</b> · {num(summary.get('runs', 0))} run(s), "
@@ -366,23 +397,11 @@ def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tup
             card(summary.get("pages_per_second", 0), "responses per second", "pages_per_second"),
         ]
     )
-    legend = "".join(
-        f'<span><i class="sw" style="background:{colour(p)}"></i>{esc(p)}: {esc(WHAT[p])}</span>'
-        for p in honoured.get("by_protocol", {})
-        if p in WHAT
-    )
-    site_count = len(rows)
-    table = (
-        '<div class="filter"><input id="site-filter" type="search" placeholder="filter sites, labels or protocols" '
-        f'aria-label="filter sites"><span><span id="sites-shown">{site_count:,}</span> of {site_count:,} '
-        'shown</span></div><div id="sites" class="sites" role="table" aria-label="sites"><div class="gr head" '
-        'role="row"><div role="columnheader">site (origin)</div><div role="columnheader" class="num">stored</div>'
-        '<div role="columnheader" class="num">refused</div><div role="columnheader" class="num">errors</div>'
-        '<div role="columnheader">opt-outs honoured</div><div role="columnheader">rule that applied (most '
-        "frequent)</div></div>"
-        f'<div class="rows" role="rowgroup">{site_rows(rows)}</div></div>'
-        if rows
-        else '<p class="empty">No site was crawled.</p>'
+    table = sites_table(
+        rows,
+        ("stored", "refused", "errors"),
+        placeholder="filter sites, labels or protocols",
+        empty="No site was crawled.",
     )
     data = json.dumps(summary, sort_keys=True).replace("<", "\\u003c")  # no tag can open or close in it
     return f"""<!doctype html>
@@ -391,7 +410,7 @@ def render_report(summary: dict[str, Any], rows: list[SiteRow], events: list[tup
 <h1>Compliant crawl report</h1>{meta}{problem_html}
 <div class="cards">{cards}</div>
 <div class="charts"><section><h2>Opt-outs honoured, by protocol</h2>{protocol_chart(honoured.get("by_protocol", {}))}
-<div class="legend">{legend}</div></section>
+<div class="legend">{protocol_legend(honoured.get("by_protocol", {}))}</div></section>
 <section><h2>Opt-outs honoured, over time</h2>{time_chart(events)}</section></div>
 <h2>Sites</h2>{table}
 <h2>Registry checkpoint</h2>{registry_section(reg)}

@@ -9,7 +9,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from crawler.report import CSS, FILTER_JS, WHAT, card, colour, esc, num, protocol_chart, site_rows
+from crawler.report import (
+    CSS,
+    FILTER_JS,
+    card,
+    esc,
+    num,
+    problems_block,
+    protocol_chart,
+    protocol_legend,
+    sites_table,
+)
 
 
 @dataclass
@@ -30,13 +40,7 @@ class FilterSiteRow:
 def render_filter_report(summary: dict[str, Any], rows: list[FilterSiteRow]) -> str:
     problems = [f["error"] for f in summary.get("files", []) if f.get("error")]
     problems += list(summary.get("problems") or []) + list(summary.get("registry_errors") or [])
-    problem_html = (
-        '<div class="problems" id="problems"><b>Problems</b><ul>'
-        + "".join(f"<li>{esc(p)}</li>" for p in problems)
-        + "</ul></div>"
-        if problems
-        else ""
-    )
+    problem_html = problems_block(problems)
     files = ", ".join(str(f.get("path")) for f in summary.get("files", []))
     meta = (
         f'<p class="meta">Purpose <b>{esc(summary.get("purpose"))}</b> · agent <b>{esc(summary.get("agent"))}</b> · '
@@ -56,23 +60,11 @@ def render_filter_report(summary: dict[str, Any], rows: list[FilterSiteRow]) -> 
         ]
     )
     by_protocol = summary.get("by_protocol", {})
-    legend = "".join(
-        f'<span><i class="sw" style="background:{colour(p)}"></i>{esc(p)}: {esc(WHAT[p])}</span>'
-        for p in by_protocol
-        if p in WHAT
-    )
-    count = len(rows)
-    table = (
-        '<div class="filter"><input id="site-filter" type="search" placeholder="filter sites or protocols" '
-        f'aria-label="filter sites"><span><span id="sites-shown">{count:,}</span> of {count:,} shown</span></div>'
-        '<div id="sites" class="sites" role="table" aria-label="sites"><div class="gr head" role="row">'
-        '<div role="columnheader">site (origin)</div><div role="columnheader" class="num">kept</div>'
-        '<div role="columnheader" class="num">excluded</div><div role="columnheader" class="num">skipped</div>'
-        '<div role="columnheader">opt-outs honoured</div><div role="columnheader">rule that applied (most '
-        "frequent)</div></div>"
-        f'<div class="rows" role="rowgroup">{site_rows(rows)}</div></div>'  # type: ignore[arg-type]
-        if rows
-        else '<p class="empty">No response record was judged.</p>'
+    table = sites_table(
+        rows,  # type: ignore[arg-type]
+        ("kept", "excluded", "skipped"),
+        placeholder="filter sites or protocols",
+        empty="No response record was judged.",
     )
     data = json.dumps(summary, sort_keys=True).replace("<", "\\u003c")
     return f"""<!doctype html>
@@ -80,8 +72,8 @@ def render_filter_report(summary: dict[str, Any], rows: list[FilterSiteRow]) -> 
 <title>optout filter report</title><style>{CSS}</style></head><body><main>
 <h1>Web archive filter report</h1>{meta}{problem_html}
 <div class="cards">{cards}</div>
-<section><h2>Opt-outs honoured, by protocol</h2>{protocol_chart(by_protocol)}<div class="legend">{legend}</div>
-</section>
+<section><h2>Opt-outs honoured, by protocol</h2>{protocol_chart(by_protocol)}
+<div class="legend">{protocol_legend(by_protocol)}</div></section>
 <h2>Sites</h2>{table}
 <footer>Written by <code>optout filter</code>. The kept records are in <code>kept.warc.gz</code>, every response
 record's decision in <code>decisions.jsonl</code>, these totals ({num(summary.get("responses", 0))} responses) in
