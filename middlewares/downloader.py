@@ -43,18 +43,12 @@ def _skip(request: Request) -> bool:
     return bool(request.meta.get(INTERNAL)) or not request.url.startswith(("http://", "https://"))
 
 
-class OptOutAccessMiddleware:
+class _AccessChecks:
+    """What the access middleware does for every request: blocklist, robots.txt, Crawl-delay."""
+
     def __init__(self, crawler: Crawler) -> None:
         self.state = OptOutState.of(crawler)
         self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> OptOutAccessMiddleware:
-        # Scrapy calls every process_response/process_exception a middleware has, for every request, at a cost of
-        # a few microseconds each: only a fleet, whose Crawl-delay grants must be released, gets those hooks.
-        if cls is OptOutAccessMiddleware and OptOutState.of(crawler).fleet_delay is not None:
-            return FleetAccessMiddleware(crawler)
-        return cls(crawler)
 
     async def process_request(self, request: Request, spider: object = None) -> None:
         if _skip(request):
@@ -94,18 +88,27 @@ class OptOutAccessMiddleware:
         raise IgnoreRequest(f"optout: {reasons}")
 
 
-class FleetAccessMiddleware(OptOutAccessMiddleware):
-    """The access middleware of a fleet worker: a request granted by the fleet's Crawl-delay clock releases its
-    grant once answered (or failed), so the next request to that origin may be granted."""
+class OptOutAccessMiddleware(_AccessChecks):
+    """The access checks, and on a fleet worker the release of each Crawl-delay grant once its request is answered
+    (or failed), so that the next request to that origin may be granted."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> _AccessChecks:
+        # Scrapy calls every process_response/process_exception a middleware has, for every request, at a cost of
+        # a few microseconds each: outside a fleet the stock middleware comes without them. A subclass keeps them
+        # (they do nothing there), so it can never lose a fleet's releases.
+        if cls is OptOutAccessMiddleware and OptOutState.of(crawler).fleet_delay is None:
+            return _AccessChecks(crawler)
+        return cls(crawler)
 
     def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
-        assert self.state.fleet_delay is not None
-        self.state.fleet_delay.release(request)
+        if self.state.fleet_delay is not None:
+            self.state.fleet_delay.release(request)
         return response
 
     def process_exception(self, request: Request, exception: BaseException, spider: object = None) -> None:
-        assert self.state.fleet_delay is not None
-        self.state.fleet_delay.release(request)
+        if self.state.fleet_delay is not None:
+            self.state.fleet_delay.release(request)
 
 
 class OptOutPolicyFileDecoding:
