@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from crawler.check import Checker, validate_url
+from crawler.check import Checker, unique, validate_url
 from crawler.fetcher import MAX_BODY, RequestsFetcher
 from middlewares.engine import Fetched, SitePolicy, origin_of
 from middlewares.policy import Decision, Policy
@@ -256,7 +256,7 @@ class SharedChecker(Checker):
         decision = self.refused(site, url)
         if decision is not None:
             return Answer(decision, site, None, ())
-        decision = self.policy.decide(url, site.usage_signals(url, self.policy), _unique(site.notes))
+        decision = self.policy.decide(url, site.usage_signals(url, self.policy), unique(site.notes))
         return Answer(decision, site, None, self.not_evaluated)
 
     @functools.cached_property
@@ -294,10 +294,6 @@ def fast_origin(url: str) -> str:
         if 0 <= at < end:
             end = at
     return f"{scheme.lower()}://{rest[:end].lower()}"
-
-
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
 
 
 @dataclass

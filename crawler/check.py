@@ -129,7 +129,7 @@ class Checker:
             errors.append(f"{current}: {fetched.error}")
         if "rsl" not in policy.disabled:
             signals += self._linked_licenses(facts.license_urls, current, errors)
-        return policy.decide(url, signals, _unique(errors))
+        return policy.decide(url, signals, unique(errors))
 
     def listed(self, url: str) -> Decision | None:
         """The blocklist's answer, when it names the URL's site: nothing is requested."""
@@ -164,5 +164,6 @@ class Checker:
         return found
 
 
-def _unique(items: list[str]) -> list[str]:
+def unique(items: list[str]) -> list[str]:
+    """Notes once each, in the order they were first given (a site's notes and a page's may repeat)."""
     return list(dict.fromkeys(items))
