@@ -157,6 +157,49 @@ class Progress:
             self.bar.stop()
 
 
+def open_recorder(registry: str, state: BatchState | None, policy: Policy, operator: str) -> Any:
+    """The registry recorder of a resumable run (``optout check --urls --out``, ``optout recheck``): a run that
+    resumes ``state`` skips the records its killed predecessor already appended for the rows it answers again."""
+    from middlewares.recording import Recorder
+
+    if state is not None and state.get("registry_index") is not None:
+        # A killed run signed no checkpoint: cover what it appended, so the records it wrote for rows it had
+        # not committed are seen (and not written twice) when those rows are answered again.
+        from optout_registry import Registry
+
+        try:
+            opened = Registry.open(registry)
+            try:
+                opened.checkpoint()
+            finally:
+                opened.close()
+        except Exception as exc:
+            raise InputError(f"cannot open registry {registry}: {exc}") from None
+    recorder = Recorder(registry, agent=policy.agent, operator=operator)
+    deadline = time.monotonic() + 60
+    while recorder.next_index is None and not recorder.errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if recorder.errors:
+        recorder.close()
+        raise InputError(recorder.errors[0])
+    if state is not None:
+        since = state.get("registry_index")
+        if since is not None:  # records after it may belong to rows this run answers again
+            recorder.resume(int(since))
+        else:
+            state.set("registry_index", str(recorder.next_index))
+    return recorder
+
+
+def wait_recorded(recorder: Any) -> None:
+    """Wait (a minute at most) until the records queued so far are written: a row is committed to the state only
+    once its records are in the registry."""
+    target = recorder.queued
+    deadline = time.monotonic() + 60
+    while recorder.handled < target and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 class BatchRun:
     def __init__(
         self,
@@ -219,35 +262,7 @@ class BatchRun:
     def _recorder(self) -> Any:
         if not self.opts.registry:
             return None
-        from middlewares.recording import Recorder
-
-        if self.state is not None and self.state.get("registry_index") is not None:
-            # A killed run signed no checkpoint: cover what it appended, so the records it wrote for rows it had
-            # not committed are seen (and not written twice) when those rows are answered again.
-            from optout_registry import Registry
-
-            try:
-                registry = Registry.open(self.opts.registry)
-                try:
-                    registry.checkpoint()
-                finally:
-                    registry.close()
-            except Exception as exc:
-                raise InputError(f"cannot open registry {self.opts.registry}: {exc}") from None
-        recorder = Recorder(self.opts.registry, agent=self.policy.agent, operator=self.opts.operator)
-        deadline = time.monotonic() + 60
-        while recorder.next_index is None and not recorder.errors and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if recorder.errors:
-            recorder.close()
-            raise InputError(recorder.errors[0])
-        if self.state is not None:
-            since = self.state.get("registry_index")
-            if since is not None:  # records after it may belong to rows this run answers again
-                recorder.resume(int(since))
-            else:
-                self.state.set("registry_index", str(recorder.next_index))
-        return recorder
+        return open_recorder(self.opts.registry, self.state, self.policy, self.opts.operator)
 
     # -- the run ------------------------------------------------------------------------------------------------
 
@@ -421,10 +436,7 @@ class BatchRun:
         self.last_commit = time.monotonic()
         recorder = self.recorder
         if recorder is not None:  # a row is committed only once its records are in the registry
-            target = recorder.queued
-            deadline = time.monotonic() + 60
-            while recorder.handled < target and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_recorded(recorder)
         self.out.flush()
         self.state.commit()
         if recorder is not None and recorder.next_index is not None:
