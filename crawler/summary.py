@@ -73,6 +73,9 @@ def build(runs: list[str], *, provider: str | None = None, model: str | None = N
     """summary.json: the template's sections with every field the evidence answers, and where each came from."""
     ev = read_runs(runs)
     registries = registry_facts(ev.selectors)
+    records: Counter[str] = Counter()
+    for reg in registries:
+        records.update(reg["by_protocol"])
     return {
         "format": FORMAT,
         "template": TEMPLATE,
@@ -84,7 +87,7 @@ def build(runs: list[str], *, provider: str | None = None, model: str | None = N
             "files": [f for r in ev.runs for f in r["files"]],
             "registries": registries,
         },
-        "sections": {"2.3": crawl_section(ev, sme), "3.1": rights_section(ev, registries)},
+        "sections": {"2.3": crawl_section(ev, sme, records), "3.1": rights_section(ev, registries, records)},
     }
 
 
@@ -93,7 +96,7 @@ def sources(ev: Evidence, *names: str, kinds: tuple[str, ...] = ("crawl", "filte
     return [f"{f['run']}/{f['file']}" for r in ev.runs if r["kind"] in kinds for f in r["files"] if f["file"] in names]
 
 
-def crawl_section(ev: Evidence, sme: bool) -> dict[str, Any]:
+def crawl_section(ev: Evidence, sme: bool, records: Counter[str]) -> dict[str, Any]:
     crawls = [r for r in ev.runs if r["kind"] == "crawl"]
     filters = [r for r in ev.runs if r["kind"] == "filter"]
     meta = sources(ev, "run.json", "summary.json")
@@ -102,7 +105,7 @@ def crawl_section(ev: Evidence, sme: bool) -> dict[str, Any]:
         "crawlers_used": {"value": "Yes" if crawls else "No", "sources": sources(ev, "run.json")},
         "crawler_names": {"value": crawler_names(crawls, filters), "sources": meta},
         "purposes": {"value": purposes(ev.runs), "sources": meta},
-        "behaviour": {"value": behaviour(ev), "sources": meta},
+        "behaviour": {"value": behaviour(ev, records), "sources": meta},
         "period": {"value": {"first_fetch": ev.first, "last_fetch": ev.last}, "sources": kept},
         "content": {"value": content(ev), "sources": kept},
         "domains": {"value": domains(ev, sme), "sources": kept},
@@ -127,11 +130,11 @@ def purposes(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"id": p, "description": PURPOSES.get(p, p)} for p in ids]
 
 
-def behaviour(ev: Evidence) -> dict[str, Any]:
+def behaviour(ev: Evidence, records: Counter[str]) -> dict[str, Any]:
     """How each protocol was enforced, from the configuration each run recorded: a mandatory protocol cannot be
     switched off (middlewares/policy.py refuses), an optional one is honoured unless the run recorded it as
-    switched off. A run that did not record its switched-off protocols leaves that protocol "not recorded", unless
-    the registry shows it was enforced."""
+    switched off. Where a run did not record which protocols it switched off, the summary says so instead of
+    assuming the default, and adds what the registry proves: a protocol with records was enforced."""
     from crawler.disclose import MODES, PROTOCOLS
     from middlewares.policy import MANDATORY_PROTOCOLS
 
@@ -145,10 +148,12 @@ def behaviour(ev: Evidence) -> dict[str, Any]:
         elif off:
             status = "switched off in " + ", ".join(off)
         elif unrecorded:
-            status = "honoured unless switched off (not recorded by " + ", ".join(unrecorded) + ")"
+            status = "not recorded: " + ", ".join(unrecorded) + " did not record the protocols switched off"
+            if records.get(pid):
+                status = f"honoured: {records[pid]:,} opt-outs in the registry ({status})"
         else:
             status = "honoured"
-        protocols.append({"id": pid, "status": status, "reads": reads, "acts": acts})
+        protocols.append({"id": pid, "status": status, "reads": reads, "acts": acts, "records": records.get(pid, 0)})
     cross = sorted({str(r.get("cross_token")) for r in runs if r.get("cross_token") is not None})
     modes = sorted({str(r["mode"]) for r in runs if r.get("mode")})
     return {
@@ -201,10 +206,7 @@ def domains(ev: Evidence, sme: bool) -> dict[str, Any]:
     }
 
 
-def rights_section(ev: Evidence, registries: list[dict[str, Any]]) -> dict[str, Any]:
-    records: Counter[str] = Counter()
-    for reg in registries:
-        records.update(reg["by_protocol"])
+def rights_section(ev: Evidence, registries: list[dict[str, Any]], records: Counter[str]) -> dict[str, Any]:
     rows = [
         {"protocol": p, "decisions": ev.refused.get(p, 0), "records": records.get(p, 0)}
         for p in sorted(set(records) | set(ev.refused), key=lambda p: (-records.get(p, 0), -ev.refused.get(p, 0), p))
