@@ -147,12 +147,12 @@ def behaviour(ev: Evidence, records: Counter[str]) -> dict[str, Any]:
             status = "honoured (mandatory: cannot be switched off)"
         elif off:
             status = "switched off in " + ", ".join(off)
-        elif unrecorded:
-            status = "not recorded: " + ", ".join(unrecorded) + " did not record the protocols switched off"
-            if records.get(pid):
-                status = f"honoured: {records[pid]:,} opt-outs in the registry ({status})"
-        else:
+        elif not unrecorded:
             status = "honoured"
+        elif records.get(pid):
+            status = f"honoured ({records[pid]:,} opt-out{'s' if records[pid] > 1 else ''} in the registry)"
+        else:
+            status = "not recorded"
         protocols.append({"id": pid, "status": status, "reads": reads, "acts": acts, "records": records.get(pid, 0)})
     cross = sorted({str(r.get("cross_token")) for r in runs if r.get("cross_token") is not None})
     modes = sorted({str(r["mode"]) for r in runs if r.get("mode")})
@@ -162,6 +162,7 @@ def behaviour(ev: Evidence, records: Counter[str]) -> dict[str, Any]:
         "access_controls": "No circumvention of access controls: " + PROTOCOLS["access"][1] + ". "
         "Paywalls, login walls and 401, 402, 403 and 451 answers end the request for that URL.",
         "cross_token": cross[0] if len(cross) == 1 else ("mixed" if cross else "not recorded"),
+        "unrecorded": unrecorded,  # runs that did not record which protocols they switched off
     }
 
 

@@ -136,6 +136,14 @@ def crawl_blocks(s23: dict[str, Any], sme: bool) -> list[Block]:
             [[p["id"], p["status"], p["reads"], p["acts"]] for p in b["protocols"]],
         )
     )
+    if b["unrecorded"]:
+        out.append(
+            (
+                "p",
+                f"{', '.join(b['unrecorded'])} did not record which optional protocols were switched off: such a "
+                "protocol is shown as honoured only where the registry holds opt-outs under it, else as not recorded.",
+            )
+        )
     out.append(("p", f"Disallows aimed at other AI crawlers honoured as well (cross-token): {b['cross_token']}."))
     period = s23["period"]["value"]
     when = f"{period['first_fetch']} to {period['last_fetch']} (first and last fetch)" if period["first_fetch"] else ""
@@ -267,10 +275,11 @@ def to_markdown(blocks: list[Block]) -> str:
 
 STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}
 h1{font-size:1.6rem}h2{border-bottom:2px solid #234;margin-top:2rem}h3{color:#234}
-table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:13px}th,td{border:1px solid #bbb;padding:3px 8px;
-text-align:left;vertical-align:top}th{background:#e8eef4}.blank{background:#fff3cd;border:1px dashed #b58900;
-padding:0 4px;font-style:italic}.src{color:#666;font-size:12px}pre{background:#f4f4f4;padding:8px;overflow-x:auto;
-font-size:12px}dt{font-weight:600;margin-top:.6rem}dd{margin-left:1.2rem}"""
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:13px}
+th,td{border:1px solid #bbb;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+th{background:#e8eef4}.blank{background:#fff3cd;border:1px dashed #b58900;padding:0 4px;font-style:italic}
+.src{color:#666;font-size:12px}pre{background:#f4f4f4;padding:8px;overflow-x:auto;font-size:12px}
+.scroll{overflow-x:auto}dt{font-weight:600;margin-top:.6rem}dd{margin-left:1.2rem;overflow-wrap:break-word}"""
 
 
 def html_text(text: str) -> str:
@@ -305,7 +314,8 @@ def to_html(blocks: list[Block], title: str) -> str:
                 continue
             head = "".join(f"<th>{esc(h)}</th>" for h in headers)
             body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            parts.append(f'<div class="scroll">{table}</div>')
         elif kind == "pre":
             parts.append(f"<pre>{esc(block[1])}</pre>")
     parts.append("</body></html>")

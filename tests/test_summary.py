@@ -123,8 +123,11 @@ def test_a_demo_crawl_summarised(demos: tuple[Path, Path], tmp_path: Path) -> No
     statuses = {p["id"]: p["status"] for p in s23["behaviour"]["value"]["protocols"]}
     assert statuses["robots"].startswith("honoured (mandatory")
     # run.json does not record switched-off protocols: never presented as the default "honoured" without proof
-    assert statuses["c2pa"].startswith("not recorded")
-    assert statuses["tdmrep"].startswith(f"honoured: {expected['tdmrep']} opt-outs in the registry")
+    assert statuses["c2pa"] == "not recorded" and data["sections"]["2.3"]["behaviour"]["value"]["unrecorded"] == [
+        str(demo)
+    ]
+    assert statuses["tdmrep"] == f"honoured ({expected['tdmrep']} opt-outs in the registry)"
+    assert statuses["rsl"] == "honoured (1 opt-out in the registry)" and expected["rsl"] == 1
 
     # the documents: the template's headings, the provider's name, marked blanks, the sources with their hashes
     md = (out / "summary.md").read_text()
