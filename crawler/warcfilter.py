@@ -9,8 +9,14 @@ robots.txt's rules and Crawl-delay) is fetched live, once per origin, by the bat
 
 Writes into ``--out``:
 
-* ``kept.warc.gz``: a warcinfo record of its own, then each allowed response with the request and metadata
-  records of the same capture (the records next to it with the same WARC-Target-URI), copied byte for byte;
+A ``revisit`` record (Common Crawl writes one when a page's payload is the same as an earlier capture's) holds
+the HTTP headers without the payload: it is decided the same way from its status, its headers and its site, its
+answer lists what only the payload could say as ``not_evaluated`` and carries the WARC-Refers-To* fields, and an
+allowed revisit is kept with its capture; the payload is judged where its own response record is filtered.
+
+* ``kept.warc.gz``: a warcinfo record of its own, then each allowed response (or revisit) with the request and
+  metadata records of the same capture (the records next to it with the same WARC-Target-URI), copied byte for
+  byte;
 * ``decisions.jsonl``: one line per response record, the check contract (``url``, ``allowed``, ``reservations``,
   ``errors``, ...) plus ``warc_record_id``, ``warc_file``, ``warc_date`` and ``site_policy`` (which source and
   when it was fetched); records that could not be judged have ``skipped`` instead;
@@ -35,7 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from crawler.warcpolicies import ArchivedPolicies, ArchivedSite
-from crawler.warcread import CHUNK, ArchiveDamaged, WarcRecord, iter_records
+from crawler.warcread import CHUNK, JUDGED, ArchiveDamaged, WarcRecord, iter_records
 from crawler.warcreport import FilterSiteRow, render_filter_report
 from middlewares.engine import Fetched, origin_of, response_signals
 from middlewares.policy import Decision, Policy
@@ -45,7 +51,11 @@ KEPT = "kept.warc.gz"
 DECISIONS = "decisions.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report.html"
-CAPTURE_TYPES = ("request", "response", "metadata")
+CAPTURE_TYPES = ("request", "response", "revisit", "metadata")
+# A revisit record holds the HTTP headers of a capture whose payload is in the record it refers to (often in an
+# earlier crawl's files): it is judged on its own status and headers and its site's policy, and what only the
+# payload can say is listed as not evaluated; the payload is judged where its own response record is filtered.
+REVISIT_NOT_EVALUATED = ("tdmrep:html-meta", "tdmrep:xmp", "tdmrep:opf", "robots-tag:html-meta", "iptc", "c2pa")
 
 
 class FilterError(ValueError):
@@ -102,6 +112,7 @@ class FileResult:
     kept: int = 0
     excluded: int = 0
     skipped: int = 0
+    revisits: int = 0  # of the responses: revisit records, judged without their payload
     error: str = ""
 
 
@@ -121,7 +132,9 @@ class Summary:
     started: float = field(default_factory=time.monotonic)
 
     def to_json(self, policy: Policy) -> dict[str, Any]:
-        total = {k: sum(getattr(f, k) for f in self.files) for k in ("records", "responses", "kept", "excluded")}
+        total = {
+            k: sum(getattr(f, k) for f in self.files) for k in ("records", "responses", "kept", "excluded", "revisits")
+        }
         return {
             "purpose": policy.purpose.value,
             "agent": policy.agent,
@@ -215,7 +228,7 @@ class Copier:
             left -= len(data)
             self.out.write(data if packer is None else packer.compress(data))
         if packer is not None:
-            self.out.write(packer.compress(b"\r\n\r\n") + packer.flush())
+            self.out.write(packer.flush())
 
 
 class FilterRun:
@@ -339,9 +352,9 @@ class FilterRun:
         decisions: IO[str],
         recorder: Any,
     ) -> None:
-        responses = [r for r in group if r.rec_type == "response"]
+        responses = [r for r in group if r.rec_type in JUDGED]
         if not responses:
-            return  # warcinfo, resource, revisit or request records without their response: not kept
+            return  # warcinfo, resource, or request records without their response: not kept
         response = responses[0]
         result.responses += 1
         policy = self.policy
@@ -362,13 +375,18 @@ class FilterRun:
                 self.summary.origins_archived.add(origin_of(response.target))
             line = decision.to_json()
             line["site_policy"] = site_source(used)
+            if response.revisit is not None:
+                result.revisits += 1
+                line["revisit"] = response.revisit
+                line["not_evaluated"] = list(REVISIT_NOT_EVALUATED)
             row = self._row(response.target)
             if decision.allowed:
                 result.kept += 1
                 row.stored += 1
-                for record in group:
+                whole = [r for r in group if not r.problem]  # a truncated request or metadata record stays out
+                for record in whole:
                     copier.copy(record)
-                self.summary.records_written += len(group)
+                self.summary.records_written += len(whole)
             else:
                 result.excluded += 1
                 protocols = {s.protocol for s in decision.reservations}
@@ -395,21 +413,22 @@ class FilterRun:
 
 
 def _same_capture(group: list[WarcRecord], record: WarcRecord) -> bool:
-    """Whether ``record`` belongs with the records before it: request, response and metadata of one URL, next to
-    each other (Common Crawl's layout), one response at most."""
+    """Whether ``record`` belongs with the records before it: request, response (or revisit) and metadata of one
+    URL, next to each other (Common Crawl's layout), one response or revisit at most."""
     if record.rec_type not in CAPTURE_TYPES or group[0].rec_type not in CAPTURE_TYPES:
         return False
     if record.target != group[0].target:
         return False
-    return not (record.rec_type == "response" and any(r.rec_type == "response" for r in group))
+    return not (record.rec_type in JUDGED and any(r.rec_type in JUDGED for r in group))
 
 
 def run_filter(args: argparse.Namespace, policy: Policy, blocklist: Any, user_agent: str) -> int:
     """The command: 0 when every file was read to its end, 1 when one could not be, 2 on a usage error."""
     try:
-        import warcio  # noqa: F401
-    except ImportError:
-        raise FilterError("optout filter needs warcio: pip install 'optout[warc]'") from None
+        import fastwarc  # noqa: F401  (reads the files)
+        import warcio  # noqa: F401  (writes kept.warc.gz's warcinfo record)
+    except ImportError as exc:
+        raise FilterError(f"optout filter needs {exc.name}: pip install 'optout[warc]'") from None
     opts = FilterOptions(
         warcs=list(args.warcs),
         out=Path(args.out),

@@ -92,7 +92,7 @@ class ArchivedPolicies:
 
     def _add(self, path: str, record: Any) -> None:
         fetched = record.fetched
-        if fetched is None or urlsplit(fetched.url).path not in POLICY_PATHS:
+        if fetched is None or record.rec_type != "response" or urlsplit(fetched.url).path not in POLICY_PATHS:
             return
         url = origin_of(fetched.url) + urlsplit(fetched.url).path
         fetched.url = fetched.final_url = url

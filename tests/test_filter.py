@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
@@ -123,22 +124,37 @@ def decisions(out: Path) -> list[dict]:
 
 
 def kept_records(out: Path) -> list[tuple[str, str]]:
-    """(type, URL) of the kept WARC, read with FastWARC when it is installed (another library than the writer's)."""
+    """(type, URL) of the kept WARC, read back by both warcio and FastWARC with digests checked: the file's records
+    were written by warcio (the test's writer, copied byte for byte, and the warcinfo record) and chosen by
+    ``optout filter`` reading with FastWARC; each library must read all of it, and the same."""
+    from fastwarc.warc import ArchiveIterator as FastIterator
+
     path = out / "kept.warc.gz"
-    try:
-        from fastwarc.warc import ArchiveIterator as FastIterator
-    except ImportError:
-        with path.open("rb") as f:
-            return [
-                (r.rec_type, r.rec_headers.get_header("WARC-Target-URI") or "")
-                for r in ArchiveIterator(f, check_digests="raise")
-            ]
-    found = []
     with path.open("rb") as f:
-        for record in FastIterator(f, parse_http=False, verify_digests=True):
+        by_warcio = [
+            (r.rec_type, r.rec_headers.get_header("WARC-Target-URI") or "")
+            for r in ArchiveIterator(f, check_digests="raise")
+        ]
+    by_fastwarc = []
+    with path.open("rb") as f:
+        for record in FastIterator(f, parse_http=False):
             assert record.verify_block_digest() or not record.headers.get("WARC-Block-Digest")
-            found.append((record.headers["WARC-Type"], record.headers.get("WARC-Target-URI", "")))
-    return found
+            by_fastwarc.append((record.headers["WARC-Type"], record.headers.get("WARC-Target-URI", "")))
+    assert by_warcio == by_fastwarc
+    assert gzip_members(path.read_bytes()) == len(by_warcio)  # a gzip member per record, each complete
+    return by_warcio
+
+
+def gzip_members(data: bytes) -> int:
+    """How many complete gzip members ``data`` is made of (fails on a torn one)."""
+    count = 0
+    while data:
+        inflater = zlib.decompressobj(31)
+        inflater.decompress(data)
+        assert inflater.eof, "a torn gzip member"
+        count += 1
+        data = inflater.unused_data
+    return count
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
@@ -246,8 +262,7 @@ def test_damaged_gzip_member_stops_that_file_only(web, tmp_path, capsys):
     assert [u for kind, u in kept_records(out) if kind == "response"] == [f"{o}/m0", f"{o}/m1", f"{o}/g"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"][0]["error"] and not summary["files"][1]["error"]
-    with gzip.open(out / "kept.warc.gz") as f:  # every member complete
-        assert f.read().count(b"WARC/1.") == 1 + 3 * 3
+    assert gzip_members((out / "kept.warc.gz").read_bytes()) == 1 + 3 * 3
 
 
 def test_registry_records_every_excluded_record(web, tmp_path):
@@ -327,3 +342,96 @@ def test_one_gzip_stream_of_several_records_is_reported(web, tmp_path, capsys):
     assert status == 1
     assert "warcio recompress" in capsys.readouterr().err
     assert kept_records(out) == [("warcinfo", "")]
+
+
+def revisit_capture(writer: WARCWriter, url: str, headers=(), status: str = "200 OK", profile: str = "") -> str:
+    """request, revisit and metadata of one URL, as Common Crawl writes a capture whose payload was seen before:
+    the revisit holds the HTTP headers only; returns its id."""
+    http = StatusAndHeaders(status, [("Content-Type", "text/html"), *headers], "HTTP/1.1")
+    revisit = writer.create_revisit_record(
+        url, "sha1:AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH", url, "2024-01-01T00:00:00Z", http_headers=http
+    )
+    if profile:
+        revisit.rec_headers.replace_header("WARC-Profile", profile)
+    revisit.rec_headers.replace_header("WARC-Date", DATE)
+    rid = revisit.rec_headers.get_header("WARC-Record-ID")
+    path = "/" + url.split("/", 3)[3]
+    req_headers = StatusAndHeaders(f"GET {path} HTTP/1.1", [("User-Agent", "CCBot")], is_http_request=True)
+    request = writer.create_warc_record(
+        url, "request", payload=io.BytesIO(b""), http_headers=req_headers, warc_headers_dict={"WARC-Concurrent-To": rid}
+    )
+    metadata = writer.create_warc_record(
+        url,
+        "metadata",
+        payload=io.BytesIO(b"fetchTimeMs: 3\r\n"),
+        warc_content_type="application/warc-fields",
+        warc_headers_dict={"WARC-Concurrent-To": rid},
+    )
+    for record in (request, revisit, metadata):
+        writer.write_record(record)
+    return rid
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_revisit_records_are_judged_on_their_headers_and_site_and_kept_with_their_capture(web, tmp_path, gz):
+    o, d = web.origin("open"), web.origin("deny")
+    not_modified = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+    warc = tmp_path / ("rv.warc.gz" if gz else "rv.warc")
+    with warc.open("wb") as out:
+        writer = WARCWriter(out, gzip=gz)
+        capture(writer, f"{o}/page", page("page").encode())
+        ids = {
+            f"{o}/page": revisit_capture(writer, f"{o}/page"),
+            f"{o}/noai": revisit_capture(writer, f"{o}/noai", [("X-Robots-Tag", "noai")]),
+            f"{o}/tdm": revisit_capture(writer, f"{o}/tdm", [("tdm-reservation", "1")]),
+            f"{d}/private/r": revisit_capture(writer, f"{d}/private/r"),
+            f"{o}/304": revisit_capture(writer, f"{o}/304", status="304 Not Modified", profile=not_modified),
+        }
+    status, out = run(tmp_path, warc, extra=["--agent", AGENT])
+    assert status == 0
+    lines = decisions(out)
+    revisits = {line["url"]: line for line in lines if "revisit" in line}
+    assert set(revisits) == set(ids)
+    assert {u: line["warc_record_id"] for u, line in revisits.items()} == ids
+    allowed = {u for u, line in revisits.items() if line["allowed"]}
+    assert allowed == {f"{o}/page"}
+    # a server-not-modified revisit (HTTP 304) carries no page: the engine's rule for a non-2xx answer applies
+    assert [r["protocol"] for r in revisits[f"{o}/304"]["reservations"]] == ["fetch"]
+    assert [r["protocol"] for r in revisits[f"{o}/noai"]["reservations"]] == ["robots-tag"]
+    assert [r["protocol"] for r in revisits[f"{o}/tdm"]["reservations"]] == ["tdmrep"]
+    assert [r["protocol"] for r in revisits[f"{d}/private/r"]["reservations"]] == ["robots"]
+    for line in revisits.values():
+        assert line["revisit"]["WARC-Refers-To-Target-URI"] == line["url"]
+        assert "tdmrep:html-meta" in line["not_evaluated"] and "robots-tag:header" not in line["not_evaluated"]
+    assert revisits[f"{o}/304"]["revisit"]["WARC-Profile"] == not_modified
+    # kept with their request and metadata records, in order, and readable by another library than the writer's
+    kept = kept_records(out)
+    assert kept == [
+        ("warcinfo", ""),
+        *[(kind, f"{o}/page") for kind in ("request", "response", "metadata")],
+        *[(kind, f"{o}/page") for kind in ("request", "revisit", "metadata")],
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["revisits"] == 5 and summary["responses"] == 6 and summary["kept"] == 2
+
+
+def test_truncated_gzip_member_at_the_end_is_skipped_and_the_output_stays_valid(web, tmp_path):
+    o = web.origin("open")
+    entries = {f"{o}/t{i}": (page(f"t{i}", body="x" * 3000 + str(i)).encode(), [], True) for i in range(3)}
+    warc = tmp_path / "cut.warc.gz"
+    write_warc(warc, entries, gz=True)
+    offsets = []
+    with warc.open("rb") as f:
+        it = ArchiveIterator(f)
+        for record in it:
+            it.read_to_end(record)
+            offsets.append((record.rec_type, it.get_record_offset(), it.get_record_length()))
+    kind, at, length = offsets[-2]  # the last response record: cut inside its gzip member, and drop what follows
+    assert kind == "response"
+    warc.write_bytes(warc.read_bytes()[: at + length // 2])
+    status, out = run(tmp_path, warc)
+    lines = decisions(out)
+    assert [line["url"] for line in lines] == list(entries)
+    assert "truncated" in lines[-1]["skipped"] and lines[-1]["allowed"] is False
+    assert [u for kind, u in kept_records(out) if kind == "response"] == list(entries)[:2]
+    assert status == 0
