@@ -11,10 +11,15 @@ crawler's own settings, so it describes what the crawler actually does, not what
 * the IP ranges the crawler connects from (a placeholder until the operator sets them),
 * contact and complaint addresses,
 * the registry's public verifier key and latest signed checkpoint, so a rights holder can pin the key before
-  asking for an export of what was honoured on their site.
+  asking for an export of what was honoured on their site,
+* with request signing on (``OPTOUT_SIGNING_KEY`` / ``--signing-key``), the Web Bot Auth keys the requests are
+  signed with, and the key directory itself (crawler/keydir.py), so a site can tell our requests from an impostor's
+  that uses the same User-Agent.
 
 Files: ``index.html`` (the page), ``crawler.json`` (the same facts, machine-readable), ``feed.atom`` (one entry per
-change, for automatic notification) and ``history.json`` (what the feed is built from).
+change, for automatic notification) and ``history.json`` (what the feed is built from); with signing,
+``.well-known/http-message-signatures-directory`` and the header fields to serve it with, ``keys.json`` (when each
+key was listed and retired) and ``signature-agent-card.json``.
 """
 
 from __future__ import annotations
@@ -111,6 +116,10 @@ class Disclosure:
     ip_ranges: list[str] = field(default_factory=list)
     registry_url: str | None = None
     blocklist: str = ""
+    signing_keys: list[str] = field(default_factory=list)  # private key files; their public keys are published
+    signature_agent: str = ""
+    signing_expires: int = 300
+    user_agents: list[str] = field(default_factory=list)  # a crawl's User-Agent per purpose (it states the purpose)
 
     @classmethod
     def from_settings(cls, module: str = DEFAULT_SETTINGS, overrides: dict[str, Any] | None = None) -> Disclosure:
@@ -128,9 +137,22 @@ class Disclosure:
         agent = settings.get("OPTOUT_AGENT") or agent_from_user_agent(settings.get("USER_AGENT") or "")
         agents = [str(a) for a in given.get("agents") or [agent]]
         info_url = _checked(str(given.get("info_url") or settings.get("OPTOUT_INFO_URL") or ""), "info_url")
-        ua = settings.get("USER_AGENT") or ""
-        if "agents" in given or "info_url" in given or not ua:
-            ua = user_agent_for(agents[0], info_url or PROJECT_URL)
+        purposes = [str(p) for p in given.get("purposes") or [settings.get("OPTOUT_PURPOSE") or "train-ai"]]
+        user_agents = [settings.get("USER_AGENT") or ""]
+        if "agents" in given or "info_url" in given or "purposes" in given or not user_agents[0]:
+            user_agents = [user_agent_for(agents[0], info_url or PROJECT_URL, p) for p in purposes]
+        keys = given.get("signing_keys") or (
+            [settings.get("OPTOUT_SIGNING_KEY")] if settings.get("OPTOUT_SIGNING_KEY") else []
+        )
+        signature_agent = str(given.get("signature_agent") or settings.get("OPTOUT_SIGNATURE_AGENT") or "")
+        if keys and not signature_agent and info_url:
+            from middlewares.engine import origin_of
+
+            signature_agent = origin_of(info_url)
+        try:
+            expires = settings.getint("OPTOUT_SIGNING_EXPIRES", 300)
+        except ValueError:
+            raise DisclosureError("OPTOUT_SIGNING_EXPIRES must be a whole number of seconds") from None
         protocols = settings.getdict("OPTOUT_PROTOCOLS")
         blocklist = settings.get("OPTOUT_BLOCKLIST") or ""
         if isinstance(blocklist, (list, tuple, set)):
@@ -138,9 +160,10 @@ class Disclosure:
         return cls(
             operator=str(given.get("operator") or settings.get("OPTOUT_OPERATOR") or "localhost"),
             agents=agents,
-            user_agent=ua,
+            user_agent=user_agents[0],
+            user_agents=user_agents,
             info_url=info_url,
-            purposes=[str(p) for p in given.get("purposes") or [settings.get("OPTOUT_PURPOSE") or "train-ai"]],
+            purposes=purposes,
             mode=str(given.get("mode") or settings.get("OPTOUT_MODE") or "conservative"),
             disabled=sorted(name for name, on in protocols.items() if not on),
             cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", True),
@@ -151,6 +174,9 @@ class Disclosure:
             ],
             registry_url=given.get("registry_url") or settings.get("OPTOUT_REGISTRY_URL") or None,
             blocklist=str(given.get("blocklist") or blocklist),
+            signing_keys=[str(k) for k in keys],
+            signature_agent=signature_agent,
+            signing_expires=expires,
         )
 
     def warnings(self) -> list[str]:
@@ -220,7 +246,61 @@ def registry_public(url: str | None) -> dict[str, Any] | None:
         raise DisclosureError(f"cannot read the registry {url}: {exc}") from None
 
 
-def facts(d: Disclosure, registry: dict[str, Any] | None) -> dict[str, Any]:
+REQUEST_HEADER_NOTE = (
+    "No published specification defines a request header for a crawler's purpose (IETF AI preferences' "
+    "Content-Usage and Cloudflare's Content-Signal are the site's preferences, sent by the site), so none is sent. "
+    "The purpose is stated in the User-Agent comment, on this page and in the Signature Agent Card of "
+    "draft-meunier-webbotauth-registry (its purpose member)."
+)
+
+
+def write_signing(d: Disclosure, folder: Path) -> dict[str, Any] | None:
+    """Write the key directory, its header fields, keys.json and the Signature Agent Card; the facts about signing
+    for the page (None when the crawler does not sign and never did)."""
+    from crawler import keydir
+    from middlewares import httpsig
+
+    if not d.signing_keys and not (folder / keydir.STATE_FILE).exists():
+        return None
+    try:
+        keys = [httpsig.load_private_key(path) for path in d.signing_keys]
+        agent = httpsig.check_agent_url(d.signature_agent) if d.signature_agent else ""
+    except httpsig.SignatureError as exc:
+        raise DisclosureError(f"signing: {exc}") from None
+    if not agent:
+        raise DisclosureError(
+            "signing: no Signature-Agent: set OPTOUT_SIGNATURE_AGENT (or --signature-agent, or --info-url) to the "
+            "https origin that will serve the key directory"
+        )
+    if not 1 <= d.signing_expires <= httpsig.MAX_LIFETIME:
+        raise DisclosureError(f"OPTOUT_SIGNING_EXPIRES must be 1 to {httpsig.MAX_LIFETIME} seconds")
+    listed = keydir.write_directory(folder, agent, keys, d.signing_expires)
+    from crawler.crawl import write_atomic
+
+    card = keydir.signature_agent_card(agent, d.agents, d.user_agent, d.purposes)
+    write_atomic(folder / keydir.CARD_FILE, json.dumps(card, indent=1) + "\n")
+    return {
+        "signature_agent": agent,
+        "directory": agent + httpsig.WELL_KNOWN,
+        "media_type": httpsig.DIRECTORY_MEDIA_TYPE,
+        "algorithm": httpsig.ALG,
+        "tag": httpsig.TAG,
+        "covered_components": ["@method", "@authority", "@path", f'signature-agent;key="{httpsig.LABEL}"'],
+        "signature_lifetime": d.signing_expires,
+        "keys": [
+            {
+                "kid": e["jwk"]["kid"],
+                "status": "retired" if e.get("retired") else "current",
+                "listed_since": e["listed"],
+                "listed_until": e.get("exp"),
+            }
+            for e in listed
+        ],
+        "verify": f"optout verify-request REQUEST.txt --directory {agent + httpsig.WELL_KNOWN} --at TIME",
+    }
+
+
+def facts(d: Disclosure, registry: dict[str, Any] | None, signing: dict[str, Any] | None = None) -> dict[str, Any]:
     """The machine-readable disclosure (crawler.json)."""
     protocols = []
     for pid, (reads, acts) in PROTOCOLS.items():
@@ -231,7 +311,14 @@ def facts(d: Disclosure, registry: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "operator": d.operator,
-        "crawler": {"tokens": d.agents, "user_agent": d.user_agent, "info_url": d.info_url},
+        "crawler": {
+            "tokens": d.agents,
+            "user_agent": d.user_agent,
+            "user_agents": d.user_agents or [d.user_agent],
+            "info_url": d.info_url,
+        },
+        "purpose_request_header": REQUEST_HEADER_NOTE,
+        "signing": signing,
         "purposes": [{"id": p, "description": PURPOSES.get(p, p)} for p in d.purposes],
         "mode": {"id": d.mode, "description": MODES.get(d.mode, d.mode)},
         "protocols": protocols,
@@ -305,6 +392,7 @@ def render_html(data: dict[str, Any], warnings: list[str]) -> str:
         else ""
     )
     blocklist = "yes" if data["blocklist"]["used"] else "no blocklist configured"
+    user_agents = "".join(f"<pre>{esc(ua)}</pre>" for ua in crawler["user_agents"][1:])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(", ".join(crawler["tokens"]))}: about this crawler</title>
@@ -322,9 +410,12 @@ padding:.2em 1em;border-radius:6px}}</style></head><body>
 <p>Operated by <b>{esc(data["operator"])}</b>. It honours copyright and AI opt-outs as described below and keeps a
 verifiable record of every opt-out it honoured.</p>
 <h2>How to recognise it</h2>
-<p>robots.txt token(s): {tokens}. User-Agent string:</p><pre id="user-agent">{esc(crawler["user_agent"])}</pre>
+<p>robots.txt token(s): {tokens}. User-Agent string (its comment states the crawl's purpose):</p>
+<pre id="user-agent">{esc(crawler["user_agent"])}</pre>{user_agents}
 <p>IP address ranges it connects from:</p><ul>{ranges}</ul>
+{render_signing(data["signing"])}
 <h2>What it collects content for</h2><ul>{purposes}</ul>
+<p>{esc(data["purpose_request_header"])}</p>
 <p>Mode <code>{esc(data["mode"]["id"])}</code>: {esc(data["mode"]["description"])}.</p>
 <h2>How to opt out</h2>
 <p>Any of the protocols below works. For example, to keep it off your whole site, add to robots.txt:</p>
@@ -340,6 +431,35 @@ Complaints: {_text(data["complaints"], "not set: OPTOUT_COMPLAINTS")}</p>
 machine-readable: <a href="crawler.json">crawler.json</a></p>
 </body></html>
 """
+
+
+def _when(ts: int | None) -> str:
+    from crawler.crawl import utc
+
+    return "" if ts is None else utc(ts)
+
+
+def render_signing(signing: dict[str, Any] | None) -> str:
+    """The page's section on Web Bot Auth: which keys sign our requests and how a site checks a request."""
+    esc = html.escape
+    if not signing:
+        return "<p>Its requests are not signed (Web Bot Auth): set OPTOUT_SIGNING_KEY to sign them.</p>"
+    rows = "".join(
+        f"<tr><td><code>{esc(k['kid'])}</code></td><td>{esc(k['status'])}</td><td>{esc(_when(k['listed_since']))}"
+        f"</td><td>{esc(_when(k['listed_until']) or 'while in use')}</td></tr>"
+        for k in signing["keys"]
+    )
+    covered = " ".join(f"<code>{esc(c)}</code>" for c in signing["covered_components"])
+    return f"""<h3 id="signatures">Signed requests (Web Bot Auth)</h3>
+<p>Every request it makes, robots.txt and the other policy files included, carries an HTTP Message Signature
+(RFC 9421, {esc(signing["algorithm"])}, <code>tag="{esc(signing["tag"])}"</code>) covering {covered}, valid for
+{signing["signature_lifetime"]} seconds, and the header <code>Signature-Agent: {esc(signing["signature_agent"])}</code>.
+The keys are published at <a href="{esc(signing["directory"])}">{esc(signing["directory"])}</a>
+(<code>{esc(signing["media_type"])}</code>, itself signed with each key). A retired key stays listed until the last
+signature it made has expired.</p>
+<table id="signing-keys"><tr><th>key id (JWK thumbprint)</th><th>status</th><th>listed since</th><th>listed until</th>
+</tr>{rows}</table>
+<p>To check a request from your logs: <code>{esc(signing["verify"])}</code></p>"""
 
 
 def _content_hash(data: dict[str, Any]) -> str:
@@ -366,8 +486,8 @@ def write_disclosure(d: Disclosure, folder: Path) -> dict[str, Any]:
     """Write index.html, crawler.json, feed.atom and history.json; returns the JSON facts."""
     from crawler.crawl import utc, write_atomic
 
-    data = facts(d, registry_public(d.registry_url))
     folder.mkdir(parents=True, exist_ok=True)
+    data = facts(d, registry_public(d.registry_url), write_signing(d, folder))
     history_path = folder / "history.json"
     try:
         history = json.loads(history_path.read_text(encoding="utf-8"))
@@ -380,6 +500,8 @@ def write_disclosure(d: Disclosure, folder: Path) -> dict[str, Any]:
         what = f"tokens {', '.join(d.agents)}; purposes {', '.join(d.purposes)}; mode {d.mode}"
         if d.disabled:
             what += f"; switched off: {', '.join(d.disabled)}"
+        if data["signing"]:
+            what += "; signing keys " + ", ".join(f"{k['kid']} ({k['status']})" for k in data["signing"]["keys"])
         history.append({"updated": utc(), "sha256": digest, "summary": what})
     data["updated"] = history[-1]["updated"]
     write_atomic(folder / "crawler.json", json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -407,6 +529,8 @@ def run_disclose(args: Any) -> int:
             "complaints": args.complaints,
             "operator": args.operator,
             "ip_ranges": args.ip_range,
+            "signing_keys": getattr(args, "signing_key", None),
+            "signature_agent": getattr(args, "signature_agent", None),
         },
     )
     from middlewares.policy import PolicyError, parse_agent, parse_mode, parse_purpose
@@ -426,6 +550,13 @@ def run_disclose(args: Any) -> int:
         raise DisclosureError(f"cannot write {folder}: {exc.strerror or exc}") from None
     print(f"wrote {folder / 'index.html'}, {folder / 'crawler.json'} and {folder / 'feed.atom'}")
     print(f"publish them at {d.info_url or '(set OPTOUT_INFO_URL)'}; the User-Agent is: {d.user_agent}")
+    if data["signing"]:
+        from crawler.keydir import DIRECTORY_FILE, HEADERS_FILE
+
+        print(
+            f"publish {folder / DIRECTORY_FILE} at {data['signing']['directory']} with the header fields in "
+            f"{folder / HEADERS_FILE} (they sign it; run optout disclose again within a week to renew them)"
+        )
     if data["registry"] is None:
         print(
             "optout disclose: warning: no registry found"

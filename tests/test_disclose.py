@@ -31,7 +31,10 @@ def test_disclose_writes_the_page_json_and_feed(tmp_path: Path) -> None:
     assert "warning" not in proc.stderr  # everything an operator must fill in is filled in
     data = json.loads((out / "crawler.json").read_text())
     assert data["crawler"]["tokens"] == ["ExampleBot"]
-    assert data["crawler"]["user_agent"] == "Mozilla/5.0 (compatible; ExampleBot/0.1; +https://example.org/bot)"
+    assert (
+        data["crawler"]["user_agent"]
+        == "Mozilla/5.0 (compatible; ExampleBot/0.1; purpose=train-ai; +https://example.org/bot)"
+    )
     assert [p["id"] for p in data["purposes"]] == ["train-ai", "search"]
     assert {p["id"] for p in data["protocols"]} == {
         "robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "iptc", "c2pa",
@@ -87,5 +90,7 @@ def test_crawl_user_agent_links_to_the_disclosure_page(tmp_path: Path) -> None:
     settings = crawl_settings(
         CrawlOptions(seeds=["http://127.0.0.1/"], out=tmp_path, agent="ExampleBot", info_url="https://example.org/bot")
     )
-    assert settings["USER_AGENT"] == "Mozilla/5.0 (compatible; ExampleBot/0.1; +https://example.org/bot)"
+    assert (
+        settings["USER_AGENT"] == "Mozilla/5.0 (compatible; ExampleBot/0.1; purpose=train-ai; +https://example.org/bot)"
+    )
     assert settings["OPTOUT_AGENT"] == "ExampleBot"
