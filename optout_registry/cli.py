@@ -92,9 +92,23 @@ def add_registry_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--vkey", required=True, help="the registry's pinned verifier key, or a file holding it")
     p.add_argument("--previous", metavar="CHECKPOINT", help="a checkpoint you kept earlier (file)")
+    p.add_argument(
+        "--previous-export",
+        metavar="DIR",
+        help="an earlier export of the same site: its records must be the first ones of this one, unchanged",
+    )
+    p.add_argument(
+        "--allow-missing-evidence",
+        action="store_true",
+        help="accept evidence the signed manifest lists as not stored (the reason is printed) instead of failing",
+    )
 
     p = rsub.add_parser("check", parents=[common], help="self-check the stored log against its signed checkpoints")
-    p.add_argument("--full", action="store_true", help="re-hash every entry, tile, checkpoint and evidence blob")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="re-hash every entry, tile, checkpoint and evidence blob, and recompute the site index from the entries",
+    )
     return reg
 
 
@@ -268,7 +282,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if not Path(args.dir).is_dir():
         raise _UsageError(f"{args.dir} is not a directory")
     previous = _read_previous(args.previous)
-    report = verify_export(Path(args.dir), vkey, previous_checkpoint=previous)
+    if args.previous_export is not None and not Path(args.previous_export).is_dir():
+        raise _UsageError(f"--previous-export: {args.previous_export} is not a directory")
+    report = verify_export(
+        Path(args.dir),
+        vkey,
+        previous_checkpoint=previous,
+        previous_export=args.previous_export,
+        allow_missing_evidence=args.allow_missing_evidence,
+    )
     sys.stdout.write(report.text())
     if report.ok:
         return EXIT_OK

@@ -3,7 +3,10 @@
 Layout::
 
     manifest.json                 JCS: format, query, generated_at, checkpoint, records, files {path: SHA-256 hex}
+    manifest.note                 signed note (log key) over SHA-256(manifest.json): any edit to the bundle shows
     checkpoint.txt                the signed checkpoint every proof refers to (size N)
+    sites.txt                     signed note binding the site map to checkpoint N (docs/completeness.md)
+    site-proof.json               the site's (count, site-tree root), its map path and all its entries' hashes
     checkpoint.<tsa>.tsr          RFC 3161 token(s) on checkpoint.txt, when anchored
     log.vkey                      informational copy of the verifier key (verifiers must pin their own)
     records/<index>.json          exact leaf bytes (JCS)
@@ -38,7 +41,8 @@ from optout_registry.vocabulary import label
 if TYPE_CHECKING:
     from optout_registry.registry import Entry, Registry
 
-FORMAT = "optout-registry-export/v1"
+FORMAT = "optout-registry-export/v2"
+MISSING_REASON = "the operator did not store this evidence body"
 
 
 @dataclass
@@ -88,22 +92,33 @@ def export_bundle(
     """
     import rfc8785
 
-    from optout_registry.merkle import VerificationError, verify_consistency
+    from optout_registry.merkle import VerificationError, leaf_hash, verify_consistency
     from optout_registry.note import NoteError, Verifier, open_checkpoint
     from optout_registry.proof import format_hashes, format_proof
+    from optout_registry.sitemap import manifest_note_body, proof_json, tree_root
 
     if reg.can_sign():
-        note = reg.checkpoint()  # integrates anything pending (PostgreSQL) first
-    else:  # a node without the private key exports against the latest checkpoint the integrator signed
-        latest = reg.latest()
-        if latest is None:
-            raise RegistryError("nothing has been signed yet and this node has no private key (use --key)")
-        note = latest[2]
+        reg.checkpoint()  # integrates anything pending (PostgreSQL) first
+    elif reg.latest() is None:  # a read-only node exports against the latest checkpoint the integrator signed
+        raise RegistryError("nothing has been signed yet and this node has no private key (use --key)")
+    try:  # the manifest is signed below: fail before any work when this node has no key
+        reg._signer()
+    except RegistryError as exc:
+        raise RegistryError(f"an export's manifest is signed with the log key: {exc}") from None
+    proof_of_site = reg.prove_site(site)
+    note = proof_of_site.checkpoint
     verifier = Verifier.from_vkey(reg.vkey)
     cp = open_checkpoint(note, verifier, origin=reg.origin)
     size = cp.size
-    key = reg.normalise_site(site)
-    entries: list[Entry] = list(reg.records(site=key, since=since, until=until, size=size))
+    key = proof_of_site.site
+    entries = _site_entries(reg, proof_of_site, since, until)
+    site_entries = [(i, leaf_hash(reg.leaf(i))) for i in proof_of_site.indices]
+    count, root = tree_root(site_entries)
+    if (count, root) != (proof_of_site.count, proof_of_site.root):
+        raise IntegrityError(
+            f"the records the site index lists for {key} do not hash to its site tree at {size} "
+            f"({count} records; site index or entries rewritten)"
+        )
 
     older: dict[int, str] = {}
     for m, _tsa, _tsr, _gen in reg._store.anchors():
@@ -127,6 +142,9 @@ def export_bundle(
     try:
         files: dict[str, bytes] = {}
         files["checkpoint.txt"] = note.encode("utf-8")
+        files["sites.txt"] = proof_of_site.sites_note.encode("utf-8")
+        site_doc = proof_json(key, count, root, proof_of_site.map_proof, site_entries)
+        files["site-proof.json"] = rfc8785.dumps(site_doc)
         files["log.vkey"] = (reg.vkey + "\n").encode("ascii")
         for _m, tsa, tsr, _gen in reg._store.anchors(size):
             files[f"checkpoint.{_slug(tsa)}.tsr"] = tsr
@@ -169,7 +187,8 @@ def export_bundle(
             "generated_at": generated_at,
             "checkpoint": {"origin": cp.origin, "size": size, "root": _b64(cp.root)},
             "records": [e.index for e in entries],
-            "missing_evidence": missing,
+            "site": {"count": count, "root": _b64(root), "records_outside_query": count - len(entries)},
+            "missing_evidence": [{"sha256": m, "reason": MISSING_REASON} for m in missing],
             "files": {path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
         }
         if since is None:
@@ -177,6 +196,7 @@ def export_bundle(
         if until is None:
             del manifest["query"]["until"]
         files["manifest.json"] = rfc8785.dumps(manifest)
+        files["manifest.note"] = reg.sign_note(manifest_note_body(cp.origin, size, files["manifest.json"])).encode()
         for path, data in files.items():
             target = tmp / path
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +208,30 @@ def export_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(out=out, site=key, size=size, records=len(entries), missing_evidence=missing)
+
+
+def _site_entries(reg: Registry, proof: Any, since: str | None, until: str | None) -> list[Entry]:
+    """The site's records up to the checkpoint, in log order, limited to the observed_at range if one is given.
+
+    Every record the site index lists is read and checked to be of the site: a foreign record would otherwise
+    only be caught by the rights holder."""
+    from optout_registry.record import parse_leaf
+    from optout_registry.registry import Entry, _observed, _parse_time
+    from optout_registry.sitemap import site_of_record
+
+    lo, hi = _parse_time(since), _parse_time(until, end=True)
+    out = []
+    for idx in proof.indices:
+        leaf = reg.leaf(idx)
+        record = parse_leaf(leaf)
+        if site_of_record(record) != proof.site:
+            raise IntegrityError(f"the site index lists entry {idx} under {proof.site}; it is another site's record")
+        if lo is not None or hi is not None:
+            seen = _observed(record)
+            if seen is None or (lo is not None and seen < lo) or (hi is not None and seen > hi):
+                continue
+        out.append(Entry(idx, record, leaf))
+    return out
 
 
 def _summary(
@@ -219,6 +263,8 @@ def _summary(
         "",
         "What this bundle shows",
         "----------------------",
+        f"This bundle holds every record about {site} in the log up to entry {cp.size}"
+        + (" in the queried time range (the others are listed by hash in site-proof.json)." if span else "."),
         "Each file in records/ is a statement the crawler operator logged when its crawler honoured an opt-out",
         "on your site (what it saw, which rule applied, what it did). Each proofs/ file proves that record is",
         f"entry N of the operator's append-only log of {cp.size} entries, whose state is fixed by the signed",
@@ -234,8 +280,11 @@ def _summary(
         "",
         "What it does not prove",
         "----------------------",
-        "* Completeness: inclusion proofs show these records are in the log, not that no other record for your",
-        "  site exists (the full log can be audited for that).",
+        "* That the crawler logged everything it honoured: the log proves what was written, not what was left",
+        "  out at the source. (Completeness *within the log* is proven: sites.txt, signed with the log key,",
+        "  commits to every site's record count and site-tree root at this checkpoint, and site-proof.json",
+        "  shows yours; a missing, extra or foreign record fails verification. Anyone holding the whole log",
+        "  can recompute sites.txt, so a lying one is caught by an audit.)",
         "* Truth: the log makes the operator's claims non-repudiable and not back-datable; it does not make them",
         "  true. Timestamps in records are the crawler's clock unless an RFC 3161 token (*.tsr) anchors them.",
         "",

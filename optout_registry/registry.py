@@ -22,7 +22,6 @@ use, and a key that does not match it is refused: signing with a fresh key by ac
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -85,7 +84,12 @@ class Store(Protocol):
     def get_meta(self, key: str) -> str | None: ...
     def set_meta_default(self, key: str, value: str) -> str: ...
     def append(
-        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+        self,
+        leaves: list[bytes],
+        leaf_hashes: list[bytes],
+        evidence: list[tuple[bytes, bytes]],
+        sign: SignFn,
+        sites: list[str | None] | None = None,
     ) -> int: ...
     def put_evidence(self, rows: list[tuple[bytes, bytes]]) -> None: ...
     def integrate(self, sign: SignFn, wait: bool = True) -> bool: ...
@@ -102,12 +106,34 @@ class Store(Protocol):
     def evidence(self, sha: bytes) -> bytes | None: ...
     def evidence_stats(self) -> tuple[int, int]: ...
     def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]: ...
-    def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None: ...
     def site_indices(self, site: str, upto: int) -> list[int]: ...
+    def iter_site_index(self) -> Iterator[tuple[str, int]]: ...
+    def site_trees(self) -> dict[str, tuple[int, bytes]]: ...
+    def site_totals(self) -> tuple[int, int]: ...
+    def sites_upto(self) -> int: ...
+    def ensure_sites(self) -> None: ...
+    def site_notes(self) -> list[tuple[int, bytes, int, str]]: ...
+    def site_note_at(self, size: int) -> tuple[int, bytes, int, str] | None: ...
+    def add_site_note(self, size: int, map_root: bytes, sites: int, note: str) -> None: ...
+    def evidence_written(self) -> int | None: ...
     def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None: ...
     def anchors(self, size: int | None = None) -> list[tuple[int, str, bytes, str]]: ...
     def snapshot(self) -> AbstractContextManager[None]: ...
     def close(self) -> None: ...
+
+
+@dataclass
+class SiteProof:
+    """A site's completeness proof at one checkpoint (docs/completeness.md): everything an export carries."""
+
+    size: int
+    checkpoint: str
+    sites_note: str
+    site: str
+    count: int
+    root: bytes
+    map_proof: Any  # sitemap.MapProof
+    indices: list[int]
 
 
 @dataclass
@@ -304,6 +330,8 @@ class Registry:
         key_path = Path(os.fspath(key)) if key is not None else _default_key_path(kind, target)
         try:
             reg = cls(store, key_path=key_path, origin=origin, batch_size=batch_size)
+            if create:
+                store.ensure_sites()  # a registry written before the site trees existed gets them now
             if check:
                 report = reg.self_check(full=False)
                 if not report.ok:
@@ -392,11 +420,16 @@ class Registry:
 
     # -- writing ----------------------------------------------------------------------------------------------
 
-    def _prepare(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """Validate and canonicalise every record; any refusal raises before the database is touched."""
+    def _prepare(self, records: Iterable[Mapping[str, Any]]) -> tuple[list[bytes], list[str | None]]:
+        """Validate and canonicalise every record; any refusal raises before the database is touched.
+
+        Also returns each record's site key (from the validated record: cheaper than parsing the leaf again).
+        """
         from optout_registry.record import RecordError, canonical
+        from optout_registry.sitemap import site_of_record
 
         leaves = []
+        sites: list[str | None] = []
         for i, rec in enumerate(records):
             try:
                 if not isinstance(rec, Mapping):
@@ -409,7 +442,8 @@ class Registry:
                     f"record #{i} refused, nothing was stored: {len(leaf)} bytes canonical, max {MAX_LEAF_BYTES}"
                 )
             leaves.append(leaf)
-        return leaves
+            sites.append(site_of_record(rec))
+        return leaves, sites
 
     @staticmethod
     def _evidence_rows(evidence: Iterable[bytes] | Mapping[str, bytes] | None) -> list[tuple[bytes, bytes]]:
@@ -438,7 +472,7 @@ class Registry:
         """
         from optout_registry.merkle import leaf_hash
 
-        leaves = self._prepare(records)
+        leaves, sites = self._prepare(records)
         rows = self._evidence_rows(evidence)
         if not leaves:
             if rows:
@@ -451,7 +485,8 @@ class Registry:
         for start in range(0, len(leaves), self.batch_size):
             chunk = leaves[start : start + self.batch_size]
             hashes = [leaf_hash(leaf) for leaf in chunk] if self._store.integrates_on_append else []
-            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign)
+            chunk_sites = sites[start : start + self.batch_size]
+            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, sites=chunk_sites)
             indices.extend(range(first, first + len(chunk)))
         return indices
 
@@ -548,17 +583,6 @@ class Registry:
         return self._store.evidence(key)
 
     @staticmethod
-    def _site_of(leaf: bytes) -> str | None:
-        """Site key of a leaf for the derived index. Plain json (fast): hits are re-validated when read."""
-        try:
-            obj = json.loads(leaf)
-        except ValueError:
-            return None
-        target = obj.get("target") if isinstance(obj, dict) else None
-        site = target.get("site") if isinstance(target, Mapping) else None
-        return site.lower() if isinstance(site, str) else None
-
-    @staticmethod
     def normalise_site(site: str) -> str:
         """The query key: the registrable domain of a host or URL (``news.example.com`` -> ``example.com``)."""
         from optout_registry.record import RecordError, registrable_domain
@@ -581,16 +605,16 @@ class Registry:
         """Records covered by the latest checkpoint (or ``size``), optionally for one site and observed_at range,
         from index ``start`` on (a resumed crawl looks only at what its interrupted run may have written).
 
-        The per-site index is derived data: it is brought up to date here (lazily, so appends stay fast) and
-        never trusted — every hit is re-checked against the record itself.
+        The per-site index is written with the entries (docs/completeness.md) and never trusted here — every
+        hit is re-checked against the record itself; ``export_bundle`` also checks it against the site tree.
         """
         from optout_registry.record import parse_leaf
+        from optout_registry.sitemap import site_of_record
 
         upto = self.size if size is None else size
         lo, hi = _parse_time(since), _parse_time(until, end=True)
         if site is not None:
             key = self.normalise_site(site)
-            self._store.index_sites(self._site_of, upto)
             indices = (i for i in self._store.site_indices(key, upto) if i >= start)
             candidates: Iterable[tuple[int, bytes]] = ((i, self.leaf(i)) for i in indices)
         else:
@@ -598,15 +622,83 @@ class Registry:
             candidates = self._store.leaves(start, upto)
         for idx, leaf in candidates:
             record = parse_leaf(leaf)
-            if key is not None:
-                target = record.get("target")
-                if not isinstance(target, Mapping) or str(target.get("site", "")).lower() != key:
-                    continue
+            if key is not None and site_of_record(record) != key:
+                continue
             if lo is not None or hi is not None:
                 seen = _observed(record)
                 if seen is None or (lo is not None and seen < lo) or (hi is not None and seen > hi):
                     continue
             yield Entry(idx, record, leaf)
+
+    # -- per-site completeness (docs/completeness.md) -------------------------------------------------------------
+
+    def sign_note(self, text: str) -> str:
+        """Sign note text with the log key (sites notes, export manifests). Needs the private key."""
+        return self._signer().sign_note(text)
+
+    def site_map(self, size: int | None = None) -> tuple[int, str, Any, dict[str, tuple[int, bytes]]]:
+        """(size, signed checkpoint, SiteMap, {site: (count, site root)}) of the latest checkpoint, read in one
+        snapshot so the site trees are exactly those of that checkpoint (an integrator may be signing meanwhile)."""
+        from optout_registry.sitemap import SiteMap, fold, frontier_unpack
+
+        with self._store.snapshot():
+            latest = self._store.latest_checkpoint()
+            upto = self._store.sites_upto()
+            stored = self._store.site_trees()
+        if latest is None:
+            raise RegistryError("nothing has been signed in this registry yet")
+        cp_size, _root, note = latest
+        if size is not None and size != cp_size:
+            raise RegistryError(f"site proofs are made at the latest checkpoint ({cp_size}), not at {size}")
+        if upto != cp_size:
+            raise IntegrityError(f"the site trees cover {upto} entries but the latest checkpoint covers {cp_size}")
+        trees: dict[str, tuple[int, bytes]] = {}
+        for site, (count, packed) in stored.items():
+            try:
+                trees[site] = (count, fold(frontier_unpack(packed, count)))
+            except ValueError as exc:
+                raise IntegrityError(f"site tree of {site} is damaged: {exc}") from None
+        return cp_size, note, SiteMap(trees), trees
+
+    def sites_note(self, size: int, log_root: bytes, site_map: Any) -> str:
+        """The signed ``sites`` note binding ``site_map`` to checkpoint ``size``: the stored one, or a new one.
+
+        A note already stored for this size that commits to another map is refused: the same checkpoint with
+        two site maps would be equivocation (or a tampered site index).
+        """
+        from optout_registry.sitemap import sites_note_body
+
+        stored = self._store.site_note_at(size)
+        if stored is None:
+            note = self.sign_note(sites_note_body(self.origin, size, log_root, site_map.root, site_map.count))
+            self._store.add_site_note(size, site_map.root, site_map.count, note)
+            stored = self._store.site_note_at(size)
+            assert stored is not None
+        if stored[1] != site_map.root or stored[2] != site_map.count:
+            raise IntegrityError(
+                f"the signed sites note of checkpoint {size} commits to another site map than the stored site trees "
+                "give (site index rewritten?)"
+            )
+        return stored[3]
+
+    def prove_site(self, site: str) -> SiteProof:
+        """The completeness proof of ``site`` at the latest checkpoint: its (count, site-tree root), map path,
+        signed sites note, and its entries' log indices (checked against the site tree before returning)."""
+        from optout_registry.merkle import EMPTY_ROOT
+        from optout_registry.note import Checkpoint
+
+        key = self.normalise_site(site)
+        size, note, site_map, trees = self.site_map()
+        cp = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
+        count, root = trees.get(key, (0, EMPTY_ROOT))
+        indices = self._store.site_indices(key, size)
+        if len(indices) != count:
+            raise IntegrityError(
+                f"the site index lists {len(indices)} entries of {key} up to {size}, its site tree counts {count} "
+                "(site_index rows deleted or added)"
+            )
+        sites_note = self.sites_note(size, cp.root, site_map)
+        return SiteProof(size, note, sites_note, key, count, root, site_map.prove(key), indices)
 
     def stats(self) -> dict[str, Any]:
         latest = self._store.latest_checkpoint()
@@ -700,9 +792,27 @@ class Registry:
             rep.fail(f"{count} entries stored but the log says {expected} (rows deleted or inserted)")
         elif expected:
             rep.lines.append(f"{count} entries stored, indices contiguous")
+        self._check_site_totals(integrated, rep)
         if full:
             self._full_check(rep, vkey)
         return rep
+
+    def _check_site_totals(self, size: int, rep: CheckReport) -> None:
+        """Cheap: the site trees cover exactly the signed log, and their counts equal the site_index rows.
+
+        Every valid record names a site, so both equal the tree size; a deleted or added site_index row, or a
+        site tree rolled back, shows here at start-up (check --full then says which site)."""
+        upto = self._store.sites_upto()
+        total, rows = self._store.site_totals()
+        if upto != size:
+            rep.fail(f"site trees cover {upto} entries but the latest checkpoint covers {size}")
+        if total != size or rows != size:
+            rep.fail(
+                f"site index holds {rows} rows and the site trees count {total} entries, but the log holds {size} "
+                "(site index rows deleted or added)"
+            )
+        elif size:
+            rep.lines.append(f"site index and site trees cover all {size} entries")
 
     def _check_right_edge(self, size: int, rep: CheckReport) -> None:
         """The newest entries (up to one level-0 tile) must hash to what the tiles hold: cheap, catches a lot."""
@@ -758,19 +868,22 @@ class Registry:
                     partial[(level, n)] = data
             pending.clear()
 
+        sites = _SiteReplay(self, rep, {s: r for s, r, _ in cps}, verifier)
         expect = 0
         for idx, leaf in store.leaves(0, size):
             if idx != expect:
                 rep.fail(f"entry {expect} is missing")
                 break
             expect += 1
+            record = None
             try:
-                parse_leaf(leaf)
+                record = parse_leaf(leaf)
             except (RecordError, ValueError) as exc:
                 non_canonical += 1
                 if non_canonical <= 3:
                     rep.fail(f"entry {idx} is not a valid canonical record: {exc}")
             pending.append(leaf_hash(leaf))
+            sites.add(idx, record, pending[-1])
             if len(pending) >= 65_536 or (stop_i < len(stops) and expect == stops[stop_i]):
                 flush()
                 while stop_i < len(stops) and stops[stop_i] <= expect:
@@ -790,9 +903,99 @@ class Registry:
                 rep.fail(f"entries do not hash to the root of the latest checkpoint (size {size})")
             else:
                 rep.lines.append(f"all {size} entries re-hashed; every tile and {len(roots)} checkpoint(s) match")
+        if expect == size:
+            sites.finish(size)
         blobs = 0
+        stored_refs: set[str] = set()
         for sha, body in store.iter_evidence():
             blobs += 1
+            stored_refs.add(sha.hex())
             if hashlib.sha256(body).digest() != sha:
                 rep.fail(f"evidence {sha.hex()} does not hash to its key")
         rep.lines.append(f"{blobs} evidence blob(s) re-hashed")
+        written = store.evidence_written()
+        if written is not None and written != blobs:
+            rep.fail(f"{blobs} evidence row(s) stored but {written} were written (evidence rows deleted or added)")
+        absent = sites.evidence_refs - stored_refs
+        if absent:
+            rep.lines.append(
+                f"{len(absent)} evidence blob(s) referenced by records were never stored (exports list them as "
+                f"missing), e.g. {sorted(absent)[0]}"
+            )
+
+
+class _SiteReplay:
+    """check --full's recomputation of the per-site index from the entries alone (docs/completeness.md, "How an
+    auditor recomputes it"): site trees in log order, the site map at every signed sites note, and the stored
+    site_tree and site_index rows compared with the result."""
+
+    def __init__(self, reg: Registry, rep: CheckReport, roots: dict[int, bytes], verifier: Verifier | None) -> None:
+        self.reg, self.rep, self.roots, self.verifier = reg, rep, roots, verifier
+        self.trees: dict[str, tuple[int, list[bytes]]] = {}
+        self.index: dict[str, list[int]] = {}
+        self.notes = {size: (map_root, n, note) for size, map_root, n, note in reg._store.site_notes()}
+        self.evidence_refs: set[str] = set()
+        if 0 in self.notes:
+            self._check_note(0)
+
+    def add(self, idx: int, record: dict[str, Any] | None, lh: bytes) -> None:
+        from optout_registry.sitemap import entry_hash, frontier_append, site_of_record
+
+        if record is not None:
+            self.evidence_refs.update(evidence_refs(record))
+            site = site_of_record(record)
+            if site is not None:
+                count, frontier = self.trees.get(site, (0, []))
+                frontier_append(frontier, count, entry_hash(idx, lh))
+                self.trees[site] = (count + 1, frontier)
+                self.index.setdefault(site, []).append(idx)
+        if idx + 1 in self.notes:
+            self._check_note(idx + 1)
+
+    def _check_note(self, size: int) -> None:
+        from optout_registry.note import NoteError, open_note
+        from optout_registry.sitemap import SiteMap, fold, parse_sites_note
+
+        map_root, n, note = self.notes[size]
+        site_map = SiteMap({s: (c, fold(f)) for s, (c, f) in self.trees.items()})
+        if site_map.root != map_root or site_map.count != n:
+            self.rep.fail(f"sites note of checkpoint {size}: the site map recomputed from the entries differs")
+        if self.verifier is None:
+            return
+        try:
+            origin, nsize, log_root, nmap, nsites = parse_sites_note(open_note(note, self.verifier))
+        except (NoteError, ValueError) as exc:
+            self.rep.fail(f"sites note of checkpoint {size} does not verify: {exc}")
+            return
+        if (origin, nsize, nmap, nsites) != (self.reg.origin, size, map_root, n) or log_root != self.roots.get(size):
+            self.rep.fail(f"sites note of checkpoint {size} does not match its row or the checkpoint's root")
+
+    def finish(self, size: int) -> None:
+        from optout_registry.sitemap import frontier_pack
+
+        store, rep = self.reg._store, self.rep
+        stored = store.site_trees()
+        bad = 0
+        for site in sorted(set(stored) | set(self.trees)):
+            count, frontier = self.trees.get(site, (0, []))
+            if stored.get(site) != (count, frontier_pack(frontier)):
+                bad += 1
+                have = stored.get(site, (0, b""))[0]
+                rep.fail(f"site tree of {site}: stored count {have}, the entries give {count} (or the root differs)")
+        got: dict[str, list[int]] = {}
+        for site, idx in store.iter_site_index():
+            got.setdefault(site, []).append(idx)
+        for site in sorted(set(got) | set(self.index)):
+            want, have_idx = self.index.get(site, []), got.get(site, [])
+            if want != have_idx:
+                bad += 1
+                lost = sorted(set(want) - set(have_idx))
+                extra = sorted(set(have_idx) - set(want))
+                detail = f"{len(lost)} missing (e.g. {lost[:5]})" if lost else ""
+                detail += (", " if lost and extra else "") + (f"{len(extra)} extra (e.g. {extra[:5]})" if extra else "")
+                rep.fail(f"site index of {site}: {detail or 'order differs'} compared with the entries")
+        if not bad:
+            rep.lines.append(
+                f"site index recomputed from the entries: {len(self.trees)} site(s), {len(self.notes)} sites "
+                "note(s) match"
+            )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -40,8 +40,121 @@ class CheckpointReads:
             count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
         return int(count), int(size)
 
+    # -- per-site completeness (docs/completeness.md) -------------------------------------------------------------
+
+    def site_trees(self) -> dict[str, tuple[int, bytes]]:
+        """Every site's (count, packed frontier): the input of the site map."""
+        with self._lock:
+            rows = self._conn.execute("SELECT site, count, frontier FROM site_tree").fetchall()
+        return {str(s): (int(c), bytes(f)) for s, c, f in rows}
+
+    def load_site_trees(self, sites: list[str]) -> dict[str, tuple[int, bytes]]:
+        """(count, packed frontier) of the given sites, in chunks (SQLite limits the number of parameters)."""
+        out: dict[str, tuple[int, bytes]] = {}
+        for i in range(0, len(sites), 500):
+            chunk = sites[i : i + 500]
+            marks = ", ".join([self._param] * len(chunk))
+            sql = f"SELECT site, count, frontier FROM site_tree WHERE site IN ({marks})"
+            for s, c, f in self._conn.execute(sql, chunk).fetchall():
+                out[str(s)] = (int(c), bytes(f))
+        return out
+
+    def site_indices(self, site: str, upto: int) -> list[int]:
+        sql = f"SELECT idx FROM site_index WHERE site = {self._param} AND idx < {self._param} ORDER BY idx"
+        with self._lock:
+            rows = self._conn.execute(sql, (site, upto)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def iter_site_index(self) -> Iterator[tuple[str, int]]:
+        """Every (site, idx) row, ordered by site then index (for check --full)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT site, idx FROM site_index ORDER BY site, idx").fetchall()
+        for site, idx in rows:
+            yield str(site), int(idx)
+
+    def site_totals(self) -> tuple[int, int]:
+        """(sum of the site trees' counts, number of site_index rows): both equal the entries with a site."""
+        with self._lock:
+            total = self._conn.execute("SELECT coalesce(sum(count), 0) FROM site_tree").fetchone()[0]
+            rows = self._conn.execute("SELECT count(*) FROM site_index").fetchone()[0]
+        return int(total), int(rows)
+
+    def site_notes(self) -> list[tuple[int, bytes, int, str]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT size, map_root, sites, note FROM site_note ORDER BY size").fetchall()
+        return [(int(s), bytes(r), int(n), str(t)) for s, r, n, t in rows]
+
+    def site_note_at(self, size: int) -> tuple[int, bytes, int, str] | None:
+        sql = f"SELECT size, map_root, sites, note FROM site_note WHERE size = {self._param}"
+        with self._lock:
+            row = self._conn.execute(sql, (size,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), int(row[2]), str(row[3]))
+
+    def add_site_note(self, size: int, map_root: bytes, sites: int, note: str) -> None:
+        """Store the signed sites note of checkpoint ``size``; the first one stored for a size stays."""
+        p = self._param
+        sql = f"INSERT INTO site_note(size, map_root, sites, note) VALUES ({p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING"
+        with self._lock:
+            self._conn.execute(sql, (size, map_root, sites, note))
+
+    def evidence_written(self) -> int | None:
+        """How many evidence rows were ever inserted (a trigger counts them), None if not counted."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'evidence_rows'").fetchone()
+        return None if row is None else int(row[0])
+
     def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
         with self._lock:
             rows = self._conn.execute("SELECT sha256, body FROM evidence").fetchall()
         for sha, body in rows:
             yield bytes(sha), bytes(body)
+
+
+def leaf_site(leaf: bytes) -> str | None:
+    """The site key of a stored leaf (docs/completeness.md: ``target.site``, ASCII lower-cased), or None.
+
+    Plain ``json``: the integrator and the auditor read sites from the bytes that were hashed, never from what
+    a node claimed.
+    """
+    import json
+
+    from optout_registry.sitemap import site_of_record
+
+    try:
+        obj = json.loads(leaf)
+    except ValueError:
+        return None
+    return site_of_record(obj) if isinstance(obj, dict) else None
+
+
+def advance_sites(
+    load: Callable[[list[str]], dict[str, tuple[int, bytes]]],
+    first: int,
+    sites: Sequence[str | None],
+    leaf_hashes: Sequence[bytes],
+) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int]]]:
+    """Append entries ``first, first+1, …`` to their sites' trees (docs/completeness.md).
+
+    ``load`` returns the stored (count, packed frontier) of the sites asked for (absent = new site). Returns the
+    site_tree rows to upsert, (site, count, packed frontier), and the site_index rows to insert, (site, idx). The
+    cost is one SHA-256 per entry plus, on average, one node hash: the frontier is the compact range.
+    """
+    from optout_registry.sitemap import entry_hash, frontier_append, frontier_pack, frontier_unpack
+
+    touched = sorted({s for s in sites if s is not None})
+    stored = load(touched) if touched else {}
+    trees: dict[str, tuple[int, list[bytes]]] = {}
+    for site in touched:
+        count, packed = stored.get(site, (0, b""))
+        trees[site] = (count, frontier_unpack(packed, count))
+    index_rows: list[tuple[str, int]] = []
+    for i, (site, lh) in enumerate(zip(sites, leaf_hashes, strict=True)):
+        if site is None:
+            continue
+        idx = first + i
+        count, frontier = trees[site]
+        frontier_append(frontier, count, entry_hash(idx, lh))
+        trees[site] = (count + 1, frontier)
+        index_rows.append((site, idx))
+    tree_rows = [(site, count, frontier_pack(frontier)) for site, (count, frontier) in trees.items()]
+    return tree_rows, index_rows

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from optout_registry.messages import first_line as _first_line
 from optout_registry.messages import redact_url as _redact
 from optout_registry.registry import ForkError, IntegrityError, RegistryError, SignFn
-from optout_registry.store_common import CheckpointReads
+from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
 
 SCHEMA_VERSION = "1"
 INTEGRATE_CHUNK = 65_536
@@ -72,6 +72,27 @@ CREATE OR REPLACE TRIGGER tile_no_delete BEFORE DELETE ON tile
   FOR EACH ROW EXECUTE FUNCTION optout_append_only();
 """
 
+# Per-site completeness (docs/completeness.md); run on every open, so a registry made before it gains it too.
+_SITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS site_tree(site text PRIMARY KEY, count bigint NOT NULL, frontier bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS site_note(size bigint PRIMARY KEY, map_root bytea NOT NULL, sites bigint NOT NULL,
+                                     note text NOT NULL);
+INSERT INTO meta(key, value) SELECT 'evidence_rows', count(*)::text FROM evidence ON CONFLICT DO NOTHING;
+CREATE OR REPLACE FUNCTION optout_count_evidence() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'evidence_rows'; RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER evidence_counted AFTER INSERT ON evidence
+  FOR EACH ROW EXECUTE FUNCTION optout_count_evidence();
+CREATE OR REPLACE TRIGGER site_index_append_only BEFORE UPDATE OR DELETE ON site_index
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+CREATE OR REPLACE TRIGGER site_note_append_only BEFORE UPDATE OR DELETE ON site_note
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+"""
+
+_UPSERT_SITE = (
+    "INSERT INTO site_tree(site, count, frontier) VALUES (%s, %s, %s) "
+    "ON CONFLICT (site) DO UPDATE SET count = EXCLUDED.count, frontier = EXCLUDED.frontier"
+)
+
 _UPSERT_TILE = (
     "INSERT INTO tile(level, n, data) VALUES (%s, %s, %s) ON CONFLICT (level, n) DO UPDATE SET data = EXCLUDED.data"
 )
@@ -117,6 +138,13 @@ class PostgresStore(CheckpointReads):
                     )
                     if not self._one("SELECT to_regclass('int_coord') IS NOT NULL"):
                         self._conn.execute(_SCHEMA)
+            if not self._one("SELECT to_regclass('site_note') IS NOT NULL"):
+                with self._conn.transaction():
+                    self._conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
+                    )
+                    if not self._one("SELECT to_regclass('site_note') IS NOT NULL"):
+                        self._conn.execute(_SITE_SCHEMA)
             self.set_meta_default("schema", SCHEMA_VERSION)
         except psycopg.Error as exc:
             self._conn.close()
@@ -152,10 +180,16 @@ class PostgresStore(CheckpointReads):
     # -- sequencing ---------------------------------------------------------------------------------------------
 
     def append(
-        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+        self,
+        leaves: list[bytes],
+        leaf_hashes: list[bytes],
+        evidence: list[tuple[bytes, bytes]],
+        sign: SignFn,
+        sites: list[str | None] | None = None,
     ) -> int:
         """Sequence one batch: contiguous indices, durable on return. Not integrated (no checkpoint) yet."""
-        del leaf_hashes, sign  # the integrator recomputes hashes from the stored bytes; nodes do not sign
+        # The integrator recomputes hashes and sites from the stored bytes; nodes neither sign nor are trusted.
+        del leaf_hashes, sign, sites
         psycopg = self._psycopg
         with self._lock:
             try:
@@ -234,6 +268,7 @@ class PostgresStore(CheckpointReads):
             if self._builder is None or self._builder.size != size:
                 self._builder = TileBuilder(size, self.read_tile)
             if nxt == size:
+                self._catch_up_sites(size)
                 if conn.execute("SELECT 1 FROM checkpoint WHERE size = %s", (size,)).fetchone() is None:
                     root = self._builder.root()
                     self._insert_checkpoint(size, root, sign(size, root))
@@ -244,9 +279,14 @@ class PostgresStore(CheckpointReads):
             ).fetchall()
             if len(rows) != end - size or (rows and (rows[0][0] != size or rows[-1][0] != end - 1)):
                 raise IntegrityError(f"entries {size}..{end - 1} are not contiguous ({len(rows)} found)")
-            touched = self._builder.add([leaf_hash(bytes(leaf)) for _, leaf in rows])
+            leaves = [bytes(leaf) for _, leaf in rows]
+            hashes = [leaf_hash(leaf) for leaf in leaves]
+            touched = self._builder.add(hashes)
             with conn.cursor() as cur:
                 cur.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
+            # The site trees advance in the same transaction as the tree head: they follow log order exactly.
+            self._catch_up_sites(size)
+            self._write_sites(size, [leaf_site(leaf) for leaf in leaves], hashes, end)
             root = self._builder.root()
             self._insert_checkpoint(end, root, sign(end, root))
             cur = conn.execute(
@@ -318,31 +358,52 @@ class PostgresStore(CheckpointReads):
         body = self._one("SELECT body FROM evidence WHERE sha256 = %s", (sha,))
         return None if body is None else bytes(body)
 
-    # -- site index ---------------------------------------------------------------------------------------------
+    # -- per-site trees (docs/completeness.md), written by the integrator -------------------------------------
 
-    def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None:
-        with self._lock, self._conn.transaction():
-            # Serialise indexers per registry; the index is derived data, so a lagging one is harmless.
-            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-index:{self.schema}",))
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
-            done = int(row[0]) if row else 0
-            if done >= upto:
-                return
-            rows = [(site, idx) for idx, leaf in self.leaves(done, upto) if (site := site_of(leaf))]
-            with self._conn.cursor() as cur:
-                cur.executemany("INSERT INTO site_index(site, idx) VALUES (%s, %s) ON CONFLICT DO NOTHING", rows)
-            self._conn.execute(
-                "INSERT INTO meta(key, value) VALUES ('indexed_upto', %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (str(upto),),
-            )
+    def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
+        tree_rows, index_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+        conn = self._conn
+        with conn.cursor() as cur:
+            with cur.copy("COPY site_index(site, idx) FROM STDIN") as copy:
+                for row in index_rows:
+                    copy.write_row(row)
+            cur.executemany(_UPSERT_SITE, tree_rows)
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('sites_upto', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (str(new_size),),
+        )
 
-    def site_indices(self, site: str, upto: int) -> list[int]:
+    def _catch_up_sites(self, size: int) -> None:
+        """Bring the site trees up to ``size`` from the stored entries (a registry made before they existed)."""
+        from optout_registry.merkle import leaf_hash
+
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
+        done = int(row[0]) if row else 0
+        if done > size:
+            raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
+        while done < size:
+            end = min(size, done + INTEGRATE_CHUNK)
+            rows = list(self.leaves(done, end))
+            self._write_sites(done, [leaf_site(leaf) for _, leaf in rows], [leaf_hash(leaf) for _, leaf in rows], end)
+            done = end
+
+    def sites_upto(self) -> int:
+        return int(self.get_meta("sites_upto") or 0)
+
+    def ensure_sites(self) -> None:
+        """Catch the site trees up with the integrated log (once, for a registry made before they existed), under
+        the integrator's lock so it never races an integration."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT idx FROM site_index WHERE site = %s AND idx < %s ORDER BY idx", (site, upto)
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+            if self.sites_upto() >= self.coordination()[0]:
+                return
+            self._acquire(wait=True)
+            try:
+                with self._conn.transaction():
+                    size = int(self._conn.execute("SELECT size FROM int_coord WHERE id = 1").fetchone()[0])
+                    self._catch_up_sites(size)
+            finally:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._lock_key,))
 
     def close(self) -> None:
         with self._lock:

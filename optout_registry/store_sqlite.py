@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from optout_registry.registry import IntegrityError, RegistryError, SignFn
-from optout_registry.store_common import CheckpointReads
+from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
 
 SCHEMA_VERSION = "1"
 
@@ -59,10 +59,32 @@ CREATE TRIGGER IF NOT EXISTS tile_extend_only BEFORE UPDATE ON tile
     BEGIN SELECT RAISE(ABORT, 'tile: only a partial tile may be extended'); END;
 CREATE TRIGGER IF NOT EXISTS tile_no_delete BEFORE DELETE ON tile
     BEGIN SELECT RAISE(ABORT, 'tile is append-only'); END;
+CREATE TABLE IF NOT EXISTS site_tree(site TEXT PRIMARY KEY, count INTEGER NOT NULL, frontier BLOB NOT NULL)
+    STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_note(size INTEGER PRIMARY KEY, map_root BLOB NOT NULL, sites INTEGER NOT NULL,
+                                     note TEXT NOT NULL) STRICT;
+CREATE TRIGGER IF NOT EXISTS site_index_no_change BEFORE UPDATE ON site_index
+    BEGIN SELECT RAISE(ABORT, 'site_index is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS site_index_no_delete BEFORE DELETE ON site_index
+    BEGIN SELECT RAISE(ABORT, 'site_index is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS site_note_no_update BEFORE UPDATE ON site_note
+    BEGIN SELECT RAISE(ABORT, 'site_note is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS site_note_no_delete BEFORE DELETE ON site_note
+    BEGIN SELECT RAISE(ABORT, 'site_note is append-only'); END;
+INSERT OR IGNORE INTO meta(key, value) SELECT 'evidence_rows', count(*) FROM evidence;
+CREATE TRIGGER IF NOT EXISTS evidence_counted AFTER INSERT ON evidence
+    BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'evidence_rows'; END;
 """
 
 _UPSERT_TILE = (
     "INSERT INTO tile(level, n, data) VALUES (?, ?, ?) ON CONFLICT(level, n) DO UPDATE SET data = excluded.data"
+)
+_UPSERT_SITE = (
+    "INSERT INTO site_tree(site, count, frontier) VALUES (?, ?, ?) "
+    "ON CONFLICT(site) DO UPDATE SET count = excluded.count, frontier = excluded.frontier"
+)
+_SET_SITES_UPTO = (
+    "INSERT INTO meta(key, value) VALUES ('sites_upto', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 
 
@@ -134,9 +156,18 @@ class SqliteStore(CheckpointReads):
     # -- write path ---------------------------------------------------------------------------------------------
 
     def append(
-        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+        self,
+        leaves: list[bytes],
+        leaf_hashes: list[bytes],
+        evidence: list[tuple[bytes, bytes]],
+        sign: SignFn,
+        sites: list[str | None] | None = None,
     ) -> int:
-        """Append one batch in one transaction and return the index of its first entry."""
+        """Append one batch in one transaction and return the index of its first entry.
+
+        ``sites`` are the entries' site keys when the caller has them from the validated records (cheaper than
+        parsing the leaves again); the site trees and site_index rows are written in the same transaction.
+        """
         from optout_registry.tiles import TileBuilder
 
         with self._lock:
@@ -156,6 +187,10 @@ class SqliteStore(CheckpointReads):
                 touched = self._builder.add(leaf_hashes)
                 conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
+                self._catch_up_sites(size)
+                if sites is None:
+                    sites = [leaf_site(leaf) for leaf in leaves]
+                self._write_sites(size, sites, leaf_hashes, new_size)
                 root = self._builder.root()
                 note = sign(new_size, root)
                 conn.execute(
@@ -273,42 +308,46 @@ class SqliteStore(CheckpointReads):
             row = self._conn.execute("SELECT body FROM evidence WHERE sha256 = ?", (sha,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    # -- site index (derived, untrusted, rebuilt lazily) --------------------------------------------------------
+    # -- per-site trees (docs/completeness.md), written in the append transaction -----------------------------
 
-    def index_sites(self, site_of: Callable[[bytes], str | None], upto: int) -> None:
-        """Index entries not yet indexed, up to ``upto``. Lagging by design: the append path stays lean."""
+    def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
+        tree_rows, index_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+        conn = self._conn
+        conn.executemany("INSERT INTO site_index(site, idx) VALUES (?, ?)", index_rows)
+        conn.executemany(_UPSERT_SITE, tree_rows)
+        conn.execute(_SET_SITES_UPTO, (str(new_size),))
+
+    def _catch_up_sites(self, size: int) -> None:
+        """Bring the site trees up to ``size`` from the stored entries (a registry made before they existed)."""
+        from optout_registry.merkle import leaf_hash
+
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
+        done = int(row[0]) if row else 0
+        if done > size:
+            raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
+        while done < size:
+            end = min(size, done + 50_000)
+            rows = list(self.leaves(done, end))
+            self._write_sites(done, [leaf_site(leaf) for _, leaf in rows], [leaf_hash(leaf) for _, leaf in rows], end)
+            done = end
+
+    def sites_upto(self) -> int:
+        return int(self.get_meta("sites_upto") or 0)
+
+    def ensure_sites(self) -> None:
+        """Catch the site trees up with the log (once, for a registry written before they existed)."""
         with self._lock:
-            done = int(self.get_meta("indexed_upto") or 0)
-            if done >= upto:
+            size = self._size_locked()
+            if self.sites_upto() >= size:
                 return
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
-                done = int(row[0]) if row else 0
-                rows = []
-                for idx, leaf in self.leaves(done, upto):
-                    site = site_of(leaf)
-                    if site:
-                        rows.append((site, idx))
-                conn.executemany("INSERT OR IGNORE INTO site_index(site, idx) VALUES (?, ?)", rows)
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('indexed_upto', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (str(max(done, upto)),),
-                )
-                conn.execute("COMMIT")
+                self._catch_up_sites(self._size_locked())
+                self._conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-
-    def site_indices(self, site: str, upto: int) -> list[int]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT idx FROM site_index WHERE site = ? AND idx < ? ORDER BY idx", (site, upto)
-            ).fetchall()
-        return [int(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

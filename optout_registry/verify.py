@@ -4,17 +4,23 @@ It trusts nothing in the export except what the *pinned* verifier key signs, and
 (merkle, note, record, proof), the standard library, ``rfc8785`` and ``cryptography`` — never the storage code — so
 it checks the format rather than re-running the implementation that wrote it.
 
-Checks: checkpoint.txt is signed by the pinned key; manifest.json is canonical JCS and every file hash matches,
-with no file missing or unlisted; each records/<i>.json is canonical, schema-valid and included at index i in the
+Checks: checkpoint.txt is signed by the pinned key; manifest.json is canonical JCS, signed by the same key through
+manifest.note (so no file, query or list in the bundle can be edited), and every file hash matches, with no file
+missing or unlisted; sites.txt (signed, bound to checkpoint.txt) commits to the site's (count, site-tree root) that
+site-proof.json proves, and the site tree recomputed from the exported records must give exactly that (a missing,
+dropped, reordered or foreign record fails, docs/completeness.md); each records/<i>.json is canonical,
+schema-valid and included at index i in the
 signed tree according to proofs/<i>.tlog-proof (whose embedded checkpoint must be checkpoint.txt, byte for byte);
 evidence files hash to their names and match the records' hashes and lengths; the tree is consistent with every
 older anchored checkpoint in anchors/ and with the holder's own previous checkpoint. Corrupt input never raises:
 every problem becomes a line in ``VerifyReport.problems``.
 
-What it cannot show (state it to users): that the export contains *all* records for a site, that the crawler's
-claims are true, or RFC 3161 timestamp validity (tokens are listed, not checked, here).
+What it cannot show (state it to users): that the crawler logged everything it honoured, that the crawler's claims
+are true, or RFC 3161 timestamp validity (tokens are listed, not checked, here). Evidence the manifest lists as not
+stored is a failure unless ``--allow-missing-evidence`` is given (the reason is then printed).
 
-Usage: ``python -m optout_registry.verify EXPORT_DIR --vkey VKEY_OR_FILE [--previous CHECKPOINT_FILE] [--json]``
+Usage: ``python -m optout_registry.verify EXPORT_DIR --vkey VKEY_OR_FILE [--previous CHECKPOINT_FILE]
+[--previous-export DIR] [--allow-missing-evidence] [--json]``
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -34,9 +41,17 @@ from typing import Any
 import rfc8785
 
 from .merkle import EMPTY_ROOT, VerificationError, leaf_hash, verify_consistency, verify_inclusion
-from .note import Checkpoint, NoteError, Verifier, open_checkpoint
+from .note import Checkpoint, NoteError, Verifier, open_checkpoint, open_note
 from .proof import MAX_PROOF_BYTES, parse_hashes, parse_proof
 from .record import MAX_LEAF_BYTES, RecordError, parse_leaf
+from .sitemap import (
+    parse_manifest_note,
+    parse_proof_json,
+    parse_sites_note,
+    site_of_record,
+    tree_root,
+    verify_site,
+)
 from .vocabulary import label
 
 __all__ = ["VerifyReport", "main", "verify_export"]
@@ -84,6 +99,9 @@ class _Ctx:
         self.files: dict[str, Path] = {}  # relative posix path -> absolute path (regular files only)
         self.sizes: dict[str, int] = {}
         self._digests: dict[str, str] = {}
+        self.allow_missing_evidence = False
+        self.leaf_hashes: dict[int, bytes] = {}  # records/<i>.json -> leaf hash, for the site tree
+        self.sites: dict[int, str | None] = {}  # records/<i>.json -> its site key
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -224,7 +242,7 @@ def _check_manifest(ctx: _Ctx) -> dict[str, Any] | None:
         if got is not None and got != want:
             ctx.problem(f"{rel}: SHA-256 {got} does not match manifest.json ({want})")
     for rel in sorted(ctx.files):
-        if rel != "manifest.json" and rel not in files:
+        if rel not in ("manifest.json", "manifest.note") and rel not in files:
             ctx.problem(f"{rel}: present but not listed in manifest.json")
     return manifest
 
@@ -272,7 +290,10 @@ def _check_records(
     query = manifest.get("query")
     query_site = query.get("site") if isinstance(query, dict) and isinstance(query.get("site"), str) else None
     missing = manifest.get("missing_evidence")
-    declared_missing = {m for m in missing if isinstance(m, str)} if isinstance(missing, list) else set()
+    declared_missing: dict[str, str] = {}
+    for m in missing if isinstance(missing, list) else []:
+        if isinstance(m, dict) and isinstance(m.get("sha256"), str):
+            declared_missing[m["sha256"]] = str(m.get("reason", "no reason given"))[:200]
     listed = manifest.get("records")
     if isinstance(listed, list) and (
         not all(type(i) is int for i in listed) or sorted(listed) != sorted(records)  # type: ignore[type-var]
@@ -288,8 +309,10 @@ def _check_records(
         if leaf is None:
             continue
         record: dict[str, Any] | None = None
+        ctx.leaf_hashes[index] = leaf_hash(leaf)
         try:
             record = parse_leaf(leaf)
+            ctx.sites[index] = site_of_record(record)
         except RecordError as exc:
             ctx.problem(f"{rel}: {exc}")
         _check_inclusion(ctx, index, leaf, proofs.get(index), cp, cp_text)
@@ -302,8 +325,8 @@ def _check_records(
                 f"record {index}: OK - {record['observed_at']} (claimed) {label(record)} {record['decision']} "
                 f"{target['url'][:200]}"
             )
-            if query_site is not None and target["site"] != query_site:
-                ctx.lines.append(f"record {index}: note - site {target['site']} is not the queried site {query_site}")
+            if query_site is not None and ctx.sites.get(index) != query_site:
+                ctx.problem(f"{rel}: a record of {target['site']}, not of the queried site {query_site}")
     return verified, used_evidence
 
 
@@ -336,10 +359,10 @@ def _check_inclusion(
         ctx.problem(f"{proof_rel}: {exc}")
 
 
-def _check_evidence(ctx: _Ctx, rel: str, record: dict[str, Any], declared_missing: set[str]) -> set[str]:
-    """Evidence blobs named by the record (body, and header block if hashed) must be present and match, unless
-    the manifest declares them as not stored by the operator (then it is a note: nothing to check, nothing
-    contradicted)."""
+def _check_evidence(ctx: _Ctx, rel: str, record: dict[str, Any], declared_missing: dict[str, str]) -> set[str]:
+    """Evidence blobs named by the record (body, and header block if hashed) must be present and match. Evidence
+    the signed manifest declares as not stored is still a failure (the holder cannot check the record against what
+    the crawler saw) unless the holder accepts it with --allow-missing-evidence; the reason is then printed."""
     ev = record.get("evidence")
     if not isinstance(ev, dict):
         return set()
@@ -351,8 +374,15 @@ def _check_evidence(ctx: _Ctx, rel: str, record: dict[str, Any], declared_missin
         used.add(sha)
         ev_rel = f"evidence/{sha}"
         if ev_rel not in ctx.files:
-            if sha in declared_missing:
-                ctx.lines.append(f"{rel}: evidence {sha} was not stored by the operator (declared in manifest.json)")
+            if sha in declared_missing and ctx.allow_missing_evidence:
+                ctx.lines.append(
+                    f"{rel}: evidence {sha} is missing ({declared_missing[sha]}); accepted (--allow-missing-evidence)"
+                )
+            elif sha in declared_missing:
+                ctx.problem(
+                    f"{rel}: evidence {sha} is missing ({declared_missing[sha]}); "
+                    "pass --allow-missing-evidence to accept it"
+                )
             else:
                 ctx.problem(f"{rel}: evidence {ev_rel} is missing from the export")
             continue
@@ -446,14 +476,129 @@ def _check_previous(ctx: _Ctx, previous: str, verifier: Verifier, cp: Checkpoint
     _consistency(ctx, "previous checkpoint", old, cp)
 
 
+def _check_manifest_note(ctx: _Ctx, verifier: Verifier, cp: Checkpoint) -> None:
+    """manifest.note: the log key's signature over SHA-256(manifest.json), for this checkpoint."""
+    data = ctx.read("manifest.note", MAX_NOTE_FILE_BYTES)
+    if data is None:
+        if "manifest.note" not in ctx.files:
+            ctx.problem("manifest.note is missing: the manifest (query, file list, digests) is not signed")
+        return
+    try:
+        origin, size, digest = parse_manifest_note(open_note(data, verifier))
+    except (NoteError, VerificationError) as exc:
+        ctx.problem(f"manifest.note: {exc}")
+        return
+    if (origin, size) != (cp.origin, cp.size):
+        ctx.problem(f"manifest.note: signed for {origin} size {size}, not for checkpoint.txt ({cp.origin} {cp.size})")
+    elif ctx.digest("manifest.json") != digest:
+        ctx.problem("manifest.json: edited after it was signed (its SHA-256 differs from manifest.note)")
+    else:
+        ctx.lines.append("manifest.note: manifest.json is signed by the pinned key")
+
+
+def _check_site(ctx: _Ctx, verifier: Verifier, cp: Checkpoint, manifest: dict[str, Any] | None) -> Any:
+    """Completeness: the records present are exactly the site's entries up to the checkpoint (docs/completeness.md).
+
+    Returns (site, entries) from the verified site proof, or None."""
+    query = manifest.get("query") if isinstance(manifest, dict) else None
+    site = query.get("site") if isinstance(query, dict) else None
+    if not isinstance(site, str):
+        ctx.problem("manifest.json: no query site, so completeness cannot be checked")
+        return None
+    if "sites.txt" not in ctx.files or "site-proof.json" not in ctx.files:
+        ctx.problem("sites.txt or site-proof.json is missing: the bundle cannot show it holds every record of the site")
+        return None
+    data, proof_data = ctx.read("sites.txt", MAX_NOTE_FILE_BYTES), ctx.read("site-proof.json", MAX_MANIFEST_BYTES)
+    if data is None or proof_data is None:
+        return None
+    try:
+        origin, size, log_root, map_root, nsites = parse_sites_note(open_note(data, verifier))
+        if (origin, size, log_root) != (cp.origin, cp.size, cp.root):
+            raise VerificationError("sites.txt: signed for another checkpoint than checkpoint.txt")
+        doc = _load_json(proof_data)
+        if rfc8785.dumps(doc) != proof_data:
+            raise VerificationError("site-proof.json: not in canonical RFC 8785 form")
+        psite, count, root, map_proof, entries = parse_proof_json(doc)
+        if psite != site:
+            raise VerificationError(f"site-proof.json: proves {psite}, but the query is {site}")
+        verify_site(site, count, root, map_proof, map_root)
+    except (NoteError, VerificationError, ValueError, RecursionError) as exc:
+        ctx.problem(f"{str(exc)[:300]}")
+        return None
+    indices = [i for i, _ in entries]
+    if any(b <= a for a, b in itertools.pairwise(indices)) or (indices and indices[-1] >= cp.size):
+        ctx.problem(f"site-proof.json: the entries of {site} are not in log order below {cp.size}")
+        return None
+    if tree_root(entries) != (count, root):
+        ctx.problem(f"site-proof.json: the listed entries of {site} do not hash to its signed site-tree root")
+        return None
+    ctx.lines.append(f"sites.txt: {nsites} site(s) at size {cp.size}; {site} has {count} record(s) (signature OK)")
+    return site, dict(entries)
+
+
+def _check_complete(ctx: _Ctx, site: str, entries: dict[int, bytes], manifest: dict[str, Any]) -> None:
+    """Every listed entry of the site is in records/ (unless the signed query limits the dates), and no other."""
+    query = manifest.get("query")
+    ranged = isinstance(query, dict) and bool(query.get("since") or query.get("until"))
+    for index, lh in sorted(ctx.leaf_hashes.items()):
+        if index not in entries:
+            other = ctx.sites.get(index)
+            what = f"a record of {other}" if other and other != site else "not an entry of this site"
+            ctx.problem(f"records/{index}.json: {what} (the signed site tree of {site} does not list it)")
+        elif entries[index] != lh:
+            ctx.problem(f"records/{index}.json: differs from entry {index} of the signed site tree of {site}")
+    absent = [i for i in entries if i not in ctx.leaf_hashes]
+    if absent and not ranged:
+        ctx.problem(
+            f"{len(entries)} records of {site} up to the checkpoint, the bundle has {len(entries) - len(absent)}: "
+            f"missing records/{absent[0]}.json" + (f" and {len(absent) - 1} more" if len(absent) > 1 else "")
+        )
+    elif absent:
+        ctx.lines.append(
+            f"{len(absent)} record(s) of {site} fall outside the queried time range: listed by hash in "
+            "site-proof.json, not included (ask for an export without --since/--until to see them)"
+        )
+    if not absent or ranged:
+        ctx.lines.append(f"complete: the bundle holds all {len(entries) - len(absent)} record(s) the query selects")
+
+
+def _check_previous_export(ctx: _Ctx, previous: Path, verifier: Verifier, site: str, entries: dict[int, bytes]) -> None:
+    """Compare with an earlier export of the same site: its count may only have grown, and its records must be
+    the first ones of this site tree, unchanged (the site-tree roots are recomputed, not trusted)."""
+    old = _Ctx(previous)
+    if not _inventory(old) or "sites.txt" not in old.files or "checkpoint.txt" not in old.files:
+        ctx.problem(f"previous export {previous}: no checkpoint.txt / sites.txt")
+        return
+    _, old_cp = _open_note_file(old, "checkpoint.txt", verifier)
+    old_manifest = {"query": {"site": site}}
+    result = _check_site(old, verifier, old_cp, old_manifest) if old_cp is not None else None
+    if result is None:
+        ctx.problem(f"previous export: {'; '.join(old.problems[:2]) or 'not valid'}")
+        return
+    _, old_entries = result
+    mine = sorted(entries.items())
+    if len(old_entries) > len(mine):
+        ctx.problem(f"previous export: {site} had {len(old_entries)} records, now {len(mine)}: the count decreased")
+    elif mine[: len(old_entries)] != sorted(old_entries.items()):
+        ctx.problem(f"previous export: the first {len(old_entries)} records of {site} changed since then")
+    else:
+        ctx.lines.append(
+            f"previous export: {len(old_entries)} -> {len(mine)} records of {site}, earlier ones unchanged"
+        )
+
+
 def _known_path(rel: str) -> bool:
     top, sep, _ = rel.partition("/")
     if not sep:
-        return rel in ("manifest.json", "checkpoint.txt") or bool(_INFORMATIONAL.match(rel))
+        return rel in ("manifest.json", "manifest.note", "checkpoint.txt", "sites.txt", "site-proof.json") or bool(
+            _INFORMATIONAL.match(rel)
+        )
     return top in ("records", "proofs", "evidence", "anchors", "consistency")
 
 
-def _verify(ctx: _Ctx, vkey: str, previous_checkpoint: str | None) -> tuple[Checkpoint | None, int]:
+def _verify(
+    ctx: _Ctx, vkey: str, previous_checkpoint: str | None, previous_export: Path | None
+) -> tuple[Checkpoint | None, int]:
     if not _inventory(ctx):
         return None, 0
     verifier: Verifier | None
@@ -487,6 +632,15 @@ def _verify(ctx: _Ctx, vkey: str, previous_checkpoint: str | None) -> tuple[Chec
             ctx.problem("manifest.json: 'checkpoint' does not describe checkpoint.txt")
     verified, used = _check_records(ctx, cp, cp_text, manifest)
     _check_evidence_files(ctx, used)
+    if cp is not None:
+        _check_manifest_note(ctx, verifier, cp)
+        site = _check_site(ctx, verifier, cp, manifest)
+        if site is not None and isinstance(manifest, dict):
+            _check_complete(ctx, site[0], site[1], manifest)
+            if previous_export is not None:
+                _check_previous_export(ctx, previous_export, verifier, *site)
+        elif previous_export is not None:
+            ctx.problem("previous export: cannot compare without this export's site proof")
     _check_anchors(ctx, verifier, cp)
     for rel in sorted(ctx.files):
         if not _known_path(rel):
@@ -502,13 +656,26 @@ def _verify(ctx: _Ctx, vkey: str, previous_checkpoint: str | None) -> tuple[Chec
     return cp, verified
 
 
-def verify_export(directory: Path | str, vkey: str, *, previous_checkpoint: str | None = None) -> VerifyReport:
-    """Verify an export directory against the pinned ``vkey``; never raises on corrupt input."""
+def verify_export(
+    directory: Path | str,
+    vkey: str,
+    *,
+    previous_checkpoint: str | None = None,
+    previous_export: Path | str | None = None,
+    allow_missing_evidence: bool = False,
+) -> VerifyReport:
+    """Verify an export directory against the pinned ``vkey``; never raises on corrupt input.
+
+    ``previous_export`` is an earlier export of the same site: the site's count must not have decreased and its
+    earlier records must be unchanged. ``allow_missing_evidence`` accepts evidence the signed manifest lists as
+    not stored (the reason is printed instead of failing)."""
     ctx = _Ctx(Path(directory))
+    ctx.allow_missing_evidence = allow_missing_evidence
     cp: Checkpoint | None = None
     verified = 0
     try:
-        cp, verified = _verify(ctx, vkey, previous_checkpoint)
+        prev = Path(previous_export) if previous_export is not None else None
+        cp, verified = _verify(ctx, vkey, previous_checkpoint, prev)
     except Exception as exc:  # last line of defence: a verifier must report, not crash
         ctx.problem(f"verifier stopped early: {type(exc).__name__}: {str(exc)[:200]}")
     ok = not ctx.problems
@@ -534,6 +701,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", help="export directory")
     parser.add_argument("--vkey", required=True, help="pinned verifier key text, or a file containing it")
     parser.add_argument("--previous", help="a signed checkpoint you kept from earlier (file)")
+    parser.add_argument("--previous-export", metavar="DIR", help="an earlier export of the same site to compare")
+    parser.add_argument(
+        "--allow-missing-evidence",
+        action="store_true",
+        help="accept evidence the signed manifest lists as not stored (the reason is printed)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     previous = None
@@ -549,7 +722,13 @@ def main(argv: list[str] | None = None) -> int:
     except NoteError as exc:
         print(f"python -m optout_registry.verify: error: --vkey: {exc}", file=sys.stderr)
         return 2
-    report = verify_export(Path(args.directory), vkey, previous_checkpoint=previous)
+    report = verify_export(
+        Path(args.directory),
+        vkey,
+        previous_checkpoint=previous,
+        previous_export=args.previous_export,
+        allow_missing_evidence=args.allow_missing_evidence,
+    )
     if args.json:
         cp = report.checkpoint
         doc = {

@@ -205,10 +205,12 @@ def test_appending_node_without_key_cannot_sign(url: str, key: Path, tmp_path: P
         assert node.append(make_records(3)) == [0, 1, 2]
         with pytest.raises(RegistryError, match="private key is not at"):
             node.checkpoint()
-        # it can still export, against the latest checkpoint the integrator signed (size 0: no records yet)
+        # nor export: a bundle's manifest is signed with the log key (docs/completeness.md)
         from optout_registry.export import export_bundle
 
-        assert export_bundle(node, "example.net", tmp_path / "bundle").size == 0
+        with pytest.raises(RegistryError, match="manifest is signed with the log key"):
+            export_bundle(node, "example.net", tmp_path / "bundle")
+        assert not (tmp_path / "bundle").exists()
     assert not (tmp_path / "missing.key").exists()  # no second key was generated
 
 

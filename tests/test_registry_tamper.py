@@ -74,18 +74,20 @@ def test_untampered_export_verifies(setup: tuple[str, Path, str, str], tmp_path:
 
 
 def test_changed_byte_in_a_stored_record(setup: tuple[str, Path, str, str], tmp_path: Path) -> None:
-    url, key, vkey, note = setup
+    url, key, _vkey, _note = setup
     raw = Raw(url)
     leaf = raw.q("SELECT leaf FROM entry WHERE idx = 5")[0][0]
     forged = bytes(leaf).replace(b"/2026/5.html", b"/2026/6.html")  # still valid canonical JSON
     assert forged != bytes(leaf)
     raw.tamper("UPDATE entry SET leaf = ? WHERE idx = 5", (forged,))
     raw.close()
-    report = verify_export(_export(url, key, tmp_path / "out"), vkey, previous_checkpoint=note)
-    assert not report.ok
-    assert any("proofs/5.tlog-proof" in p for p in report.problems), report.problems
-    assert report.records == 19  # every other record still verifies
-    assert any("tile 0/0" in p for p in _full_check(url, key))
+    # The export re-hashes the site's records into its site tree before writing anything, so it refuses.
+    with pytest.raises(IntegrityError, match="do not hash to its site tree"):
+        _export(url, key, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    problems = _full_check(url, key)
+    assert any("tile 0/0" in p for p in problems)
+    assert any("site tree of example.net" in p for p in problems), problems
 
 
 def test_deleted_row(setup: tuple[str, Path, str, str]) -> None:
@@ -99,17 +101,18 @@ def test_deleted_row(setup: tuple[str, Path, str, str]) -> None:
 
 
 def test_reordered_rows(setup: tuple[str, Path, str, str], tmp_path: Path) -> None:
-    url, key, vkey, _ = setup
+    url, key, _vkey, _ = setup
     raw = Raw(url)
     a = raw.q("SELECT leaf FROM entry WHERE idx = 3")[0][0]
     b = raw.q("SELECT leaf FROM entry WHERE idx = 4")[0][0]
     raw.tamper("UPDATE entry SET leaf = ? WHERE idx = 3", (b,))
     raw.tamper("UPDATE entry SET leaf = ? WHERE idx = 4", (a,))
     raw.close()
-    report = verify_export(_export(url, key, tmp_path / "out"), vkey)
-    bad = {p.split(":")[0] for p in report.problems}
-    assert {"proofs/3.tlog-proof", "proofs/4.tlog-proof"} <= bad, report.problems
-    assert any("tile 0/0" in p for p in _full_check(url, key))
+    with pytest.raises(IntegrityError, match="do not hash to its site tree"):
+        _export(url, key, tmp_path / "out")
+    problems = _full_check(url, key)
+    assert any("tile 0/0" in p for p in problems)
+    assert any("site tree of example.net" in p for p in problems), problems
 
 
 def test_truncated_entries(setup: tuple[str, Path, str, str]) -> None:
@@ -141,6 +144,10 @@ def test_consistent_rollback_is_caught_by_the_holders_checkpoint(
         root = raw.q("SELECT root FROM checkpoint WHERE size = 500")[0][0]
         raw.tamper("UPDATE int_coord SET size = 500, root = ?", (root,))
         raw.tamper("UPDATE seq_coord SET next = 500")
+    # …and the derived site index, which the registry rebuilds from the entries on the next open.
+    for table in ("site_tree", "site_index", "site_note"):
+        raw.tamper(f"DELETE FROM {table}")
+    raw.tamper("DELETE FROM meta WHERE key = 'sites_upto'")
     raw.close()
     with Registry.open(url, key=key) as reg:  # a consistent prefix: start-up check passes
         assert reg.size == 500

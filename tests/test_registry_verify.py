@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import rfc8785
 
-from optout_registry import merkle, proof, record
+from optout_registry import merkle, proof, record, sitemap
 from optout_registry import verify as verify_module
 from optout_registry.merkle import VerificationError, leaf_hash
 from optout_registry.note import Checkpoint, Signer, open_checkpoint
@@ -122,17 +122,31 @@ class Export:
     def rel(self, rel: str) -> Path:
         return self.path / rel
 
-    def rewrite_manifest(self, **changes) -> None:
-        """Recompute manifest.json over the files present (what a careful forger would do)."""
+    def rewrite_manifest(self, *, resign: bool = True, **changes) -> None:
+        """Recompute manifest.json over the files present and, unless ``resign`` is False, sign it again.
+
+        Re-signing is what a forger holding the log key (the operator) would do: the checks behind the manifest
+        signature must still catch what it hides. Without the key (``resign=False``) manifest.note catches it."""
         manifest = json.loads((self.path / "manifest.json").read_bytes())
         files = {}
         for p in sorted(self.path.rglob("*")):
             rel = p.relative_to(self.path).as_posix()
-            if p.is_file() and rel != "manifest.json":
+            if p.is_file() and rel not in ("manifest.json", "manifest.note"):
                 files[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
         manifest["files"] = files
         manifest.update(changes)
-        (self.path / "manifest.json").write_bytes(rfc8785.dumps(manifest))
+        data = rfc8785.dumps(manifest)
+        (self.path / "manifest.json").write_bytes(data)
+        if resign:
+            sign_manifest(self.path, self.signer, data)
+
+
+def sign_manifest(path: Path, signer: Signer, data: bytes) -> None:
+    try:
+        cp = Checkpoint.parse((path / "checkpoint.txt").read_text().split("\n\n")[0] + "\n")
+    except (OSError, ValueError):  # a test broke checkpoint.txt on purpose: leave manifest.note as it was
+        return
+    (path / "manifest.note").write_text(signer.sign_note(sitemap.manifest_note_body(cp.origin, cp.size, data)))
 
 
 def build_export(
@@ -154,7 +168,8 @@ def build_export(
     when = datetime(2026, 11, 1, tzinfo=timezone.utc)
     for i in range(size):
         body = f"User-agent: *\nDisallow: /{i % 5}/\n".encode()
-        host = ("news.example.net", "www.example.net", "other.example")[i % 3]
+        # The exported records are exactly example.net's (complete); the others belong to other.example.
+        host = ("news.example.net", "www.example.net")[i % 2] if i in exported else "other.example"
         ev = record.evidence_ref(f"https://{host}/robots.txt", 200, body, when)
         rec = record.new_record(
             url=f"https://{host}/{i % 5}/page-{i}",
@@ -195,8 +210,23 @@ def build_export(
     for m in anchored:
         write(f"anchors/{m}.txt", notes[m].encode())
         write(f"consistency/{m}-{size}.txt", proof.format_hashes(reader.consistency_proof(m)).encode())
+    # Completeness (docs/completeness.md): the site map over both sites, bound to the checkpoint by sites.txt.
+    by_site: dict[str, list[tuple[int, bytes]]] = {}
+    for i, leaf in enumerate(leaves):
+        by_site.setdefault(sitemap.site_of_record(json.loads(leaf)), []).append((i, leaf_hash(leaf)))
+    trees = {s: sitemap.tree_root(entries) for s, entries in by_site.items()}
+    site_map = sitemap.SiteMap(trees)
+    cp = open_checkpoint(note, signer.verifier())
+    write(
+        "sites.txt",
+        signer.sign_note(sitemap.sites_note_body(NAME, size, cp.root, site_map.root, site_map.count)).encode(),
+    )
+    count, root = trees.get("example.net", (0, merkle.EMPTY_ROOT))
+    doc = sitemap.proof_json("example.net", count, root, site_map.prove("example.net"), by_site.get("example.net", []))
+    write("site-proof.json", rfc8785.dumps(doc))
     manifest = {"query": {"site": "example.net"}, "generated_at": "2026-11-02T00:00:00.000000Z", "files": files}
     (path / "manifest.json").write_bytes(rfc8785.dumps(manifest))
+    sign_manifest(path, signer, rfc8785.dumps(manifest))
     return Export(path, signer, leaves, notes)
 
 
@@ -231,7 +261,7 @@ def test_valid_export_passes(export):
     text = report.text()
     assert "anchors/7.txt: consistent with checkpoint.txt (size 7 -> 40)" in text
     assert "record 38: OK" in text
-    assert "note - site other.example is not the queried site example.net" in text  # a note, not a problem
+    assert "complete: the bundle holds all 4 record(s)" in text
     assert "RFC 3161 timestamp token (not checked" in text
     assert text.rstrip().endswith("VALID: 4 record(s) verified")
 
@@ -271,8 +301,10 @@ def test_record_content_swapped_keeps_schema(export):
     leaf["decision"] = "purged"
     export.rel("records/4.json").write_bytes(rfc8785.dumps(leaf))
     export.rewrite_manifest()
-    problems = assert_reported(export.path, "proofs/4.tlog-proof: inclusion")
-    assert len(problems) == 1
+    problems = assert_reported(
+        export.path, "proofs/4.tlog-proof: inclusion", "records/4.json: differs from entry 4 of the signed site tree"
+    )
+    assert len(problems) == 2
 
 
 def test_record_moved_to_another_index(export):
@@ -349,13 +381,17 @@ def test_missing_evidence(export):
     assert_reported(export.path, f"evidence/{leaf['evidence']['sha256']} is missing from the export")
 
 
-def test_declared_missing_evidence_is_a_note_not_a_problem(export):
+def test_declared_missing_evidence_fails_unless_accepted(export):
     sha = json.loads(export.leaves[4])["evidence"]["sha256"]
     export.rel(f"evidence/{sha}").unlink()
-    export.rewrite_manifest(missing_evidence=[sha])
-    report = verify_export(export.path, VKEY)
+    reason = "the operator did not store this evidence body"
+    export.rewrite_manifest(missing_evidence=[{"sha256": sha, "reason": reason}])
+    # Listed as missing is still a failure: the holder cannot check the record against what the crawler saw…
+    assert_reported(export.path, f"evidence {sha} is missing ({reason}); pass --allow-missing-evidence")
+    # …unless the holder accepts it; the reason is then printed.
+    report = verify_export(export.path, VKEY, allow_missing_evidence=True)
     assert report.ok, report.problems
-    assert any(f"evidence {sha} was not stored by the operator" in line for line in report.lines)
+    assert any(f"evidence {sha} is missing ({reason}); accepted" in line for line in report.lines)
 
 
 def test_header_evidence_is_checked(tmp_path):
@@ -369,7 +405,10 @@ def test_header_evidence_is_checked(tmp_path):
     (path / "records/2.json").write_bytes(rfc8785.dumps(leaf))
     Export(path, Signer.from_seed(NAME, SEED), [], {}).rewrite_manifest()
     problems = problems_of(path)
-    assert problems == ["proofs/2.tlog-proof: inclusion: proof for index 2 does not lead to the root of size 3"]
+    assert problems == [
+        "proofs/2.tlog-proof: inclusion: proof for index 2 does not lead to the root of size 3",
+        "records/2.json: differs from entry 2 of the signed site tree of example.net",
+    ]
     (path / f"evidence/{leaf['evidence']['headers_sha256']}").write_bytes(b"HTTP/1.1 500\r\n\r\n")
     Export(path, Signer.from_seed(NAME, SEED), [], {}).rewrite_manifest()
     assert_reported(path, "records/2.json: evidence evidence/", "content hashes to")
@@ -641,13 +680,14 @@ def test_cli_module_entry_point_and_no_storage_imports(export):
     # The package __init__ may re-export the Registry class (registry.py imports lazily); nothing that touches
     # storage, tiles or tldextract may be loaded.
     allowed = {
-        f"optout_registry.{m}" for m in ("merkle", "note", "record", "proof", "verify", "registry", "vocabulary")
+        f"optout_registry.{m}"
+        for m in ("merkle", "note", "record", "proof", "verify", "registry", "vocabulary", "sitemap")
     }
     assert loaded <= allowed | {"optout_registry"}, loaded - allowed
     # And verify.py itself imports only the pure modules.
     tree = ast.parse(Path(verify_module.__file__).read_text(encoding="utf-8"))
     relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
-    assert relative <= {"merkle", "note", "record", "proof", "vocabulary"}, relative
+    assert relative <= {"merkle", "note", "record", "proof", "vocabulary", "sitemap"}, relative
     absolute = {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
