@@ -281,11 +281,12 @@ def write_signing(d: Disclosure, folder: Path) -> dict[str, Any] | None:
     write_atomic(folder / keydir.CARD_FILE, json.dumps(card, indent=1) + "\n")
     return {
         "signature_agent": agent,
+        "signature_agent_header": f'{httpsig.LABEL}="{agent}"',
         "directory": agent + httpsig.WELL_KNOWN,
         "media_type": httpsig.DIRECTORY_MEDIA_TYPE,
         "algorithm": httpsig.ALG,
         "tag": httpsig.TAG,
-        "covered_components": ["@method", "@authority", "@path", f'signature-agent;key="{httpsig.LABEL}"'],
+        "covered_components": ["@method", "@authority", "@path", f'"signature-agent";key="{httpsig.LABEL}"'],
         "signature_lifetime": d.signing_expires,
         "keys": [
             {
@@ -453,7 +454,8 @@ def render_signing(signing: dict[str, Any] | None) -> str:
     return f"""<h3 id="signatures">Signed requests (Web Bot Auth)</h3>
 <p>Every request it makes, robots.txt and the other policy files included, carries an HTTP Message Signature
 (RFC 9421, {esc(signing["algorithm"])}, <code>tag="{esc(signing["tag"])}"</code>) covering {covered}, valid for
-{signing["signature_lifetime"]} seconds, and the header <code>Signature-Agent: {esc(signing["signature_agent"])}</code>.
+{signing["signature_lifetime"]} seconds, and the header
+<code>Signature-Agent: {esc(signing["signature_agent_header"])}</code>.
 The keys are published at <a href="{esc(signing["directory"])}">{esc(signing["directory"])}</a>
 (<code>{esc(signing["media_type"])}</code>, itself signed with each key). A retired key stays listed until the last
 signature it made has expired.</p>

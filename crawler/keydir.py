@@ -75,13 +75,15 @@ def sign_directory(
         base = httpsig.signature_base([('"@authority";req', authority), ('"content-digest"', digest)], params)
         inputs.append(f"{label}={params}")
         signatures.append(f"{label}=:{base64.b64encode(key.sign(base)).decode('ascii')}:")
-    return {
+    headers = {
         "Content-Type": httpsig.DIRECTORY_MEDIA_TYPE,
         "Cache-Control": f"max-age={CACHE_SECONDS}",
         "Content-Digest": digest,
-        "Signature-Input": ", ".join(inputs),
-        "Signature": ", ".join(signatures),
     }
+    if inputs:  # none when every listed key is retired and we hold no current one
+        headers["Signature-Input"] = ", ".join(inputs)
+        headers["Signature"] = ", ".join(signatures)
+    return headers
 
 
 def verify_directory(
@@ -255,6 +257,9 @@ def load_directory(where: str, timeout: float = 10.0) -> tuple[dict[str, dict[st
         if resp.status_code != 200:  # the draft: any other status is a discovery failure, no redirects
             raise SignatureError(f"{where} answered {resp.status_code}, not 200")
         parts = urlsplit(where)
+        if "Signature-Input" in resp.headers:  # the directory's possession proofs: checked when it has them
+            proven = verify_directory(resp.content, dict(resp.headers), httpsig.authority(where))
+            print(f"directory {where}: signed by {len(proven)} of its keys", file=sys.stderr)
         return httpsig.directory_keys(resp.content), f"{parts.scheme}://{parts.netloc}"
     try:
         return httpsig.directory_keys(Path(where).read_bytes()), None

@@ -252,7 +252,9 @@ class Headers:
     def __init__(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
         self.values: dict[str, list[str]] = {}
         for name, value in headers.items() if isinstance(headers, Mapping) else headers:
-            self.values.setdefault(name.strip().lower(), []).append(" ".join(value.split()))
+            # RFC 9421 §2.1: leading and trailing whitespace removed, obsolete line folding replaced by a space
+            value = " ".join(part.strip() for part in value.replace("\r\n", "\n").split("\n"))
+            self.values.setdefault(name.strip().lower(), []).append(value.strip())
 
     def get(self, name: str) -> str | None:
         lines = self.values.get(name)

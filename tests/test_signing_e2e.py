@@ -303,7 +303,13 @@ def test_disclose_rotation_on_the_command_line(tmp_path: Path) -> None:
     retired = next(k for k in signing["keys"] if k["kid"] == kid1)
     assert retired["listed_until"] - time.time() <= 300 + 5
     page = (folder / "index.html").read_text()
-    for text in (kid1, kid2, "retired", "Signature-Agent: https://crawler.example", "purpose=ai-input"):
+    for text in (
+        kid1,
+        kid2,
+        "retired",
+        "Signature-Agent: sig1=&quot;https://crawler.example&quot;",
+        "purpose=ai-input",
+    ):
         assert text in page, text
     assert "purpose=ai-input" in data["crawler"]["user_agent"]
     assert "No published specification defines a request header" in data["purpose_request_header"]
