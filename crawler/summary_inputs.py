@@ -32,6 +32,9 @@ REGISTRY_SCHEMES = ("sqlite:", "postgres:", "postgresql:")
 TEXT_TYPES = ("application/pdf", "application/xhtml+xml", "application/epub+zip", "application/json", "application/xml")
 
 
+_decode = json.JSONDecoder().decode  # json.loads without its per-call checks
+
+
 class SummaryError(ValueError):
     """A RUN that cannot be read (one line for the user, exit status 2)."""
 
@@ -62,7 +65,7 @@ class Evidence:
     def add(self, url: str, size: int, content_type: str, when: str | None) -> None:
         """One item of content kept."""
         self.items += 1
-        host = (urlsplit(url).hostname or "").rstrip(".")
+        host = host_of(url)
         tally = self.hosts.get(host)
         if tally is None:
             tally = self.hosts[host] = [0, 0]
@@ -79,6 +82,24 @@ class Evidence:
                 self.first = when
             if self.last is None or when > self.last:
                 self.last = when
+
+
+_hosts: dict[str, str] = {}
+
+
+def host_of(url: str) -> str:
+    """The URL's host name, lower case, without port or trailing dot. The authority's text is looked up in a
+    cache (one entry per authority seen, as bounded as the per-host tallies), since parsing it is most of the cost
+    of an item."""
+    start = url.find("//") + 2
+    end = url.find("/", start)
+    netloc = url[start:] if end < 0 else url[start:end]
+    host = _hosts.get(netloc)
+    if host is None:
+        if len(_hosts) > 1_000_000:
+            _hosts.clear()
+        host = _hosts[netloc] = (urlsplit(url).hostname or "").rstrip(".")
+    return host
 
 
 def mime_family(content_type: str) -> str:
@@ -127,10 +148,14 @@ class Hashed:
         return data
 
     def __iter__(self) -> Iterator[bytes]:
-        for line in self.f:
-            self.sha.update(line)
-            self.size += len(line)
-            yield line
+        """The lines, read (and hashed) a megabyte at a time; a last line without a newline is yielded too."""
+        rest = b""
+        while block := self.read(1 << 20):
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
 
     def record(self, run: str, name: str) -> dict[str, Any]:
         return {"run": run, "file": name, "sha256": self.sha.hexdigest(), "bytes": self.size}
@@ -147,8 +172,8 @@ def json_lines(path: Path, run: str, files: list[dict[str, Any]]) -> Iterator[di
         hashed = Hashed(f)
         for line in hashed:
             try:
-                obj = json.loads(line)
-            except ValueError:
+                obj = _decode(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError included
                 continue
             if isinstance(obj, dict):
                 yield obj
