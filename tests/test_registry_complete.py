@@ -1,0 +1,536 @@
+"""Per-site completeness, the signed bundle and ``check --full`` (issue 18 parts 1-3, docs/completeness.md).
+
+Every tamper the issue lists is played here, on an export and on the database (SQLite and PostgreSQL: the
+PostgreSQL cases skip only when the server is absent, and OPTOUT_REQUIRE_SERVICES=1 turns that skip into a
+failure), and each must be refused with a message saying what failed. The log: 17 records of example.net spread
+between other.org records, with evidence stored, then 3 more example.net records after a second checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import rfc8785
+
+from crawler.cli import main
+from optout_registry import sitemap
+from optout_registry.export import export_bundle
+from optout_registry.merkle import EMPTY_ROOT, VerificationError
+from optout_registry.note import Signer
+from optout_registry.registry import IntegrityError, Registry
+from optout_registry.verify import verify_export
+from tests.registry_helpers import ROBOTS, Raw, make_records, pg_schema_url
+
+SITE = "example.net"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "r.db")
+    else:
+        yield from pg_schema_url()
+
+
+def _log() -> list[dict[str, object]]:
+    """17 example.net records (indices 0-4, 10-19, 28-29 in the log), the rest other.org."""
+    return (
+        make_records(5)
+        + make_records(5, 100, site="other.org")
+        + make_records(10, 5)
+        + make_records(8, 110, site="other.org")
+        + make_records(2, 15)
+    )
+
+
+@pytest.fixture
+def reg_url(url: str, tmp_path: Path) -> tuple[str, Path, str]:
+    key = tmp_path / "log.key"
+    with Registry.open(url, key=key, origin="crawler.example/log", batch_size=7) as reg:
+        reg.append(_log(), evidence=[ROBOTS])
+        reg.checkpoint()
+        vkey = reg.vkey
+    return url, key, vkey
+
+
+def _export(url: str, key: Path, out: Path, site: str = SITE, **kw: str) -> Path:
+    with Registry.open(url, key=key) as reg:
+        export_bundle(reg, site, out, **kw)
+    return out
+
+
+def _problems(out: Path, vkey: str, **kw: object) -> list[str]:
+    report = verify_export(out, vkey, **kw)  # type: ignore[arg-type]
+    assert report.ok == (not report.problems)
+    return report.problems
+
+
+def _assert_fails(out: Path, vkey: str, *patterns: str, **kw: object) -> list[str]:
+    problems = _problems(out, vkey, **kw)
+    assert problems, "expected the export to be refused"
+    for pattern in patterns:
+        assert any(pattern in p for p in problems), (pattern, problems)
+    return problems
+
+
+def _resign(out: Path, key: Path, **changes: object) -> None:
+    """Recompute manifest.json over the files present and sign it with the log key: the operator's forgery,
+    which the signature cannot catch, so the completeness proof must."""
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    files = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and rel not in ("manifest.json", "manifest.note"):
+            files[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    manifest["files"] = files
+    manifest["records"] = sorted(int(p.stem) for p in (out / "records").glob("*.json"))
+    manifest.update(changes)
+    data = rfc8785.dumps(manifest)
+    (out / "manifest.json").write_bytes(data)
+    signer = Signer.from_private_key_text(key.read_text())
+    cp = (out / "checkpoint.txt").read_text().split("\n")
+    (out / "manifest.note").write_text(signer.sign_note(sitemap.manifest_note_body(cp[0], int(cp[1]), data)))
+
+
+def _full(url: str, key: Path) -> list[str]:
+    with Registry.open(url, key=key, check=False) as reg:
+        report = reg.self_check(full=True)
+    assert not report.ok
+    return report.problems
+
+
+# -- a valid export, and the completeness it shows -------------------------------------------------------------
+
+
+def test_export_is_complete_and_verifies(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    report = verify_export(out, vkey)
+    assert report.ok, report.problems
+    assert report.records == 17
+    text = report.text()
+    assert "example.net has 17 record(s)" in text and "complete: the bundle holds all 17 record(s)" in text
+    assert "manifest.note: manifest.json is signed by the pinned key" in text
+    proof = json.loads((out / "site-proof.json").read_bytes())
+    assert [i for i, _ in proof["entries"]] == [*range(5), *range(10, 20), 28, 29]
+    with Registry.open(url, key=key) as reg:
+        full = reg.self_check(full=True)
+    assert full.ok, full.problems
+    assert any("site index recomputed from the entries: 2 site(s)" in line for line in full.lines)
+
+
+def test_absent_site_has_a_proof_of_absence(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out", site="nobody.org")
+    report = verify_export(out, vkey)
+    assert report.ok and report.records == 0, report.problems
+    doc = json.loads((out / "site-proof.json").read_bytes())
+    assert doc["count"] == 0 and doc["absent_neighbour"]["site"] in {SITE, "other.org"}
+    # The neighbour's real count is signed: claiming it has none (or another site as the neighbour) fails.
+    doc["absent_neighbour"]["count"] += 1
+    (out / "site-proof.json").write_bytes(rfc8785.dumps(doc))
+    _resign(out, key)
+    _assert_fails(out, vkey, "does not lead to the signed site map")
+
+
+def test_date_range_export_lists_what_it_leaves_out(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out", since="2026-11-05", until="2026-11-10")
+    report = verify_export(out, vkey)
+    assert report.ok, report.problems
+    assert 0 < report.records < 17
+    assert any(
+        f"{17 - report.records} record(s) of example.net fall outside the queried time range" in line
+        for line in report.lines
+    )
+
+
+# -- tampering with an export ----------------------------------------------------------------------------------
+
+
+def test_deleted_record_is_missing(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    (out / "records/12.json").unlink()
+    (out / "proofs/12.tlog-proof").unlink()
+    # A third party cannot re-sign the manifest…
+    _assert_fails(out, vkey, "records/12.json: listed in manifest.json but missing")
+    # …and the operator who can is caught by the site tree.
+    _resign(out, key)
+    problems = _assert_fails(out, vkey, "17 records of example.net up to the checkpoint, the bundle has 16")
+    assert any("missing records/12.json" in p for p in problems)
+
+
+def test_dropped_tail_record(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    (out / "records/29.json").unlink()
+    (out / "proofs/29.tlog-proof").unlink()
+    _resign(out, key)
+    _assert_fails(out, vkey, "the bundle has 16: missing records/29.json")
+    # Forging the site proof to a 16-record tree does not help: it no longer leads to the signed site map.
+    doc = json.loads((out / "site-proof.json").read_bytes())
+    doc["entries"] = doc["entries"][:-1]
+    count, root = sitemap.tree_root((i, __import__("base64").b64decode(h)) for i, h in doc["entries"])
+    doc["count"], doc["root"] = count, __import__("base64").b64encode(root).decode()
+    (out / "site-proof.json").write_bytes(rfc8785.dumps(doc))
+    _resign(out, key)
+    _assert_fails(out, vkey, "site proof: (16, root) of example.net does not lead to the signed site map")
+
+
+def test_modified_record(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    leaf = json.loads((out / "records/3.json").read_bytes())
+    leaf["decision"] = "purged"
+    (out / "records/3.json").write_bytes(rfc8785.dumps(leaf))
+    _assert_fails(out, vkey, "records/3.json: SHA-256", "records/3.json: differs from entry 3 of the signed site tree")
+    _resign(out, key)
+    _assert_fails(out, vkey, "proofs/3.tlog-proof: inclusion", "records/3.json: differs from entry 3")
+
+
+def test_reordered_records(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    a, b = (out / "records/10.json").read_bytes(), (out / "records/11.json").read_bytes()
+    (out / "records/10.json").write_bytes(b)
+    (out / "records/11.json").write_bytes(a)
+    _resign(out, key)
+    _assert_fails(
+        out, vkey, "records/10.json: differs from entry 10", "records/11.json: differs from entry 11", "inclusion"
+    )
+
+
+def test_foreign_record_added(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    other = _export(url, key, tmp_path / "other", site="other.org")
+    shutil.copy(other / "records/7.json", out / "records/7.json")  # a genuine record with a valid proof
+    shutil.copy(other / "proofs/7.tlog-proof", out / "proofs/7.tlog-proof")
+    _assert_fails(out, vkey, "records/7.json: present but not listed in manifest.json")
+    _resign(out, key)
+    _assert_fails(
+        out,
+        vkey,
+        "records/7.json: a record of other.org, not of the queried site example.net",
+        "records/7.json: a record of other.org (the signed site tree of example.net does not list it)",
+    )
+
+
+def test_edited_manifest(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    manifest["query"]["until"] = "2026-11-03"  # would excuse the records it leaves out
+    (out / "manifest.json").write_bytes(rfc8785.dumps(manifest))
+    _assert_fails(out, vkey, "manifest.json: edited after it was signed")
+    (out / "manifest.note").unlink()
+    _assert_fails(out, vkey, "manifest.note is missing: the manifest (query, file list, digests) is not signed")
+
+
+def test_sites_note_of_another_checkpoint_or_key(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    old = _export(url, key, tmp_path / "old")
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(1, 40))
+    out = _export(url, key, tmp_path / "out")
+    shutil.copy(old / "sites.txt", out / "sites.txt")
+    _resign(out, key)
+    _assert_fails(out, vkey, "sites.txt: signed for another checkpoint than checkpoint.txt")
+    forged = Signer.generate("crawler.example/log").sign_note((old / "sites.txt").read_text().split("\n\n")[0] + "\n")
+    (out / "sites.txt").write_text(forged)
+    _resign(out, key)
+    _assert_fails(out, vkey, "no signature from the pinned key")
+
+
+def test_evidence_deleted_and_listed_as_missing(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    sha = hashlib.sha256(ROBOTS).hexdigest()
+    (out / f"evidence/{sha}").unlink()
+    _assert_fails(out, vkey, f"evidence/{sha}: listed in manifest.json but missing")
+    _resign(out, key, missing_evidence=[{"sha256": sha, "reason": "lost"}])
+    _assert_fails(out, vkey, f"evidence {sha} is missing (lost); pass --allow-missing-evidence to accept it")
+    report = verify_export(out, vkey, allow_missing_evidence=True)
+    assert report.ok, report.problems
+    assert any(f"evidence {sha} is missing (lost); accepted" in line for line in report.lines)
+
+
+def test_evidence_the_operator_never_stored(url: str, tmp_path: Path) -> None:
+    key = tmp_path / "log.key"
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(3))  # no evidence bodies
+        vkey = reg.vkey
+        result = export_bundle(reg, SITE, tmp_path / "out")
+        assert result.missing_evidence == [hashlib.sha256(ROBOTS).hexdigest()]
+        full = reg.self_check(full=True)
+    assert full.ok and any("referenced by records were never stored" in line for line in full.lines)
+    _assert_fails(result.out, vkey, "the operator did not store this evidence body); pass --allow-missing-evidence")
+    assert verify_export(result.out, vkey, allow_missing_evidence=True).ok
+
+
+# -- two checkpoints of the same site ---------------------------------------------------------------------------
+
+
+def test_completeness_across_two_checkpoints(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    first = _export(url, key, tmp_path / "first")
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(3, 17) + make_records(2, 120, site="other.org"))
+        reg.checkpoint()
+    second = _export(url, key, tmp_path / "second", previous=(first / "checkpoint.txt").read_text())
+    report = verify_export(
+        second, vkey, previous_export=first, previous_checkpoint=(first / "checkpoint.txt").read_text()
+    )
+    assert report.ok, report.problems
+    assert report.records == 20
+    assert any(
+        "previous export: 17 -> 20 records of example.net, earlier ones unchanged" in line for line in report.lines
+    )
+    # The earlier site tree is a prefix of the later one (the count never decreases, earlier records never change).
+    old = json.loads((first / "site-proof.json").read_bytes())["entries"]
+    new = json.loads((second / "site-proof.json").read_bytes())["entries"]
+    assert new[: len(old)] == old
+    # Swapped around, the count decreased: refused.
+    _assert_fails(first, vkey, "the count decreased", previous_export=second)
+
+
+def test_previous_export_whose_records_changed_is_refused(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    """A holder's earlier export whose site tree differs from the start of the new one: the log rewrote history
+    (played here by handing the verifier another site's earlier export as if it were example.net's)."""
+    url, key, vkey = reg_url
+    first = _export(url, key, tmp_path / "first", site="other.org")
+    manifest = json.loads((first / "manifest.json").read_bytes())
+    assert manifest["query"]["site"] == "other.org"
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(1, 17))
+    second = _export(url, key, tmp_path / "second")
+    _assert_fails(second, vkey, "previous export", previous_export=first)
+
+
+# -- tampering with the database --------------------------------------------------------------------------------
+
+
+def test_site_index_rows_deleted(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("DELETE FROM site_index WHERE site = 'example.net' AND idx < 5")
+    raw.close()
+    with pytest.raises(IntegrityError, match="site index holds 25 rows and the site trees count 30 entries"):
+        Registry.open(url, key=key)
+    problems = _full(url, key)
+    assert any("site index of example.net: 5 missing (e.g. [0, 1, 2, 3, 4])" in p for p in problems), problems
+    with Registry.open(url, key=key, check=False) as reg, pytest.raises(IntegrityError, match="lists 12 entries"):
+        export_bundle(reg, SITE, tmp_path / "out")  # never a silent 12-of-17 export
+    assert not (tmp_path / "out").exists()
+
+
+def test_site_index_row_of_another_site_added(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("INSERT INTO site_index(site, idx) VALUES ('example.net', 7)")  # entry 7 is other.org's
+    raw.close()
+    with pytest.raises(IntegrityError, match="site index holds 31 rows"):
+        Registry.open(url, key=key)
+    assert any("site index of example.net: 1 extra (e.g. [7])" in p for p in _full(url, key))
+
+
+def test_site_index_rewritten_consistently_with_its_tree(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    """The attacker drops example.net's last record from site_index and rewrites its site tree to match: the
+    counts agree, but the totals no longer cover the log, and the entries give another tree."""
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("DELETE FROM site_index WHERE site = 'example.net' AND idx = 29")
+    rows = raw.q(
+        "SELECT e.idx, e.leaf FROM entry e JOIN site_index s ON s.idx = e.idx WHERE s.site = ? ORDER BY e.idx", (SITE,)
+    )
+    hashes = [(int(i), hashlib.sha256(b"\x00" + bytes(leaf)).digest()) for i, leaf in rows]
+    frontier: list[bytes] = []
+    for n, (i, h) in enumerate(hashes):
+        sitemap.frontier_append(frontier, n, sitemap.entry_hash(i, h))
+    raw.tamper(
+        "UPDATE site_tree SET count = ?, frontier = ? WHERE site = 'example.net'",
+        (len(hashes), sitemap.frontier_pack(frontier)),
+    )
+    raw.close()
+    with pytest.raises(IntegrityError, match="site index holds 29 rows and the site trees count 29 entries"):
+        Registry.open(url, key=key)
+    problems = _full(url, key)
+    assert any("site tree of example.net: stored count 16, the entries give 17" in p for p in problems), problems
+
+
+def test_site_index_rewritten_after_a_sites_note_was_signed(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    """Even a rewrite that keeps every count right (one record moved to other.org's tree) contradicts the sites
+    note signed for an earlier export, and the recomputation from the entries."""
+    url, key, _ = reg_url
+    _export(url, key, tmp_path / "first")  # signs and stores the sites note of this checkpoint
+    raw = Raw(url)
+    raw.tamper("UPDATE site_index SET site = 'other.org' WHERE site = 'example.net' AND idx = 29")
+    raw.close()
+    problems = _full(url, key)
+    assert any("site index of example.net: 1 missing (e.g. [29])" in p for p in problems), problems
+    assert any("site index of other.org: 1 extra (e.g. [29])" in p for p in problems), problems
+
+
+def test_site_tree_or_sites_note_rewritten(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, _ = reg_url
+    _export(url, key, tmp_path / "first")
+    raw = Raw(url)
+    count = raw.q("SELECT count FROM site_tree WHERE site = 'other.org'")[0][0]
+    raw.tamper("UPDATE site_tree SET frontier = ? WHERE site = 'other.org'", (b"\x07" * 32 * int(count).bit_count(),))
+    raw.close()
+    with Registry.open(url, key=key, check=False) as reg, pytest.raises(IntegrityError, match="another site map"):
+        export_bundle(reg, SITE, tmp_path / "out")
+    problems = _full(url, key)
+    assert any("site tree of other.org" in p for p in problems), problems
+    raw = Raw(url)
+    raw.tamper("UPDATE site_note SET map_root = ?", (EMPTY_ROOT,))
+    raw.close()
+    problems = _full(url, key)
+    assert any("the site map recomputed from the entries differs" in p for p in problems), problems
+
+
+def test_evidence_rows_deleted(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    raw = Raw(url)
+    raw.tamper("DELETE FROM evidence")
+    raw.close()
+    problems = _full(url, key)
+    assert any("0 evidence row(s) stored but 1 were written (evidence rows deleted" in p for p in problems)
+    out = _export(url, key, tmp_path / "out")  # the export lists it as missing, and the holder sees it
+    _assert_fails(out, vkey, "is missing (the operator did not store this evidence body)")
+
+
+def test_evidence_row_modified(reg_url: tuple[str, Path, str]) -> None:
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("UPDATE evidence SET body = ?", (b"User-agent: *\nAllow: /\n",))
+    raw.close()
+    assert any("does not hash to its key" in p for p in _full(url, key))
+
+
+def test_dropped_tail_entry(reg_url: tuple[str, Path, str]) -> None:
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("DELETE FROM entry WHERE idx = 29")
+    raw.close()
+    with pytest.raises(IntegrityError, match="29 entries stored but the log says 30"):
+        Registry.open(url, key=key)
+    assert any("29 entries stored" in p for p in _full(url, key))
+
+
+def test_check_full_cli_names_the_site(reg_url: tuple[str, Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("DELETE FROM site_index WHERE site = 'example.net' AND idx < 5")
+    raw.close()
+    code = main(["registry", "check", "--full", "--registry", url, "--key", str(key)])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "optout registry check: not valid: site index of example.net: 5 missing" in err
+
+
+def test_verify_cli_allow_missing_evidence(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "log.key"
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(2))
+        vkey = reg.vkey
+        out = export_bundle(reg, SITE, tmp_path / "out").out
+    assert main(["registry", "verify", str(out), "--vkey", vkey]) == 1
+    _, err = capsys.readouterr()
+    assert "pass --allow-missing-evidence" in err
+    assert main(["registry", "verify", str(out), "--vkey", vkey, "--allow-missing-evidence"]) == 0
+    text, _ = capsys.readouterr()
+    assert "the operator did not store this evidence body); accepted (--allow-missing-evidence)" in text
+
+
+# -- the site map on its own ----------------------------------------------------------------------------------
+
+
+def test_site_map_proofs_bind_count_root_and_site() -> None:
+    trees = {f"s{i}.example": (i + 1, hashlib.sha256(bytes([i])).digest()) for i in range(50)}
+    site_map = sitemap.SiteMap(trees)
+    for site, (count, root) in trees.items():
+        proof = site_map.prove(site)
+        sitemap.verify_site(site, count, root, proof, site_map.root)
+        for bad in ((count + 1, root), (count, EMPTY_ROOT)):
+            with pytest.raises(VerificationError):
+                sitemap.verify_site(site, *bad, proof, site_map.root)
+        with pytest.raises(VerificationError):  # present: no proof of absence for it from any neighbour
+            other = "s0.example" if site != "s0.example" else "s1.example"
+            sitemap.verify_site(
+                site, 0, EMPTY_ROOT, sitemap.MapProof(site_map.prove(other).path, (other, *trees[other])), site_map.root
+            )
+    absent = site_map.prove("absent.example")
+    assert absent.neighbour is not None
+    sitemap.verify_site("absent.example", 0, EMPTY_ROOT, absent, site_map.root)
+    empty = sitemap.SiteMap({})
+    assert empty.root == sitemap.EMPTY_MAP
+    sitemap.verify_site("any.example", 0, EMPTY_ROOT, empty.prove("any.example"), empty.root)
+
+
+# -- PostgreSQL: several nodes appending at once --------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from pg_schema_url()
+
+
+def test_concurrent_postgres_appenders_keep_every_site_complete(pg_url: str, tmp_path: Path) -> None:
+    url = pg_url
+    key = tmp_path / "log.key"
+    with Registry.open(url, key=key, origin="crawler.example/log") as reg:
+        reg.checkpoint()
+        vkey = reg.vkey
+    sites = [f"site{n}.org" for n in range(4)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def node(n: int) -> None:
+        try:
+            with Registry.open(url, key=tmp_path / "absent.key") as reg:  # appending nodes hold no key
+                for batch in range(5):
+                    mixed = make_records(20, 100 * batch, site=sites[n]) + make_records(
+                        5, 1000 * n + 10 * batch, site="shared.org"
+                    )
+                    reg.append(mixed)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def integrator() -> None:
+        try:
+            with Registry.open(url, key=key) as reg:
+                while not stop.is_set():
+                    reg.integrate(wait=True)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=node, args=(n,)) for n in range(4)]
+    integ = threading.Thread(target=integrator)
+    integ.start()
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    integ.join()
+    assert not errors, errors
+    with Registry.open(url, key=key) as reg:
+        reg.checkpoint()
+        assert reg.size == 4 * 5 * 25
+        full = reg.self_check(full=True)
+        assert full.ok, full.problems
+        for site, want in [*((s, 100) for s in sites), ("shared.org", 100)]:
+            out = export_bundle(reg, site, tmp_path / site).out
+            report = verify_export(out, vkey, allow_missing_evidence=True)
+            assert report.ok, (site, report.problems)
+            assert report.records == want
+            entries = json.loads((out / "site-proof.json").read_bytes())["entries"]
+            assert [i for i, _ in entries] == sorted(i for i, _ in entries)  # log order
