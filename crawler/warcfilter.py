@@ -51,6 +51,7 @@ KEPT = "kept.warc.gz"
 DECISIONS = "decisions.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report.html"
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False) without a new encoder
 CAPTURE_TYPES = ("request", "response", "revisit", "metadata")
 # A revisit record holds the HTTP headers of a capture whose payload is in the record it refers to (often in an
 # earlier crawl's files): it is judged on its own status and headers and its site's policy, and what only the
@@ -160,17 +161,19 @@ def utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def judge(checker: Any, fetched: Fetched, archive: ArchivedPolicies | None = None) -> tuple[Decision, Any]:
+def judge(
+    checker: Any, fetched: Fetched, archive: ArchivedPolicies | None = None, origin: str = ""
+) -> tuple[Decision, Any]:
     """The decision for an archived response: the checker's blocklist and site-level policy for its origin (from
     ``archive`` as of the capture's date when it holds the origin's robots.txt, else fetched live once, robots.txt
     first), and the page-level signals of the archived headers and body. Also returns the site policy used (a
-    SitePolicy, an ArchivedSite, or None)."""
+    SitePolicy, an ArchivedSite, or None). ``origin`` is the URL's, when the caller knows it already."""
     url = fetched.url
     listed = checker.listed(url)
     if listed is not None:
         return listed, None
     policy = checker.policy
-    origin = origin_of(url)
+    origin = origin or origin_of(url)
     archived = archive.site(origin, fetched.fetched_at, policy, checker.robots_of) if archive is not None else None
     site = archived.site if archived is not None else checker.site(origin)
     signals = site.access_signals(url, policy) + site.usage_signals(url, policy)
@@ -239,6 +242,7 @@ class FilterRun:
         self.blocklist = blocklist
         self.summary = Summary()
         self.rows: dict[str, FilterSiteRow] = {}  # the report's site table
+        self._sources: dict[int, tuple[Any, dict[str, Any] | None]] = {}
 
     def run(self, err: IO[str] | None = None) -> Summary:
         from crawler.batch import SharedChecker, SyncStore
@@ -359,27 +363,31 @@ class FilterRun:
         result.responses += 1
         policy = self.policy
         line: dict[str, Any]
+        try:
+            origin = origin_of(response.target)
+        except ValueError:
+            origin = ""
         if response.fetched is None:
             result.skipped += 1
             problem = response.problem or "not an http(s) response"
             line = unjudged(policy, response.target, problem)
             line["skipped"] = problem
-            row = self._row(response.target)
+            row = self._row(origin)
             if row is not None:
                 row.errors += 1
         else:
-            decision, used = judge(checker, response.fetched, self.archive)
-            self.summary.origins.add(origin_of(response.target))
+            decision, used = judge(checker, response.fetched, self.archive, origin)
+            self.summary.origins.add(origin)
             site = used.site if isinstance(used, ArchivedSite) else used
             if site is not used:
-                self.summary.origins_archived.add(origin_of(response.target))
+                self.summary.origins_archived.add(origin)
             line = decision.to_json()
-            line["site_policy"] = site_source(used)
+            line["site_policy"] = self._source(used)
             if response.revisit is not None:
                 result.revisits += 1
                 line["revisit"] = response.revisit
                 line["not_evaluated"] = list(REVISIT_NOT_EVALUATED)
-            row = self._row(response.target)
+            row = self._row(origin)
             if decision.allowed:
                 result.kept += 1
                 row.stored += 1
@@ -399,12 +407,17 @@ class FilterRun:
                         decision, "excluded_from_corpus", site=site, response=response.fetched
                     )
         line.update(warc_record_id=response.record_id, warc_file=path, warc_date=response.date)
-        decisions.write(json.dumps(line, ensure_ascii=False) + "\n")
+        decisions.write(_encode(line) + "\n")
 
-    def _row(self, url: str) -> Any:
-        try:
-            origin = origin_of(url)
-        except ValueError:
+    def _source(self, used: Any) -> dict[str, Any] | None:
+        """:func:`site_source`, once per site policy (the same objects come back for every record of a site)."""
+        known = self._sources.get(id(used))
+        if known is None or known[0] is not used:
+            known = self._sources[id(used)] = (used, site_source(used))
+        return known[1]
+
+    def _row(self, origin: str) -> Any:
+        if not origin:
             return None
         row = self.rows.get(origin)
         if row is None:
