@@ -141,14 +141,14 @@ class MapProof:
 
 
 class SiteMap:
-    """The compressed sparse Merkle tree over ``{site: (count, site-tree root)}``, built in memory (O(sites))."""
+    """The compressed sparse Merkle tree over ``{site: (count, site-tree root)}``, built in memory: O(sites) hashes
+    for the root and again for one site's proof (the siblings on its path cover every other site)."""
 
     def __init__(self, sites: Mapping[str, tuple[int, bytes]]) -> None:
         items = sorted((_key(s), s, c, r) for s, (c, r) in sites.items())
         self._keys = [k for k, _, _, _ in items]
         self._items = items
         self.count = len(items)
-        self._hashes: dict[tuple[int, int], bytes] = {}
         self.root = self._hash(0, len(items)) if items else EMPTY_MAP
 
     def _split(self, lo: int, hi: int) -> tuple[int, int]:
@@ -159,30 +159,22 @@ class SiteMap:
         return depth, bisect.bisect_left(self._keys, prefix | (1 << (255 - depth)), lo, hi)
 
     def _hash(self, lo: int, hi: int) -> bytes:
-        cached = self._hashes.get((lo, hi))
-        if cached is not None:
-            return cached
-        if hi - lo == 1:
-            _, site, count, root = self._items[lo]
-            h = site_leaf(site, count, root)
-        else:
-            stack: list[tuple[int, int, bool]] = [(lo, hi, False)]  # iterative: no recursion limit
-            while stack:
-                a, b, ready = stack.pop()
-                if (a, b) in self._hashes:
-                    continue
-                if b - a == 1:
-                    _, site, count, root = self._items[a]
-                    self._hashes[(a, b)] = site_leaf(site, count, root)
-                    continue
-                depth, mid = self._split(a, b)
-                if ready:
-                    self._hashes[(a, b)] = _map_node(depth, self._hashes[(a, mid)], self._hashes[(mid, b)])
-                else:
-                    stack += [(a, b, True), (a, mid, False), (mid, b, False)]
-            h = self._hashes[(lo, hi)]
-        self._hashes[(lo, hi)] = h
-        return h
+        """Hash of the subtree over sorted keys [lo, hi): iterative (no recursion limit), and a child's hash is
+        dropped once its parent is made, so memory stays O(depth) whatever the number of sites."""
+        done: dict[tuple[int, int], bytes] = {}
+        stack: list[tuple[int, int, bool]] = [(lo, hi, False)]
+        while stack:
+            a, b, ready = stack.pop()
+            if b - a == 1:
+                _, site, count, root = self._items[a]
+                done[(a, b)] = site_leaf(site, count, root)
+                continue
+            depth, mid = self._split(a, b)
+            if ready:
+                done[(a, b)] = _map_node(depth, done.pop((a, mid)), done.pop((mid, b)))
+            else:
+                stack += [(a, b, True), (a, mid, False), (mid, b, False)]
+        return done[(lo, hi)]
 
     def prove(self, site: str) -> MapProof:
         """The path for ``site`` (present or not); siblings leaf first."""
