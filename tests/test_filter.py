@@ -435,3 +435,49 @@ def test_truncated_gzip_member_at_the_end_is_skipped_and_the_output_stays_valid(
     assert "truncated" in lines[-1]["skipped"] and lines[-1]["allowed"] is False
     assert [u for kind, u in kept_records(out) if kind == "response"] == list(entries)[:2]
     assert status == 0
+
+
+def fastwarc_capture(url: str, body: bytes, headers) -> tuple[list[bytes], str]:
+    """request, response and metadata of one URL written by FastWARC's writer, each record's bytes apart."""
+    from fastwarc.warc import WarcRecord, WarcRecordType
+
+    rid = f"uuid:{uuid.uuid4()}"
+    http_head = "".join(f"{k}: {v}\r\n" for k, v in [("Content-Type", "text/html"), *headers])
+    blocks = [
+        (WarcRecordType.request, f"GET /{url.split('/', 3)[3]} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), "request"),
+        (WarcRecordType.response, f"HTTP/1.1 200 OK\r\n{http_head}\r\n".encode() + body, "response"),
+        (WarcRecordType.metadata, b"fetchTimeMs: 5\r\n", ""),
+    ]
+    out = []
+    for kind, block, msgtype in blocks:
+        record = WarcRecord()
+        urn = rid if msgtype == "response" else f"uuid:{uuid.uuid4()}"
+        record.init_headers(record_type=kind, record_urn=urn.encode())
+        record.headers.append("WARC-Target-URI", url)
+        record.headers.append("WARC-Date", DATE)
+        ctype = f"application/http; msgtype={msgtype}" if msgtype else "application/warc-fields"
+        record.headers.append("Content-Type", ctype)
+        record.set_bytes_content(block)
+        buffer = io.BytesIO()
+        record.write(buffer, checksum_data=True)
+        out.append(buffer.getvalue())
+    return out, f"<urn:{rid}>"
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["gzipped", "plain"])
+def test_a_warc_written_by_fastwarc_is_filtered_alike(web, tmp_path, gz):
+    entries = pages(web)
+    warc = tmp_path / ("fw.warc.gz" if gz else "fw.warc")
+    ids = {}
+    with warc.open("wb") as out:
+        for url, (body, headers, _) in entries.items():
+            records, ids[url] = fastwarc_capture(url, body, headers)
+            for data in records:
+                out.write(gzip.compress(data) if gz else data)
+    status, out = run(tmp_path, warc, extra=["--agent", AGENT])
+    assert status == 0
+    lines = decisions(out)
+    assert {d["url"]: d["allowed"] for d in lines} == {u: allowed for u, (_, _, allowed) in entries.items()}
+    assert {d["url"]: d["warc_record_id"] for d in lines} == ids
+    kept = [u for kind, u in kept_records(out) if kind == "response"]  # read back by warcio and FastWARC
+    assert kept == [u for u, (_, _, allowed) in entries.items() if allowed]
