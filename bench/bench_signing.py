@@ -69,6 +69,18 @@ def micro(rounds: int, n: int) -> None:
                 covered_component_ids=("@method", "@authority", "@path", '"signature-agent";key="sig1"'),
             )
 
+    from scrapy import Request
+
+    from middlewares.signing import SigningDownloadHandler
+
+    handler = SigningDownloadHandler.__new__(SigningDownloadHandler)  # what the crawl runs, without a crawler
+    handler.signer, handler.stats = signer, SimpleNamespace(inc_value=lambda *a, **k: None)
+    requests = [Request(url) for url in URLS]
+
+    def scrapy_request() -> None:
+        for i in range(n):
+            handler.sign(requests[i % len(requests)])
+
     def ed25519() -> None:
         for _ in range(n):
             key.sign(payload)
@@ -78,17 +90,23 @@ def micro(rounds: int, n: int) -> None:
             url, headers = signed[i % len(signed)]
             httpsig.verify_request("GET", url, headers, keys)
 
-    sides = {"ours": ours, "library": library, "ed25519 only": ed25519, "verify (ours)": verify}
+    sides = {
+        "ours": ours,
+        "ours, on a Scrapy Request (the handler)": scrapy_request,
+        "library": library,
+        "ed25519 only": ed25519,
+        "verify (ours)": verify,
+    }
 
     def run(side: str) -> float:
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: the machine is shared, and signing is all CPU
         sides[side]()
-        return (time.perf_counter() - start) / n * 1e6
+        return (time.process_time() - start) / n * 1e6
 
     times = alternate(rounds, list(sides), run)
-    print(f"\nsigning one request, µs (median (min–max) of {rounds} rounds of {n:,})")
+    print(f"\nsigning one request, CPU µs (median (min–max) of {rounds} rounds of {n:,})")
     for side, values in times.items():
-        print(f"  {side:<16}{spread(values, ',.1f')}")
+        print(f"  {side:<42}{spread(values, ',.1f')}")
     print(f"  ours / library: {ratio(times['ours'], times['library'])}")
 
 
@@ -156,6 +174,11 @@ def crawl_ratio(rounds: int, origins: int, pages: int) -> None:
     off = [r["pps"] for r in results["signing off"]]
     share = statistics.median(on) / statistics.median(off)
     print(f"  throughput signing on / off: {ratio(on, off)}  (goal >= 0.97: {'met' if share >= 0.97 else 'NOT met'})")
+    # Pages per CPU second of the crawler process: on a shared machine, less at the mercy of other work than wall
+    # time (the wall-clock ratio above is the goal's figure).
+    on_cpu = [1 / r["cpu_ms"] for r in results["signing on"]]
+    off_cpu = [1 / r["cpu_ms"] for r in results["signing off"]]
+    print(f"  pages per CPU second signing on / off: {ratio(on_cpu, off_cpu)}")
 
 
 def main() -> None:

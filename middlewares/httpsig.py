@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -137,10 +137,10 @@ def signature_base(lines: Iterable[tuple[str, str]], params: str) -> bytes:
     return (text + f'"@signature-params": {params}').encode("ascii")
 
 
-def authority(url: str, host: str | None = None) -> str:
+def authority(url: str | SplitResult, host: str | None = None) -> str:
     """RFC 9421 §2.2.3: the target's authority, lower-cased, without userinfo and without the scheme's default port
     (what the Host header says, when the request sets one)."""
-    parts = urlsplit(url)
+    parts = urlsplit(url) if isinstance(url, str) else url
     value = (host or parts.netloc.rpartition("@")[2]).lower()
     default = DEFAULT_PORTS.get(parts.scheme.lower())
     if default and value.endswith(":" + default):
@@ -148,9 +148,9 @@ def authority(url: str, host: str | None = None) -> str:
     return value
 
 
-def target_path(url: str) -> str:
+def target_path(url: str | SplitResult) -> str:
     """RFC 9421 §2.2.6: the absolute path as sent, ``/`` when empty."""
-    return urlsplit(url).path or "/"
+    return (urlsplit(url) if isinstance(url, str) else url).path or "/"
 
 
 def check_agent_url(url: str) -> str:
@@ -197,8 +197,9 @@ class Signer:
         if self.nonce:
             params += f';nonce="{b64url(os.urandom(32))}"'
         params += f';tag="{TAG}"'
+        parts = urlsplit(url)
         base = (
-            f'"@method": {method}\n"@authority": {authority(url, host)}\n"@path": {target_path(url)}\n'
+            f'"@method": {method}\n"@authority": {authority(parts, host)}\n"@path": {target_path(parts)}\n'
             f'{self._agent_line}"@signature-params": {params}'
         )
         signature = base64.b64encode(self.key.sign(base.encode("ascii"))).decode("ascii")
