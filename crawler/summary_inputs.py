@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from optout_registry.messages import redact_url
+
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 REGISTRY_SCHEMES = ("sqlite:", "postgres:", "postgresql:")
 # MIME types outside text/* whose content is text (the template's "text" modality).
@@ -242,6 +244,7 @@ def read_crawl(run: str, ev: Evidence) -> None:
             ev.refused.update(str(r.get("protocol")) for r in event.get("reservations") or ())
     runs = meta.get("runs") or []
     registry = registry_of(folder, meta.get("registry_url"))
+
     if registry:
         ev.selectors.append(Selector(registry, int(meta.get("registry_start") or 0), meta.get("agent"), run))
     ev.runs.append(
@@ -256,7 +259,7 @@ def read_crawl(run: str, ev: Evidence) -> None:
             "disabled": meta.get("disabled"),
             "cross_token": meta.get("cross_token"),
             "blocklist": meta.get("blocklist"),
-            "registry": registry,
+            "registry": redact_url(registry) if registry else None,
             "sessions": len(runs),
             "started_at": runs[0].get("started_at") if runs else None,
             "finished_at": runs[-1].get("finished_at") if runs else None,
@@ -327,8 +330,10 @@ def read_kept(path: Path, run: str, ev: Evidence, files: list[dict[str, Any]]) -
 
 
 def read_registry_run(run: str, ev: Evidence) -> None:
-    ev.selectors.append(Selector(run, 0, None, run))
-    ev.runs.append({"run": run, "kind": "registry", "registry": run, "files": []})
+    """A registry as a RUN: named without its password wherever the summary mentions it."""
+    label = redact_url(run)
+    ev.selectors.append(Selector(run, 0, None, label))
+    ev.runs.append({"run": label, "kind": "registry", "registry": label, "files": []})
 
 
 def read_runs(runs: list[str]) -> Evidence:

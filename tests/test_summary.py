@@ -5,6 +5,7 @@ copied from the summary."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -304,3 +305,30 @@ def test_bad_runs_are_one_line_errors(demos: tuple[Path, Path], tmp_path: Path, 
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_shared_postgresql_registry_as_a_run(demos: tuple[Path, Path], tmp_path: Path) -> None:
+    """A fleet's shared registry given as a RUN: all its records count (here, a copy of demo b's records in a
+    PostgreSQL registry), beside demo a's own; the URL's password never reaches the outputs."""
+    from optout_registry.registry import Registry
+    from tests.registry_helpers import pg_schema_url
+
+    a, b = demos
+    with contextlib.contextmanager(pg_schema_url)() as url:
+        with Registry.open(f"sqlite:///{b / 'registry.db'}", create=False) as source:
+            records = [e.record for e in source.records()]
+        with Registry.open(url) as shared:
+            shared.append(records)
+            shared.checkpoint()
+        secret = url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+        assert secret != url
+        data = summarise(str(a), secret, "--out", str(tmp_path / "s"))
+    rows = data["sections"]["3.1"]["optouts"]["value"]["by_protocol"]
+    expected = registry_protocols(a / "registry.db") + Counter(r["rule"]["protocol"] for r in records)
+    assert {r["protocol"]: r["records"] for r in rows} == dict(expected)
+    shared_facts = next(r for r in data["inputs"]["registries"] if r["registry"].startswith("postgresql://"))
+    assert shared_facts["records"] == len(records) == shared_facts["tree_size"]
+    for name in OUTPUTS:
+        text = (tmp_path / "s" / name).read_text()
+        assert "s3cret" not in text, name
+    assert "postgres:***@" in (tmp_path / "s" / "summary.md").read_text()
