@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -110,21 +111,52 @@ class CheckpointReads:
             yield bytes(sha), bytes(body)
 
 
+def _leaf_site_decoder() -> Callable[[bytes], str | None]:
+    """A parser that reads only ``target.site`` of a leaf: msgspec skips every other member in C (about 10x
+    cheaper than ``json.loads`` building the whole record), plain ``json`` where msgspec is not installed."""
+    from optout_registry.sitemap import site_key, site_of_record
+
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - msgspec is a dependency of the record schema
+        import json
+
+        def slow(leaf: bytes) -> str | None:
+            try:
+                obj = json.loads(leaf)
+            except ValueError:
+                return None
+            return site_of_record(obj) if isinstance(obj, dict) else None
+
+        return slow
+
+    target_type = msgspec.defstruct("Target", [("site", str, "")])
+    leaf_type = msgspec.defstruct("Leaf", [("target", target_type | None, None)])
+    decode = msgspec.json.Decoder(leaf_type).decode
+
+    def fast(leaf: bytes) -> str | None:
+        try:
+            target = decode(leaf).target
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return site_key(target.site) if target is not None and target.site else None
+
+    return fast
+
+
+_leaf_site: Callable[[bytes], str | None] | None = None
+
+
 def leaf_site(leaf: bytes) -> str | None:
     """The site key of a stored leaf (docs/completeness.md: ``target.site``, ASCII lower-cased), or None.
 
-    Plain ``json``: the integrator and the auditor read sites from the bytes that were hashed, never from what
-    a node claimed.
+    The integrator, the catch-up and the auditor read sites from the bytes that were hashed, never from what a
+    node claimed.
     """
-    import json
-
-    from optout_registry.sitemap import site_of_record
-
-    try:
-        obj = json.loads(leaf)
-    except ValueError:
-        return None
-    return site_of_record(obj) if isinstance(obj, dict) else None
+    global _leaf_site
+    if _leaf_site is None:
+        _leaf_site = _leaf_site_decoder()
+    return _leaf_site(leaf)
 
 
 def advance_sites(
@@ -136,25 +168,37 @@ def advance_sites(
     """Append entries ``first, first+1, …`` to their sites' trees (docs/completeness.md).
 
     ``load`` returns the stored (count, packed frontier) of the sites asked for (absent = new site). Returns the
-    site_tree rows to upsert, (site, count, packed frontier), and the site_index rows to insert, (site, idx). The
-    cost is one SHA-256 per entry plus, on average, one node hash: the frontier is the compact range.
+    site_tree rows to upsert, (site, count, packed frontier), and the site_index rows to insert, (site, idx),
+    sorted by site then index so the inserts walk the index's B-tree in order (each page written once a batch).
+    The cost is one SHA-256 per entry plus, on average, one node hash: the frontier is the compact range.
     """
-    from optout_registry.sitemap import entry_hash, frontier_append, frontier_pack, frontier_unpack
+    from optout_registry.merkle import node_hash
+    from optout_registry.sitemap import frontier_pack, frontier_unpack
 
-    touched = sorted({s for s in sites if s is not None})
-    stored = load(touched) if touched else {}
-    trees: dict[str, tuple[int, list[bytes]]] = {}
-    for site in touched:
-        count, packed = stored.get(site, (0, b""))
-        trees[site] = (count, frontier_unpack(packed, count))
+    sha256 = hashlib.sha256
+    by_site: dict[str, list[int]] = {}
+    for i, site in enumerate(sites):
+        if site is not None:
+            got = by_site.get(site)
+            if got is None:
+                by_site[site] = [first + i]
+            else:
+                got.append(first + i)
+    stored = load(sorted(by_site)) if by_site else {}
+    tree_rows: list[tuple[str, int, bytes]] = []
     index_rows: list[tuple[str, int]] = []
-    for i, (site, lh) in enumerate(zip(sites, leaf_hashes, strict=True)):
-        if site is None:
-            continue
-        idx = first + i
-        count, frontier = trees[site]
-        frontier_append(frontier, count, entry_hash(idx, lh))
-        trees[site] = (count + 1, frontier)
-        index_rows.append((site, idx))
-    tree_rows = [(site, count, frontier_pack(frontier)) for site, (count, frontier) in trees.items()]
+    for site in sorted(by_site):
+        indices = by_site[site]
+        count, packed = stored.get(site, (0, b""))
+        frontier = frontier_unpack(packed, count)
+        for idx in indices:
+            h = sha256(b"\x03" + idx.to_bytes(8, "big") + leaf_hashes[idx - first]).digest()
+            c = count
+            while c & 1:  # sitemap.frontier_append, inlined: this loop runs once per logged record
+                h = node_hash(frontier.pop(), h)
+                c >>= 1
+            frontier.append(h)
+            count += 1
+            index_rows.append((site, idx))
+        tree_rows.append((site, count, frontier_pack(frontier)))
     return tree_rows, index_rows
