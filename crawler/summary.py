@@ -53,6 +53,9 @@ def run_summary(args: argparse.Namespace) -> int:
     from crawler.summary_render import write_outputs
 
     out = Path(args.out)
+    for marker in ("run.json", "kept.warc.gz", "items.jsonl"):
+        if (out / marker).exists():  # a crawl's or a filter's own summary.json would be overwritten
+            raise SummaryError(f"--out {out} holds a crawl or filter run ({marker}): give another folder")
     data = build(list(args.runs), provider=args.provider, model=args.model, sme=args.sme)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -297,14 +297,16 @@ def test_a_filter_run_contributes_what_it_kept(tmp_path: Path) -> None:
         (["{tmp}"], "neither an optout crawl folder"),
         (["{demo}", "{demo}"], "is given twice"),
         (["sqlite:///{tmp}/none.db"], "cannot read the registry"),
+        (["{demo}", "--out", "{demo}"], "holds a crawl or filter run (run.json)"),
     ],
 )
 def test_bad_runs_are_one_line_errors(demos: tuple[Path, Path], tmp_path: Path, args: list[str], message: str) -> None:
     runs = [a.format(tmp=tmp_path, demo=demos[0]) for a in args]
-    proc = run_cli("summary", *runs, "--out", str(tmp_path / "s"))
+    before = (demos[0] / "summary.json").read_bytes()
+    proc = run_cli("summary", *runs, *([] if "--out" in runs else ["--out", str(tmp_path / "s")]))
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert not (tmp_path / "s").exists()
+    assert not (tmp_path / "s").exists() and (demos[0] / "summary.json").read_bytes() == before
 
 
 def test_a_shared_postgresql_registry_as_a_run(demos: tuple[Path, Path], tmp_path: Path) -> None:
