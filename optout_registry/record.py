@@ -5,9 +5,10 @@ A leaf is the JCS serialisation of one record. Two properties matter more than c
 * **One byte string per record.** Verifiers hash the exact leaf bytes, so the schema is restricted to what JCS
   serialises unambiguously and what every JSON stack round-trips: no floats at all, integers within
   ±(2**53 - 1), ASCII object keys (JCS sorts keys by UTF-16 code units; for ASCII that equals code-point order),
-  strings as observed (no Unicode normalisation). ``rfc8785`` is the reference; the fast path below (stdlib
-  ``json`` with sorted keys) is only used because a property test proves it byte-identical under these rules,
-  and ``parse_leaf`` — what verifiers use — always checks against ``rfc8785``.
+  strings as observed (no Unicode normalisation). The schema is declared in optout_registry/schema.py and checked
+  by msgspec (C); the leaf is written by optout_registry/canonical.py (msgspec, sorted keys), which property tests
+  prove byte-identical to the ``rfc8785`` reference on this domain. ``parse_leaf`` — what verifiers use — always
+  compares with ``rfc8785`` itself.
 * **Refuse rather than guess.** A record with a missing field, an unknown field, a float or an oversized value
   raises RecordError naming the field, so a bad record never becomes permanent in an append-only log.
 
@@ -26,7 +27,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -37,9 +37,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import rfc8785
 
+from optout_registry import schema
+from optout_registry.canonical import jcs
+from optout_registry.schema import DECISIONS, MAX_DEPTH, MAX_INT, MAX_ITEMS, MAX_KEY_CHARS, MAX_STRING_CHARS, PURPOSES
+
 __all__ = [
     "DECISIONS",
+    "MAX_DEPTH",
+    "MAX_INT",
+    "MAX_ITEMS",
+    "MAX_KEY_CHARS",
     "MAX_LEAF_BYTES",
+    "MAX_STRING_CHARS",
     "PURPOSES",
     "PURPOSE_MAP",
     "RECORD_TYPE",
@@ -54,10 +63,8 @@ __all__ = [
     "validate",
 ]
 
-SCHEMA_VERSION = 1
-RECORD_TYPE = "optout.honoured"
-DECISIONS = ("not_fetched", "fetched_not_stored", "excluded_from_corpus", "purged")
-PURPOSES = ("AI_TRAIN", "GENAI_TRAIN", "AI_INPUT", "SEARCH", "TDM")
+SCHEMA_VERSION = schema.SCHEMA_VERSION
+RECORD_TYPE = schema.RECORD_TYPE
 PURPOSE_MAP: dict[str, tuple[str, ...]] = {
     "train-ai": ("AI_TRAIN", "TDM"),
     "ai-input": ("AI_INPUT",),
@@ -78,20 +85,7 @@ KNOWN_MECHANISMS = (
     "c2pa",
 )
 
-MAX_INT = 2**53 - 1
 MAX_LEAF_BYTES = 65535
-MAX_STRING_CHARS = 8192
-MAX_DEPTH = 12
-MAX_ITEMS = 256
-MAX_KEY_CHARS = 64
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}\Z")
-_SALT = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]\Z")  # 16 bytes: the last char carries 2 bits, low 4 bits zero
-_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z\Z")
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s]+\Z")
 
 
 class RecordError(ValueError):
@@ -99,213 +93,23 @@ class RecordError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Generic JSON-value rules (what makes JCS unambiguous)
+# Schema (REGISTRY.md §6.2, declared in optout_registry/schema.py) and canonical bytes (optout_registry/canonical.py)
 
 
-def _check_value(value: object, path: ValuePath, depth: int) -> None:
-    """Raise RecordError unless ``value`` is in the JSON domain JCS is unambiguous on. ``path`` is built as
-    (parent, key) pairs and spelt out only for an error: this runs on every value of every record appended."""
-    t = type(value)
-    if t is str:
-        if len(value) > MAX_STRING_CHARS:  # type: ignore[arg-type]
-            raise RecordError(f"{_spell(path)}: string longer than {MAX_STRING_CHARS} characters")
-    elif t is int:
-        if not -MAX_INT <= value <= MAX_INT:  # type: ignore[operator]
-            raise RecordError(f"{_spell(path)}: integer {value} is outside ±(2**53-1)")
-    elif t is bool or value is None:
-        pass
-    elif t is float:
-        raise RecordError(f"{_spell(path)}: floats are not allowed in records (use an integer or a string)")
-    elif t is dict:
-        if depth >= MAX_DEPTH:
-            raise RecordError(f"{_spell(path)}: nested deeper than {MAX_DEPTH} levels")
-        if len(value) > MAX_ITEMS:  # type: ignore[arg-type]
-            raise RecordError(f"{_spell(path)}: object has more than {MAX_ITEMS} members")
-        for k, v in value.items():  # type: ignore[attr-defined]
-            if type(k) is not str:
-                raise RecordError(f"{_spell(path)}: object key {k!r} is not a string")
-            if not k.isascii() or len(k) > MAX_KEY_CHARS:
-                raise RecordError(
-                    f"{_spell(path)}: object key {k[:80]!r} must be ASCII and at most {MAX_KEY_CHARS} chars"
-                )
-            if type(v) is not str or len(v) > MAX_STRING_CHARS:  # most members are short strings: no call
-                _check_value(v, (path, k), depth + 1)
-    elif t is list or t is tuple:
-        if depth >= MAX_DEPTH:
-            raise RecordError(f"{_spell(path)}: nested deeper than {MAX_DEPTH} levels")
-        if len(value) > MAX_ITEMS:  # type: ignore[arg-type]
-            raise RecordError(f"{_spell(path)}: array has more than {MAX_ITEMS} items")
-        for i, v in enumerate(value):  # type: ignore[arg-type]
-            if type(v) is not str or len(v) > MAX_STRING_CHARS:
-                _check_value(v, (path, i), depth + 1)
-    else:
-        raise RecordError(
-            f"{_spell(path)}: {t.__name__} is not a JSON value (plain str, int, bool, None, dict, list only)"
-        )
-
-
-# Where a value sits: the root's name, or (parent, key) for an object member, (parent, index) for an array item.
-ValuePath = str | tuple["ValuePath", str | int]
-
-
-def _spell(path: ValuePath) -> str:
-    """``record.rule.value`` / ``record.purposes[2]`` for a :data:`ValuePath`."""
-    parts: list[str] = []
-    while isinstance(path, tuple):
-        path, key = path
-        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
-    return path + "".join(reversed(parts))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Schema (REGISTRY.md §6.2)
-
-
-def _require(obj: Mapping[str, Any], path: str, required: frozenset[str], allowed: frozenset[str]) -> None:
-    keys = obj.keys()
-    if required <= keys and keys <= allowed:
-        return
-    missing = sorted(required - keys)
-    if missing:
-        raise RecordError(f"{path}: missing required field(s) {', '.join(missing)}")
-    unknown = sorted(keys - allowed)
-    raise RecordError(f"{path}: unknown field(s) {', '.join(unknown)} (schema v{SCHEMA_VERSION})")
-
-
-def _fields(required: str, optional: str = "") -> tuple[frozenset[str], frozenset[str]]:
-    req = frozenset(required.split())
-    return req, req | frozenset(optional.split())
-
-
-_TOP = _fields("v type id salt observed_at crawler target mechanism purposes rule decision", "evidence")
-_CRAWLER = _fields("operator agent_token node", "software")
-_TARGET = _fields("url site", "host")
-_EVIDENCE = _fields("url fetched_at status sha256 length", "headers_sha256")
-
-
-def _str(obj: Mapping[str, Any], key: str, path: str, *, empty: bool = False) -> str:
-    value = obj[key]
-    if type(value) is not str:
-        raise RecordError(f"{path}.{key}: must be a string, got {type(value).__name__}")
-    if not empty and not value:
-        raise RecordError(f"{path}.{key}: must not be empty")
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str, path: str, lo: int, hi: int) -> int:
-    value = obj[key]
-    if type(value) is not int:
-        raise RecordError(f"{path}.{key}: must be an integer, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise RecordError(f"{path}.{key}: {value} is outside {lo}..{hi}")
-    return value
-
-
-def _obj(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = obj[key]
-    if type(value) is not dict:
-        raise RecordError(f"{path}.{key}: must be an object, got {type(value).__name__}")
-    return value
-
-
-def _time(obj: Mapping[str, Any], key: str, path: str) -> None:
-    value = _str(obj, key, path)
-    m = _TIME.match(value)
-    if not m:
-        raise RecordError(f"{path}.{key}: {value[:40]!r} is not RFC 3339 UTC 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z'")
+def _leaf(record: dict[str, Any]) -> bytes:
+    """Validate a plain-dict record and return its JCS bytes."""
     try:
-        datetime.fromisoformat(value[:19])  # calendar check (Feb 30, hour 24...); format fixed by the regex
-    except ValueError as exc:
-        raise RecordError(f"{path}.{key}: invalid date/time {value!r} ({exc})") from None
-
-
-def _url(obj: Mapping[str, Any], key: str, path: str) -> None:
-    value = _str(obj, key, path)
-    if not _URL.match(value):
-        raise RecordError(f"{path}.{key}: {value[:80]!r} is not an absolute URL")
-
-
-def _check_schema(record: Mapping[str, Any]) -> None:
-    _require(record, "record", *_TOP)
-    v = record["v"]
-    if type(v) is not int:
-        raise RecordError(f"record.v: must be an integer, got {type(v).__name__}")
-    if v != SCHEMA_VERSION:
-        raise RecordError(f"record.v: unsupported schema version {v} (this code reads v{SCHEMA_VERSION})")
-    if record["type"] != RECORD_TYPE:
-        raise RecordError(f"record.type: must be {RECORD_TYPE!r}, got {record['type']!r}")
-    rid = _str(record, "id", "record")
-    if not (_UUID.match(rid) or _ULID.match(rid)):
-        raise RecordError(f"record.id: {rid[:40]!r} is not a lower-case UUID or a ULID")
-    salt = _str(record, "salt", "record")
-    if not _SALT.match(salt):
-        raise RecordError("record.salt: must be 16 bytes in base64url without padding (22 characters)")
-    _time(record, "observed_at", "record")
-
-    crawler = _obj(record, "crawler", "record")
-    _require(crawler, "record.crawler", *_CRAWLER)
-    _str(crawler, "operator", "record.crawler")
-    _str(crawler, "agent_token", "record.crawler")
-    _str(crawler, "node", "record.crawler", empty=True)
-    if "software" in crawler:
-        _str(crawler, "software", "record.crawler", empty=True)
-
-    target = _obj(record, "target", "record")
-    _require(target, "record.target", *_TARGET)
-    _url(target, "url", "record.target")
-    _str(target, "site", "record.target")
-    if "host" in target:
-        _str(target, "host", "record.target")
-
-    mechanism = _str(record, "mechanism", "record")
-    if not _TOKEN.match(mechanism):
-        raise RecordError(f"record.mechanism: {mechanism[:40]!r} is not a lower-case token (e.g. 'robots.txt')")
-
-    purposes = record["purposes"]
-    if type(purposes) not in (list, tuple) or not purposes:
-        raise RecordError("record.purposes: must be a non-empty list")
-    for p in purposes:
-        if p not in PURPOSES or type(p) is not str:
-            raise RecordError(f"record.purposes: {p!r} is not one of {', '.join(PURPOSES)}")
-    if len(set(purposes)) != len(purposes):
-        raise RecordError("record.purposes: duplicate purpose")
-
-    _obj(record, "rule", "record")
-    decision = record["decision"]
-    if decision not in DECISIONS or type(decision) is not str:
-        raise RecordError(f"record.decision: {decision!r} is not one of {', '.join(DECISIONS)}")
-
-    if "evidence" in record:
-        ev = _obj(record, "evidence", "record")
-        _require(ev, "record.evidence", *_EVIDENCE)
-        _url(ev, "url", "record.evidence")
-        _time(ev, "fetched_at", "record.evidence")
-        _int(ev, "status", "record.evidence", 0, 999)
-        _int(ev, "length", "record.evidence", 0, MAX_INT)
-        for key in ("sha256", "headers_sha256"):
-            if key in ev and not _HEX64.match(_str(ev, key, "record.evidence")):
-                raise RecordError(f"record.evidence.{key}: must be 64 lower-case hex digits")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Canonical bytes
-
-_fast_encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _fast_jcs(value: Any) -> bytes:
-    """JCS for the restricted value domain (_check_value passed). Equal to rfc8785.dumps there because: keys are
-    ASCII (code-point order == UTF-16 order), no floats, ints print as decimal, and Python's escaping with
-    ensure_ascii=False is JCS's (only ", \\ and U+0000..U+001F, as \\b \\t \\n \\f \\r or lower-case \\u00xx).
-    Property-tested in tests/test_registry_record.py."""
-    return _fast_encoder.encode(value).encode("utf-8")
-
-
-def _encode(record: Mapping[str, Any]) -> bytes:
-    try:
-        data = _fast_jcs(record)
-    except UnicodeEncodeError:
-        raise RecordError("record contains a string that is not valid Unicode (lone surrogate)") from None
+        data = jcs(record)
+    except (TypeError, ValueError, OverflowError) as exc:  # not JSON at all: say where, if the schema can
+        problem = schema.check(record, ascii_keys=False)
+        if problem:
+            raise RecordError(problem) from None
+        if isinstance(exc, UnicodeEncodeError):
+            raise RecordError("record contains a string that is not valid Unicode (lone surrogate)") from None
+        raise RecordError(f"record cannot be serialised ({exc})") from None
+    problem = schema.check(record, ascii_keys=data.isascii())
+    if problem:
+        raise RecordError(problem)
     if len(data) > MAX_LEAF_BYTES:
         raise RecordError(f"record is {len(data)} bytes once serialised, the limit is {MAX_LEAF_BYTES}")
     return data
@@ -326,10 +130,7 @@ def validate(record: Mapping[str, Any]) -> None:
 
 def canonical(record: Mapping[str, Any]) -> bytes:
     """Validate and return the JCS leaf bytes of a record."""
-    record = _as_dict(record)
-    _check_value(record, "record", 0)
-    _check_schema(record)
-    return _encode(record)
+    return _leaf(_as_dict(record))
 
 
 def parse_leaf(leaf: bytes) -> dict[str, Any]:
@@ -356,8 +157,9 @@ def parse_leaf(leaf: bytes) -> dict[str, Any]:
         raise RecordError(f"leaf is not valid JSON ({str(exc)[:120]})") from None
     if type(obj) is not dict:
         raise RecordError("leaf is not a JSON object")
-    _check_value(obj, "record", 0)
-    _check_schema(obj)
+    problem = schema.check(obj, ascii_keys=leaf.isascii())
+    if problem:
+        raise RecordError(problem)
     try:
         reference = rfc8785.dumps(obj)
     except Exception as exc:  # rfc8785 raises its own error classes
