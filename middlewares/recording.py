@@ -31,6 +31,7 @@ from typing import Any
 from middlewares.engine import Fetched, SitePolicy
 from middlewares.policy import Decision
 from middlewares.protocols.signals import Signal
+from optout_registry import suffixes
 from optout_registry.vocabulary import mechanism_of
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ class Recorder:
         self._resume_from: int | None = None
         self._recorded: Counter[str] = Counter()
         self._closed = False
+        # Every record names its site (registrable domain): build the suffix trie here, before the spider opens and
+        # gc.freeze() runs, rather than on the writer thread's first record, after it.
+        suffixes.warm()
         self._thread = threading.Thread(target=self._run, name="optout-registry-writer", daemon=True)
         self._thread.start()
 

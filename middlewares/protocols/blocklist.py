@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from optout_registry.suffixes import extractor
+
 from .signals import ALL_PURPOSES, Signal, Verdict, verdicts
 
 PROTOCOL = "blocklist"
@@ -33,20 +35,13 @@ MAX_HOST_CHARS = 253
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
 
 
-@lru_cache(maxsize=1)
-def _extractor():  # type: ignore[no-untyped-def]
-    import tldextract
-
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
-
-
 @lru_cache(maxsize=65536)
 def registrable_domain(host: str) -> str:
     """eTLD+1 of a normalised host ("" for IPs, bare suffixes and single labels)."""
     if not host or _is_ip(host):
         return ""
     try:
-        result = _extractor()(host)
+        result = extractor()(host)
     except Exception:  # tldextract on odd input: treat as unknown rather than fail a crawl
         return ""
     if not result.domain or not result.suffix:
