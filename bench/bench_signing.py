@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "bench"))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
@@ -181,6 +182,35 @@ def crawl_ratio(rounds: int, origins: int, pages: int) -> None:
     print(f"  pages per CPU second signing on / off: {ratio(on_cpu, off_cpu)}")
 
 
+def instruction_cost(origins: int, pages: int) -> None:
+    """The crawl's cost of signing in instructions (bench/bench_instructions.py: callgrind, deterministic, so not
+    blurred by a busy machine): the add-on with signing off and on, each a whole crawl and a one-page crawl, so that
+    start-up is apart from the per-page figure."""
+    import bench_instructions  # bench/ is on the path: bench_instructions imports bench_crawl as a sibling
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench-signing-")
+    key_path = Path(tmp.name) / "key.pem"
+    key_path.write_bytes(httpsig.private_pem(Ed25519PrivateKey.generate()))
+    signing = {"OPTOUT_SIGNING_KEY": str(key_path), "OPTOUT_SIGNATURE_AGENT": AGENT}
+    per_page = {}
+    try:
+        for side in ("signing off", "signing on"):
+            os.environ["BENCH_SETTINGS"] = json.dumps(signing if side == "signing on" else {})
+            whole = bench_instructions.instructions("optout", origins, pages)
+            start = bench_instructions.instructions("optout", 1, 1)
+            per_page[side] = (whole - start) / pages
+            print(
+                f"  {side:<12} {whole / 1e9:.3f} G instructions, start-up {start / 1e9:.3f} G, "
+                f"{per_page[side] / 1e6:.3f} M per page"
+            )
+    finally:
+        os.environ.pop("BENCH_SETTINGS", None)
+        tmp.cleanup()
+    extra = per_page["signing on"] - per_page["signing off"]
+    share = per_page["signing off"] / per_page["signing on"]
+    print(f"  signing adds {extra / 1e3:,.0f} k instructions per page: pages per instruction on / off {share:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
@@ -188,11 +218,19 @@ def main() -> None:
     parser.add_argument("--origins", type=int, default=20)
     parser.add_argument("--pages", type=int, default=4000, help="pages per crawl")
     parser.add_argument("--no-crawl", action="store_true")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions under callgrind (slow; needs valgrind)"
+    )
     args = parser.parse_args()
     print(command_line())
     micro(args.rounds, args.n)
     if not args.no_crawl:
         crawl_ratio(args.rounds, args.origins, args.pages // args.origins)
+    if args.instructions:
+        print(
+            f"\ninstructions (callgrind), the add-on with its registry on, {args.origins} origins, {args.pages} pages"
+        )
+        instruction_cost(args.origins, args.pages)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def write_directory(
     body = directory_body(listed)
     headers = sign_directory(body, httpsig.authority(agent), keys, created=now)
     (folder / DIRECTORY_FILE).parent.mkdir(parents=True, exist_ok=True)
-    (folder / DIRECTORY_FILE).write_bytes(body)
+    write_atomic(folder / DIRECTORY_FILE, body.decode("ascii"))  # JSON of ASCII: the digest's bytes exactly
     write_atomic(folder / HEADERS_FILE, "".join(f"{k}: {v}\n" for k, v in headers.items()))
     write_atomic(state_path, json.dumps({"keys": listed}, indent=1) + "\n")
     return listed
