@@ -56,6 +56,7 @@ class Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "text/html; charset=utf-8"
     fail_first: int = 0  # answer 503 this many times before the real answer (to make Scrapy retry)
+    delay: float = 0.0  # seconds before answering (keeps a crawl busy long enough for every fleet worker to join)
 
 
 class VerifyingWeb:
@@ -170,6 +171,8 @@ class VerifyingWeb:
         answer = self.routes[name].get(path.split("?", 1)[0]) or Answer(404, "not found", content_type="text/plain")
         if count <= answer.fail_first:
             answer = Answer(503, "busy", content_type="text/plain")
+        if answer.delay:
+            time.sleep(answer.delay)
         payload = answer.body.encode()
         request.send_response(answer.status)
         request.send_header("Content-Type", answer.content_type)

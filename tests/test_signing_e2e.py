@@ -164,12 +164,13 @@ def test_three_fleet_workers_sign_with_the_fleet_key(vweb: VerifyingWeb, tmp_pat
     seeds = []
     for s in range(6):
         name = f"s{s}"
-        links = "".join(f"<a href='/p{i}'>{i}</a>" for i in range(4))
+        links = "".join(f"<a href='/p{i}'>{i}</a>" for i in range(8))
         routes: dict[str, Answer | str] = {
             "/robots.txt": Answer(body="User-agent: *\nAllow: /\n", content_type=TEXT),
             "/": links,
         }
-        routes.update({f"/p{i}": Answer(body=f"<p>{i}</p>") for i in range(4)})
+        # slow pages, two requests in flight per worker: some 12 s of work for one worker, so all three join in
+        routes.update({f"/p{i}": Answer(body=f"<p>{i}</p>", delay=0.5) for i in range(8)})
         seeds.append(vweb.site(name, routes) + "/")
     (tmp_path / "seeds.txt").write_text("\n".join(seeds) + "\n")
     gen = pg_schema_url()
@@ -188,6 +189,7 @@ def test_three_fleet_workers_sign_with_the_fleet_key(vweb: VerifyingWeb, tmp_pat
                 "--out", str(tmp_path / f"w{i}"), "--depth", "0", "--timeout", "5",
                 "--signing-key", str(key), "--signature-agent", agent,
                 "-s", f"OPTOUT_CACHE_PREFIX={redis_prefix}", "-s", "OPTOUT_FLEET_GRACE=1",
+                "-s", "CONCURRENT_REQUESTS=2",
             ]  # fmt: skip
             workers.append(
                 subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -202,7 +204,7 @@ def test_three_fleet_workers_sign_with_the_fleet_key(vweb: VerifyingWeb, tmp_pat
         next(gen, None)
     bad = [(s.site, s.path, s.why) for s in vweb.seen if not s.ok]
     assert not bad, bad
-    assert {(f"s{s}", f"/p{i}") for s in range(6) for i in range(4)} <= {(s.site, s.path) for s in vweb.seen}
+    assert {(f"s{s}", f"/p{i}") for s in range(6) for i in range(8)} <= {(s.site, s.path) for s in vweb.seen}
     signed = []
     for i in range(3):
         log = (tmp_path / f"w{i}" / "crawl.log").read_text()
