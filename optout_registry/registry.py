@@ -22,6 +22,7 @@ use, and a key that does not match it is refused: signing with a fresh key by ac
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -84,12 +85,7 @@ class Store(Protocol):
     def get_meta(self, key: str) -> str | None: ...
     def set_meta_default(self, key: str, value: str) -> str: ...
     def append(
-        self,
-        leaves: list[bytes],
-        leaf_hashes: list[bytes],
-        evidence: list[tuple[bytes, bytes]],
-        sign: SignFn,
-        sites: list[str | None] | None = None,
+        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
     ) -> int: ...
     def put_evidence(self, rows: list[tuple[bytes, bytes]]) -> None: ...
     def integrate(self, sign: SignFn, wait: bool = True) -> bool: ...
@@ -330,8 +326,6 @@ class Registry:
         key_path = Path(os.fspath(key)) if key is not None else _default_key_path(kind, target)
         try:
             reg = cls(store, key_path=key_path, origin=origin, batch_size=batch_size)
-            if create:
-                store.ensure_sites()  # a registry written before the site trees existed gets them now
             if check:
                 report = reg.self_check(full=False)
                 if not report.ok:
@@ -420,16 +414,11 @@ class Registry:
 
     # -- writing ----------------------------------------------------------------------------------------------
 
-    def _prepare(self, records: Iterable[Mapping[str, Any]]) -> tuple[list[bytes], list[str | None]]:
-        """Validate and canonicalise every record; any refusal raises before the database is touched.
-
-        Also returns each record's site key (from the validated record: cheaper than parsing the leaf again).
-        """
+    def _prepare(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        """Validate and canonicalise every record; any refusal raises before the database is touched."""
         from optout_registry.record import RecordError, canonical
-        from optout_registry.sitemap import site_of_record
 
         leaves = []
-        sites: list[str | None] = []
         for i, rec in enumerate(records):
             try:
                 if not isinstance(rec, Mapping):
@@ -442,8 +431,7 @@ class Registry:
                     f"record #{i} refused, nothing was stored: {len(leaf)} bytes canonical, max {MAX_LEAF_BYTES}"
                 )
             leaves.append(leaf)
-            sites.append(site_of_record(rec))
-        return leaves, sites
+        return leaves
 
     @staticmethod
     def _evidence_rows(evidence: Iterable[bytes] | Mapping[str, bytes] | None) -> list[tuple[bytes, bytes]]:
@@ -472,7 +460,7 @@ class Registry:
         """
         from optout_registry.merkle import leaf_hash
 
-        leaves, sites = self._prepare(records)
+        leaves = self._prepare(records)
         rows = self._evidence_rows(evidence)
         if not leaves:
             if rows:
@@ -485,8 +473,7 @@ class Registry:
         for start in range(0, len(leaves), self.batch_size):
             chunk = leaves[start : start + self.batch_size]
             hashes = [leaf_hash(leaf) for leaf in chunk] if self._store.integrates_on_append else []
-            chunk_sites = sites[start : start + self.batch_size]
-            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, sites=chunk_sites)
+            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign)
             indices.extend(range(first, first + len(chunk)))
         return indices
 
@@ -615,8 +602,13 @@ class Registry:
         lo, hi = _parse_time(since), _parse_time(until, end=True)
         if site is not None:
             key = self.normalise_site(site)
-            indices = (i for i in self._store.site_indices(key, upto) if i >= start)
-            candidates: Iterable[tuple[int, bytes]] = ((i, self.leaf(i)) for i in indices)
+            self._store.ensure_sites()
+            indexed = min(upto, self._store.sites_upto())
+            indices = (i for i in self._store.site_indices(key, indexed) if i >= start)
+            # Entries appended since the index was brought up to date are read directly (then re-checked below).
+            candidates: Iterable[tuple[int, bytes]] = itertools.chain(
+                ((i, self.leaf(i)) for i in indices), self._store.leaves(max(start, indexed), upto)
+            )
         else:
             key = None
             candidates = self._store.leaves(start, upto)
@@ -636,17 +628,28 @@ class Registry:
         """Sign note text with the log key (sites notes, export manifests). Needs the private key."""
         return self._signer().sign_note(text)
 
+    def index_sites(self) -> int:
+        """Bring the per-site index (site trees, site_index) up to the latest checkpoint; return the size it
+        covers. PostgreSQL's integrator keeps it there already; SQLite builds it here, from the stored entries,
+        instead of in the append transaction (docs/completeness.md). Exports and site queries call it."""
+        self._store.ensure_sites()
+        return self._store.sites_upto()
+
     def site_map(self, size: int | None = None) -> tuple[int, str, Any, dict[str, tuple[int, bytes]]]:
         """(size, signed checkpoint, SiteMap, {site: (count, site root)}) of the latest checkpoint, read in one
         snapshot so the site trees are exactly those of that checkpoint (an integrator may be signing meanwhile)."""
         from optout_registry.sitemap import SiteMap, fold, frontier_unpack
 
-        with self._store.snapshot():
-            latest = self._store.latest_checkpoint()
-            upto = self._store.sites_upto()
-            stored = self._store.site_trees()
-        if latest is None:
-            raise RegistryError("nothing has been signed in this registry yet")
+        for _attempt in range(5):  # another process may append between catching up and reading
+            self._store.ensure_sites()
+            with self._store.snapshot():
+                latest = self._store.latest_checkpoint()
+                upto = self._store.sites_upto()
+                stored = self._store.site_trees()
+            if latest is None:
+                raise RegistryError("nothing has been signed in this registry yet")
+            if upto == latest[0]:
+                break
         cp_size, _root, note = latest
         if size is not None and size != cp_size:
             raise RegistryError(f"site proofs are made at the latest checkpoint ({cp_size}), not at {size}")
@@ -798,21 +801,22 @@ class Registry:
         return rep
 
     def _check_site_totals(self, size: int, rep: CheckReport) -> None:
-        """Cheap: the site trees cover exactly the signed log, and their counts equal the site_index rows.
+        """Cheap: the site trees cover a prefix of the signed log (all of it in PostgreSQL, up to the last
+        ``ensure_sites`` in SQLite), and both their counts and the site_index rows add up to that prefix.
 
-        Every valid record names a site, so both equal the tree size; a deleted or added site_index row, or a
-        site tree rolled back, shows here at start-up (check --full then says which site)."""
+        Every valid record names a site, so a deleted or added site_index row, or a site tree rolled back, shows
+        here at start-up (check --full then says which site)."""
         upto = self._store.sites_upto()
         total, rows = self._store.site_totals()
-        if upto != size:
-            rep.fail(f"site trees cover {upto} entries but the latest checkpoint covers {size}")
-        if total != size or rows != size:
+        if upto > size:
+            rep.fail(f"site trees cover {upto} entries but the latest checkpoint covers only {size}")
+        if total != upto or rows != upto:
             rep.fail(
-                f"site index holds {rows} rows and the site trees count {total} entries, but the log holds {size} "
-                "(site index rows deleted or added)"
+                f"site index holds {rows} rows and the site trees count {total} entries, but they cover {upto} "
+                "entries (site index rows deleted or added)"
             )
-        elif size:
-            rep.lines.append(f"site index and site trees cover all {size} entries")
+        elif upto:
+            rep.lines.append(f"site index and site trees cover the first {upto} of {size} entries")
 
     def _check_right_edge(self, size: int, rep: CheckReport) -> None:
         """The newest entries (up to one level-0 tile) must hash to what the tiles hold: cheap, catches a lot."""
@@ -935,6 +939,8 @@ class _SiteReplay:
         self.index: dict[str, list[int]] = {}
         self.notes = {size: (map_root, n, note) for size, map_root, n, note in reg._store.site_notes()}
         self.evidence_refs: set[str] = set()
+        self.upto = reg._store.sites_upto()  # the stored trees and index are compared at this size
+        self.at_upto: dict[str, tuple[int, list[bytes]]] = {}
         if 0 in self.notes:
             self._check_note(0)
 
@@ -948,9 +954,12 @@ class _SiteReplay:
                 count, frontier = self.trees.get(site, (0, []))
                 frontier_append(frontier, count, entry_hash(idx, lh))
                 self.trees[site] = (count + 1, frontier)
-                self.index.setdefault(site, []).append(idx)
+                if idx < self.upto:
+                    self.index.setdefault(site, []).append(idx)
         if idx + 1 in self.notes:
             self._check_note(idx + 1)
+        if idx + 1 == self.upto:
+            self.at_upto = {s: (c, list(f)) for s, (c, f) in self.trees.items()}
 
     def _check_note(self, size: int) -> None:
         from optout_registry.note import NoteError, open_note
@@ -976,8 +985,10 @@ class _SiteReplay:
         store, rep = self.reg._store, self.rep
         stored = store.site_trees()
         bad = 0
-        for site in sorted(set(stored) | set(self.trees)):
-            count, frontier = self.trees.get(site, (0, []))
+        if self.upto > size:
+            return  # reported by the quick check
+        for site in sorted(set(stored) | set(self.at_upto)):
+            count, frontier = self.at_upto.get(site, (0, []))
             if stored.get(site) != (count, frontier_pack(frontier)):
                 bad += 1
                 have = stored.get(site, (0, b""))[0]
@@ -996,6 +1007,6 @@ class _SiteReplay:
                 rep.fail(f"site index of {site}: {detail or 'order differs'} compared with the entries")
         if not bad:
             rep.lines.append(
-                f"site index recomputed from the entries: {len(self.trees)} site(s), {len(self.notes)} sites "
-                "note(s) match"
+                f"site index recomputed from the entries: {len(self.trees)} site(s), stored index and trees (first "
+                f"{self.upto} entries) and {len(self.notes)} sites note(s) match"
             )

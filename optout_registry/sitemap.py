@@ -57,6 +57,8 @@ _MAX_U64 = (1 << 64) - 1
 def site_key(site: str) -> str:
     """The index key of a site: ``target.site`` as logged with ASCII letters lower-cased (nothing else changes,
     so an auditor in any language gets the same key)."""
+    if site.isascii():
+        return site.lower()
     return site.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 

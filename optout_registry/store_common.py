@@ -172,7 +172,6 @@ def advance_sites(
     sorted by site then index so the inserts walk the index's B-tree in order (each page written once a batch).
     The cost is one SHA-256 per entry plus, on average, one node hash: the frontier is the compact range.
     """
-    from optout_registry.merkle import node_hash
     from optout_registry.sitemap import frontier_pack, frontier_unpack
 
     sha256 = hashlib.sha256
@@ -194,8 +193,8 @@ def advance_sites(
         for idx in indices:
             h = sha256(b"\x03" + idx.to_bytes(8, "big") + leaf_hashes[idx - first]).digest()
             c = count
-            while c & 1:  # sitemap.frontier_append, inlined: this loop runs once per logged record
-                h = node_hash(frontier.pop(), h)
+            while c & 1:  # sitemap.frontier_append with merkle.node_hash inlined: runs once per logged record
+                h = sha256(b"\x01" + frontier.pop() + h).digest()
                 c >>= 1
             frontier.append(h)
             count += 1

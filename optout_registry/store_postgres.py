@@ -180,16 +180,11 @@ class PostgresStore(CheckpointReads):
     # -- sequencing ---------------------------------------------------------------------------------------------
 
     def append(
-        self,
-        leaves: list[bytes],
-        leaf_hashes: list[bytes],
-        evidence: list[tuple[bytes, bytes]],
-        sign: SignFn,
-        sites: list[str | None] | None = None,
+        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
     ) -> int:
         """Sequence one batch: contiguous indices, durable on return. Not integrated (no checkpoint) yet."""
         # The integrator recomputes hashes and sites from the stored bytes; nodes neither sign nor are trusted.
-        del leaf_hashes, sign, sites
+        del leaf_hashes, sign
         psycopg = self._psycopg
         with self._lock:
             try:

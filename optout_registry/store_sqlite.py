@@ -156,17 +156,13 @@ class SqliteStore(CheckpointReads):
     # -- write path ---------------------------------------------------------------------------------------------
 
     def append(
-        self,
-        leaves: list[bytes],
-        leaf_hashes: list[bytes],
-        evidence: list[tuple[bytes, bytes]],
-        sign: SignFn,
-        sites: list[str | None] | None = None,
+        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
     ) -> int:
         """Append one batch in one transaction and return the index of its first entry.
 
-        ``sites`` are the entries' site keys when the caller has them from the validated records (cheaper than
-        parsing the leaves again); the site trees and site_index rows are written in the same transaction.
+        The site trees are not touched here (``ensure_sites`` brings them up to date when a site is proved): at
+        100,000 records/s every microsecond a record costs is 10 % of the budget, and the per-record hashing and
+        index rows cost several (docs/completeness.md, "Storage and when things are written").
         """
         from optout_registry.tiles import TileBuilder
 
@@ -187,10 +183,6 @@ class SqliteStore(CheckpointReads):
                 touched = self._builder.add(leaf_hashes)
                 conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
-                self._catch_up_sites(size)
-                if sites is None:
-                    sites = [leaf_site(leaf) for leaf in leaves]
-                self._write_sites(size, sites, leaf_hashes, new_size)
                 root = self._builder.root()
                 note = sign(new_size, root)
                 conn.execute(
@@ -317,37 +309,37 @@ class SqliteStore(CheckpointReads):
         conn.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
 
-    def _catch_up_sites(self, size: int) -> None:
-        """Bring the site trees up to ``size`` from the stored entries (a registry made before they existed)."""
-        from optout_registry.merkle import leaf_hash
-
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
-        done = int(row[0]) if row else 0
-        if done > size:
-            raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
-        while done < size:
-            end = min(size, done + 50_000)
-            rows = list(self.leaves(done, end))
-            self._write_sites(done, [leaf_site(leaf) for _, leaf in rows], [leaf_hash(leaf) for _, leaf in rows], end)
-            done = end
-
     def sites_upto(self) -> int:
         return int(self.get_meta("sites_upto") or 0)
 
-    def ensure_sites(self) -> None:
-        """Catch the site trees up with the log (once, for a registry written before they existed)."""
-        with self._lock:
-            size = self._size_locked()
-            if self.sites_upto() >= size:
+    def ensure_sites(self, chunk: int = 100_000) -> None:
+        """Bring the site trees and site_index up to the latest checkpoint from the stored entries, ``chunk``
+        entries a transaction (appenders wait for one chunk at most). Derived data: the leaf bytes are re-read and
+        re-hashed, nothing a caller said about them is trusted."""
+        from optout_registry.merkle import leaf_hash
+
+        while True:
+            with self._lock:
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    size = self._size_locked()
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
+                    done = int(row[0]) if row else 0
+                    if done > size:
+                        raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
+                    if done < size:
+                        end = min(size, done + chunk)
+                        rows = list(self.leaves(done, end))
+                        sites = [leaf_site(leaf) for _, leaf in rows]
+                        self._write_sites(done, sites, [leaf_hash(leaf) for _, leaf in rows], end)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            if done >= size or end >= size:
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._catch_up_sites(self._size_locked())
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         with self._lock:

@@ -55,6 +55,7 @@ def reg_url(url: str, tmp_path: Path) -> tuple[str, Path, str]:
     with Registry.open(url, key=key, origin="crawler.example/log", batch_size=7) as reg:
         reg.append(_log(), evidence=[ROBOTS])
         reg.checkpoint()
+        assert reg.index_sites() == 30  # SQLite builds it on demand, PostgreSQL's integrator already has
         vkey = reg.vkey
     return url, key, vkey
 

@@ -42,6 +42,7 @@ def setup(url: str, tmp_path: Path) -> tuple[str, Path, str, str]:
         reg.checkpoint()
         reg.append(records[500:])
         note = reg.checkpoint()
+        reg.index_sites()  # as an earlier export would have (SQLite builds the site index on demand)
         vkey = reg.vkey
     return url, key, vkey, note
 
