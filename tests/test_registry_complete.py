@@ -535,3 +535,33 @@ def test_concurrent_postgres_appenders_keep_every_site_complete(pg_url: str, tmp
             assert report.records == want
             entries = json.loads((out / "site-proof.json").read_bytes())["entries"]
             assert [i for i, _ in entries] == sorted(i for i, _ in entries)  # log order
+
+
+# -- SQLite builds the index on demand ---------------------------------------------------------------------------
+
+
+def test_sqlite_index_is_built_on_demand_in_chunks(tmp_path: Path) -> None:
+    with Registry.open(tmp_path / "r.db", batch_size=10) as reg:
+        reg.append(make_records(25) + make_records(5, site="other.org"))
+        assert reg._store.sites_upto() == 0  # appends do not touch it
+        reg._store.ensure_sites(chunk=7)  # several transactions
+        assert reg._store.sites_upto() == 30 and reg._store.site_totals() == (30, 30)
+        reg.append(make_records(3, 25))  # not indexed yet: a site query still finds them (read directly)
+        assert [e.index for e in reg.records(site=SITE)][-3:] == [30, 31, 32]
+        assert reg.index_sites() == 33
+        assert reg.self_check(full=True).ok
+
+
+def test_sqlite_index_built_after_an_entry_was_rewritten(tmp_path: Path) -> None:
+    """The index is derived from the entries, so built from a rewritten entry it follows it; the holder's
+    verifier still refuses the record, whose inclusion proof no longer leads to the signed root."""
+    url, key = str(tmp_path / "r.db"), tmp_path / "log.key"
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(6) + make_records(300, 6, site="other.org"))  # entry 2 is not in the last tile
+        vkey = reg.vkey
+    raw = Raw(url)
+    leaf = raw.q("SELECT leaf FROM entry WHERE idx = 2")[0][0]
+    raw.tamper("UPDATE entry SET leaf = ? WHERE idx = 2", (bytes(leaf).replace(b"/2026/2.html", b"/2026/9.html"),))
+    raw.close()
+    out = _export(url, key, tmp_path / "out")
+    _assert_fails(out, vkey, "proofs/2.tlog-proof: inclusion")
