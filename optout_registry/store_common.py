@@ -159,6 +159,18 @@ def leaf_site(leaf: bytes) -> str | None:
     return _leaf_site(leaf)
 
 
+def tile_leaf_hashes(read_tile: Callable[[int, int], bytes | None], start: int, end: int) -> list[bytes]:
+    """Leaf hashes of entries [start, end) sliced out of the level-0 tiles (256 hashes a tile)."""
+    out: list[bytes] = []
+    for n in range(start // 256, (end - 1) // 256 + 1):
+        data = read_tile(0, n)
+        lo, hi = max(start, n * 256) - n * 256, min(end, n * 256 + 256) - n * 256
+        if data is None or len(data) < hi * 32:
+            raise ValueError(f"level-0 tile {n} is missing or too short for entries up to {end - 1}")
+        out.extend(data[i * 32 : i * 32 + 32] for i in range(lo, hi))
+    return out
+
+
 def advance_sites(
     load: Callable[[list[str]], dict[str, tuple[int, bytes]]],
     first: int,

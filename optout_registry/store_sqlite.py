@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from optout_registry.registry import IntegrityError, RegistryError, SignFn
-from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
+from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site, tile_leaf_hashes
 
 SCHEMA_VERSION = "1"
 
@@ -314,10 +314,9 @@ class SqliteStore(CheckpointReads):
 
     def ensure_sites(self, chunk: int = 100_000) -> None:
         """Bring the site trees and site_index up to the latest checkpoint from the stored entries, ``chunk``
-        entries a transaction (appenders wait for one chunk at most). Derived data: the leaf bytes are re-read and
-        re-hashed, nothing a caller said about them is trusted."""
-        from optout_registry.merkle import leaf_hash
-
+        entries a transaction (appenders wait for one chunk at most). Sites are read from the leaf bytes, leaf
+        hashes from the level-0 tiles the signed root is made of (a tile that disagrees with its entry makes that
+        record fail the holder's check, and check --full names the tile)."""
         while True:
             with self._lock:
                 conn = self._conn
@@ -330,9 +329,8 @@ class SqliteStore(CheckpointReads):
                         raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
                     if done < size:
                         end = min(size, done + chunk)
-                        rows = list(self.leaves(done, end))
-                        sites = [leaf_site(leaf) for _, leaf in rows]
-                        self._write_sites(done, sites, [leaf_hash(leaf) for _, leaf in rows], end)
+                        sites = [leaf_site(leaf) for _, leaf in self.leaves(done, end)]
+                        self._write_sites(done, sites, tile_leaf_hashes(self.read_tile, done, end), end)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
