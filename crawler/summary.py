@@ -150,10 +150,10 @@ def behaviour(ev: Evidence, records: Counter[str]) -> dict[str, Any]:
             status = "honoured (mandatory: cannot be switched off)"
         elif off:
             status = "switched off in " + ", ".join(off)
-        elif not unrecorded:
-            status = "honoured"
         elif records.get(pid):
             status = f"honoured ({records[pid]:,} opt-out{'s' if records[pid] > 1 else ''} in the registry)"
+        elif not unrecorded:
+            status = "honoured"
         else:
             status = "not recorded"
         protocols.append({"id": pid, "status": status, "reads": reads, "acts": acts, "records": records.get(pid, 0)})

@@ -18,6 +18,7 @@ import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route
 from crawler.summary_template import listed_count
+from middlewares.policy import MANDATORY_PROTOCOLS
 from tests.conftest import run_cli
 
 OUTPUTS = ("summary.md", "summary.html", "summary.json", "domains.csv")
@@ -123,10 +124,10 @@ def test_a_demo_crawl_summarised(demos: tuple[Path, Path], tmp_path: Path) -> No
     assert [m["id"] for m in s23["behaviour"]["value"]["modes"]] == [disclosure["mode"]["id"]]
     statuses = {p["id"]: p["status"] for p in s23["behaviour"]["value"]["protocols"]}
     assert statuses["robots"].startswith("honoured (mandatory")
-    # run.json does not record switched-off protocols: never presented as the default "honoured" without proof
-    assert statuses["c2pa"] == "not recorded" and data["sections"]["2.3"]["behaviour"]["value"]["unrecorded"] == [
-        str(demo)
-    ]
+    # run.json records what the crawl enforced (nothing switched off here): every protocol is reported honoured
+    run_meta = json.loads((demo / "run.json").read_text())
+    assert run_meta["disabled"] == [] and run_meta["cross_token"] is True
+    assert statuses["c2pa"] == "honoured" and data["sections"]["2.3"]["behaviour"]["value"]["unrecorded"] == []
     assert statuses["tdmrep"] == f"honoured ({expected['tdmrep']} opt-outs in the registry)"
     assert statuses["rsl"] == "honoured (1 opt-out in the registry)" and expected["rsl"] == 1
 
@@ -196,7 +197,14 @@ def test_recorded_settings_decide_the_protocol_table(demos: tuple[Path, Path], t
     behaviour = data["sections"]["2.3"]["behaviour"]["value"]
     statuses = {p["id"]: p["status"] for p in behaviour["protocols"]}
     assert statuses["c2pa"] == f"switched off in {c}"
-    assert statuses["tdmrep"] == "honoured" and behaviour["cross_token"] == "False"
+    assert statuses["tdmrep"].startswith("honoured (")  # the demo's registry holds TDMRep opt-outs
+    for row in behaviour["protocols"]:  # recorded as on: honoured, with the registry's count where it has one
+        if row["id"] not in MANDATORY_PROTOCOLS | {"c2pa"}:
+            n = row["records"]
+            assert row["status"] == (
+                f"honoured ({n} opt-out{'s' if n > 1 else ''} in the registry)" if n else "honoured"
+            )
+    assert behaviour["cross_token"] == "False"
 
 
 MANY = 23  # sites: the top 10 % is 3 of them, an SME's top 5 % is 2
