@@ -97,49 +97,49 @@ def export_bundle(
     from optout_registry.proof import format_hashes, format_proof
     from optout_registry.sitemap import manifest_note_body, proof_json, tree_root
 
-    if reg.can_sign():
-        reg.checkpoint()  # integrates anything pending (PostgreSQL) first
-    elif reg.latest() is None:  # a read-only node exports against the latest checkpoint the integrator signed
-        raise RegistryError("nothing has been signed yet and this node has no private key (use --key)")
-    try:  # the manifest is signed below: fail before any work when this node has no key
-        reg._signer()
-    except RegistryError as exc:
-        raise RegistryError(f"an export's manifest is signed with the log key: {exc}") from None
-    proof_of_site = reg.prove_site(site)
-    note = proof_of_site.checkpoint
-    verifier = Verifier.from_vkey(reg.vkey)
-    cp = open_checkpoint(note, verifier, origin=reg.origin)
-    size = cp.size
-    key = proof_of_site.site
-    entries = _site_entries(reg, proof_of_site, since, until)
-    site_entries = [(i, leaf_hash(reg.leaf(i))) for i in proof_of_site.indices]
-    count, root = tree_root(site_entries)
-    if (count, root) != (proof_of_site.count, proof_of_site.root):
-        raise IntegrityError(
-            f"the records the site index lists for {key} do not hash to its site tree at {size} "
-            f"({count} records; site index or entries rewritten)"
-        )
-
-    older: dict[int, str] = {}
-    for m, _tsa, _tsr, _gen in reg._store.anchors():
-        if 0 < m < size:
-            row = reg._store.checkpoint_at(m)
-            if row is not None:
-                older[m] = row[2]
-    if previous is not None:
-        try:
-            prev = open_checkpoint(previous, verifier, origin=reg.origin)
-        except (NoteError, ValueError) as exc:
-            raise RegistryError(f"the previous checkpoint is not one of this registry's: {exc}") from None
-        if prev.size > size:
-            raise ForkError(f"the previous checkpoint (size {prev.size}) is larger than the log ({size})")
-        if prev.size == size and prev.root != cp.root:
-            raise ForkError(f"the previous checkpoint has the same size ({size}) but a different root")
-        if 0 < prev.size < size:
-            older[prev.size] = previous if previous.endswith("\n") else previous + "\n"
-
-    tmp = _prepare_out(out)
+    tmp = _prepare_out(out)  # first: a bad --out is the user's to fix, whatever else is wrong
     try:
+        if reg.can_sign():
+            reg.checkpoint()  # integrates anything pending (PostgreSQL) first
+        elif reg.latest() is None:  # a read-only node exports against the latest checkpoint the integrator signed
+            raise RegistryError("nothing has been signed yet and this node has no private key (use --key)")
+        try:  # the manifest is signed below: fail before any work when this node has no key
+            reg._signer()
+        except RegistryError as exc:
+            raise RegistryError(f"an export's manifest is signed with the log key: {exc}") from None
+        proof_of_site = reg.prove_site(site)
+        note = proof_of_site.checkpoint
+        verifier = Verifier.from_vkey(reg.vkey)
+        cp = open_checkpoint(note, verifier, origin=reg.origin)
+        size = cp.size
+        key = proof_of_site.site
+        entries = _site_entries(reg, proof_of_site, since, until)
+        site_entries = [(i, leaf_hash(reg.leaf(i))) for i in proof_of_site.indices]
+        count, root = tree_root(site_entries)
+        if (count, root) != (proof_of_site.count, proof_of_site.root):
+            raise IntegrityError(
+                f"the records the site index lists for {key} do not hash to its site tree at {size} "
+                f"({count} records; site index or entries rewritten)"
+            )
+
+        older: dict[int, str] = {}
+        for m, _tsa, _tsr, _gen in reg._store.anchors():
+            if 0 < m < size:
+                row = reg._store.checkpoint_at(m)
+                if row is not None:
+                    older[m] = row[2]
+        if previous is not None:
+            try:
+                prev = open_checkpoint(previous, verifier, origin=reg.origin)
+            except (NoteError, ValueError) as exc:
+                raise RegistryError(f"the previous checkpoint is not one of this registry's: {exc}") from None
+            if prev.size > size:
+                raise ForkError(f"the previous checkpoint (size {prev.size}) is larger than the log ({size})")
+            if prev.size == size and prev.root != cp.root:
+                raise ForkError(f"the previous checkpoint has the same size ({size}) but a different root")
+            if 0 < prev.size < size:
+                older[prev.size] = previous if previous.endswith("\n") else previous + "\n"
+
         files: dict[str, bytes] = {}
         files["checkpoint.txt"] = note.encode("utf-8")
         files["sites.txt"] = proof_of_site.sites_note.encode("utf-8")
