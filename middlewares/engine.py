@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from middlewares.policy import Policy, with_source
@@ -62,6 +62,13 @@ class Fetched:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+    def compacted(self) -> Fetched:
+        """What is worth keeping of a policy file's answer: a 4xx means "no such file" (RFC 9309 §2.3.1.3), so
+        its error page is dropped; 2xx bodies are the policy and 5xx bodies the evidence of a fail-closed decision."""
+        if self.status is not None and 400 <= self.status < 500 and self.body:
+            return replace(self, body=b"")
+        return self
 
 
 def origin_of(url: str) -> str:

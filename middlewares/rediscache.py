@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from middlewares.engine import Fetched
-from middlewares.sitecache import compact
 from optout_registry.messages import first_line, redact_url
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class RedisPolicyStore:
     """The fleet-wide store: same interface as the SQLite PolicyStore, plus the Crawl-delay gate."""
 
     def __init__(self, url: str, *, prefix: str = "optout:", outage: float = 60.0, worker: str | None = None) -> None:
-        try:
+        try:  # the [redis] extra, imported where it is used so that installs without it can still load this module
             import redis.asyncio  # noqa: F401
         except ImportError:  # pragma: no cover - the [redis] extra is missing
             raise ValueError(
@@ -181,7 +180,7 @@ class RedisPolicyStore:
         return (fetched, expires) if expires > now else None
 
     async def put(self, fetched: Fetched, expires: float) -> None:
-        fetched = compact(fetched)
+        fetched = fetched.compacted()
         key = self._key("pf", fetched.url)
         mapping = {
             "status": "" if fetched.status is None else str(fetched.status),

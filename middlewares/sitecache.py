@@ -11,26 +11,26 @@ interval, not for the whole run: fail closed, then look again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import Deferred, FirstError, gatherResults
+from twisted.internet.task import deferLater
 
 from middlewares.engine import Fetched, SitePolicy, robots_url
 from middlewares.policy import Policy
+from middlewares.rediscache import RedisPolicyStore
 from middlewares.siteload import Fetch, Plan, RobotsOf, load_site, read_licence, robots_only, run_sync
 from optout_registry.messages import first_line
-
-if TYPE_CHECKING:
-    from middlewares.rediscache import RedisPolicyStore
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class PolicyStore:
             return None
 
     async def put(self, fetched: Fetched, expires: float) -> None:
-        fetched = compact(fetched)
+        fetched = fetched.compacted()
         self.db.execute(
             "INSERT OR REPLACE INTO policy_file VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -124,15 +124,7 @@ class PolicyStore:
         self.db.close()
 
 
-def compact(fetched: Fetched) -> Fetched:
-    """What is worth keeping of a policy file's answer: a 4xx means "no such file" (RFC 9309 §2.3.1.3), so
-    its error page is dropped; 2xx bodies are the policy and 5xx bodies the evidence of a fail-closed decision."""
-    if fetched.status is not None and 400 <= fetched.status < 500 and fetched.body:
-        return replace(fetched, body=b"")
-    return fetched
-
-
-Store = Union[PolicyStore, "RedisPolicyStore"]
+Store = PolicyStore | RedisPolicyStore
 
 
 def open_store(url: str | None, **options: Any) -> Store | None:
@@ -143,8 +135,6 @@ def open_store(url: str | None, **options: Any) -> Store | None:
     if url.startswith("sqlite:///"):
         return PolicyStore(Path(url[len("sqlite:///") :]))
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from middlewares.rediscache import RedisPolicyStore
-
         return RedisPolicyStore(url, **options)
     raise ValueError(f"OPTOUT_CACHE_URL: unsupported URL {url!r} (expected sqlite:///path or redis://host:port/db)")
 
@@ -335,14 +325,10 @@ class SiteCache:
 async def sleep(seconds: float) -> None:
     """Wait without blocking the reactor: on asyncio's loop when the coroutine runs on one (Scrapy's asyncio
     reactor, or plain asyncio), else with Twisted's reactor."""
-    import asyncio
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        from scrapy.utils.defer import maybe_deferred_to_future
-        from twisted.internet import reactor
-        from twisted.internet.task import deferLater
+        from twisted.internet import reactor  # here, not at the top: importing it installs Twisted's default reactor
 
         await maybe_deferred_to_future(deferLater(reactor, seconds, lambda: None))
     else:
