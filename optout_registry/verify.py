@@ -1,8 +1,8 @@
 """Offline verifier for a registry export (REGISTRY.md §6.7, §6.8), for rights holders and auditors.
 
 It trusts nothing in the export except what the *pinned* verifier key signs, and imports only the pure modules
-(merkle, note, record, proof), the standard library, ``rfc8785`` and ``cryptography`` — never the storage code — so
-it checks the format rather than re-running the implementation that wrote it.
+(merkle, note, record, proof, sitemap), the standard library, ``rfc8785`` and ``cryptography`` — never the storage
+code — so it checks the format rather than re-running the implementation that wrote it.
 
 Checks: checkpoint.txt is signed by the pinned key; manifest.json is canonical JCS, signed by the same key through
 manifest.note (so no file, query or list in the bundle can be edited), and every file hash matches, with no file

@@ -564,3 +564,30 @@ def test_sqlite_index_built_after_an_entry_was_rewritten(tmp_path: Path) -> None
     raw.close()
     with pytest.raises(IntegrityError, match="do not hash to its site tree"):
         _export(url, key, tmp_path / "out")
+
+
+def test_module_verifier_cli_previous_export_and_missing_evidence(url: str, tmp_path: Path) -> None:
+    """``python -m optout_registry.verify`` (the standalone verifier) with --previous-export and
+    --allow-missing-evidence, in a real process."""
+    import subprocess
+    import sys
+
+    key = tmp_path / "log.key"
+    with Registry.open(url, key=key) as reg:
+        reg.append(make_records(3))
+        vkey = reg.vkey
+        first = export_bundle(reg, SITE, tmp_path / "first").out
+        reg.append(make_records(2, 3))
+        second = export_bundle(reg, SITE, tmp_path / "second").out
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "optout_registry.verify", *args, "--vkey", vkey]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+    done = verify(str(second), "--previous-export", str(first))
+    assert done.returncode == 1 and "pass --allow-missing-evidence" in done.stdout
+    done = verify(str(second), "--previous-export", str(first), "--allow-missing-evidence")
+    assert done.returncode == 0, done.stdout
+    assert "previous export: 3 -> 5 records of example.net, earlier ones unchanged" in done.stdout
+    done = verify(str(first), "--previous-export", str(second), "--allow-missing-evidence")
+    assert done.returncode == 1 and "the count decreased" in done.stdout
