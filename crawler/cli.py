@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crawler.batchcli import BatchUsageError, add_batch_args, run_batch
+from crawler.recheck import add_recheck_command
+from crawler.summary import add_summary_command, cmd_summary
 from crawler.warcfilter import add_filter_command
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
@@ -110,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument(
         "--operator", type=cliargs.non_empty, help="who is crawling (written into every registry record)"
     )
+    crawl.add_argument(
+        "--signing-key",
+        metavar="FILE",
+        type=cliargs.non_empty,
+        help="sign every request for Web Bot Auth with this Ed25519 key (PEM or JWK; a fleet's workers share it)",
+    )
+    crawl.add_argument(
+        "--signature-agent",
+        metavar="URL",
+        type=cliargs.non_empty,
+        help="the https origin serving the key directory optout disclose wrote (default: --info-url's origin)",
+    )
     fleet = crawl.add_argument_group("distributed crawls (docs/distributed.md)")
     fleet.add_argument(
         "--distributed",
@@ -174,10 +188,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=cliargs.non_empty,
         help="Scrapy settings module to describe (default crawler.settings)",
     )
+    disclose.add_argument(
+        "--signing-key",
+        action="append",
+        metavar="FILE",
+        type=cliargs.non_empty,
+        help="a key the crawler signs with (repeatable; default OPTOUT_SIGNING_KEY): listed in the key directory; "
+        "a key listed before and not given now stays listed until its last signatures expire",
+    )
+    disclose.add_argument(
+        "--signature-agent", metavar="URL", type=cliargs.non_empty, help="the origin serving the key directory"
+    )
     disclose.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    verify = sub.add_parser(
+        "verify-request",
+        help="was this captured request signed by the crawler? (exit 0 verified, 1 not, 2 error)",
+        description="Check the Web Bot Auth signature (RFC 9421) of a request from your logs against the crawler's "
+        "key directory.",
+    )
+    verify.add_argument("request", metavar="REQUEST", help="the raw request head (or JSON); - reads stdin")
+    verify.add_argument(
+        "--directory",
+        required=True,
+        metavar="FILE|URL",
+        help="the key directory: a file, or https://…/.well-known/http-message-signatures-directory",
+    )
+    verify.add_argument("--at", metavar="TIME", help="when the request arrived (Unix seconds or ISO 8601; default now)")
+    verify.add_argument("--scheme", default="https", choices=("https", "http"), help="scheme it came in on")
+    verify.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     add_registry_commands(sub)
     add_serve_command(sub)
     add_filter_command(sub, _add_policy_args)
+    add_recheck_command(sub, _add_policy_args)
+    add_summary_command(sub)
     return parser
 
 
@@ -267,10 +311,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 PROJECT_URL = "https://github.com/optout-toolkit/optout"
 
 
-def user_agent_for(agent: str, info_url: str = PROJECT_URL) -> str:
+def user_agent_for(agent: str, info_url: str = PROJECT_URL, purpose: str | None = None) -> str:
     """RFC 9309 §2.2.1: the product token is part of the User-Agent, which also says where to learn more (for a
-    crawl, the operator's public page about the crawler, see ``optout disclose``)."""
-    return f"Mozilla/5.0 (compatible; {agent}/0.1; +{info_url})"
+    crawl, the operator's public page about the crawler, see ``optout disclose``). A crawl also states its purpose in
+    the comment, so that a site can apply its Content-Usage / Content-Signal preferences to us knowingly: no published
+    specification defines a request header for that (the webbotauth registry draft puts it in the Signature Agent
+    Card, which ``optout disclose`` writes)."""
+    said = f"; purpose={purpose}" if purpose else ""
+    return f"Mozilla/5.0 (compatible; {agent}/0.1{said}; +{info_url})"
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -318,6 +366,8 @@ def cmd_crawl(args: argparse.Namespace) -> int:
             )
     elif args.redis or args.crawl_id or args.integrate:
         raise CliError("--redis, --crawl-id and --integrate belong to --distributed crawls")
+    if args.signature_agent and not args.signing_key:
+        raise CliError("--signature-agent goes with --signing-key FILE (the key the requests are signed with)")
     opts = CrawlOptions(
         seeds=seeds,
         out=out,
@@ -340,6 +390,8 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         redis_url=redis_url,
         crawl_id=args.crawl_id or "optout-crawl",
         integrate=args.integrate,
+        signing_key=args.signing_key,
+        signature_agent=args.signature_agent,
         extra_settings=dict(_setting(s) for s in args.set),
     )
     console = Console(stderr=True)
@@ -423,6 +475,16 @@ def cmd_disclose(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_verify_request(args: argparse.Namespace) -> int:
+    from crawler.keydir import run_verify_request
+    from middlewares.httpsig import SignatureError
+
+    try:
+        return run_verify_request(args)
+    except SignatureError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_filter(args: argparse.Namespace) -> int:
     from crawler.warcfilter import FilterError, run_filter
 
@@ -430,6 +492,16 @@ def cmd_filter(args: argparse.Namespace) -> int:
     try:
         return run_filter(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
     except FilterError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_recheck(args: argparse.Namespace) -> int:
+    from crawler.recheck import RecheckError, run_recheck
+
+    policy = make_policy(args)
+    try:
+        return run_recheck(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+    except RecheckError as exc:
         raise CliError(str(exc)) from None
 
 
@@ -448,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": cmd_demo,
         "disclose": cmd_disclose,
         "filter": cmd_filter,
+        "verify-request": cmd_verify_request,
+        "recheck": cmd_recheck,
+        "summary": cmd_summary,
         "registry": run_registry,
         "serve": run_serve,
     }[args.command]

@@ -253,6 +253,10 @@ class RunFiles:
                 purpose=policy.purpose.value,
                 agent=policy.agent,
                 mode=policy.mode.value,
+                # What was enforced, for `optout summary` to report (not the defaults it could assume).
+                disabled=sorted(policy.disabled),
+                cross_token=policy.cross_token,
+                blocklist=config.blocklist.source if config.blocklist is not None else None,
                 user_agent=self.crawler.settings.get("USER_AGENT"),
                 registry_url=config.registry_url,
                 registry_start=registry_size(config.registry_url),
@@ -736,6 +740,8 @@ class CrawlOptions:
     redis_url: str | None = None  # set: one worker of a distributed crawl (crawler/fleet.py)
     crawl_id: str = "optout-crawl"
     integrate: bool = False
+    signing_key: str | None = None  # Web Bot Auth (middlewares/signing.py)
+    signature_agent: str | None = None  # default: the origin of info_url
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -778,8 +784,15 @@ def crawl_settings(opts: CrawlOptions) -> Any:
         "OPTOUT_CACHE_URL": f"sqlite:///{out / CACHE}",
         "OPTOUT_INFO_URL": info_url,
         "OPTOUT_REPORT_LABELS": opts.labels,
-        "USER_AGENT": user_agent_for(opts.agent, info_url),
+        "USER_AGENT": user_agent_for(opts.agent, info_url, opts.purpose),
     }
+    if opts.signing_key:
+        overrides["OPTOUT_SIGNING_KEY"] = str(Path(opts.signing_key).resolve())
+        agent = opts.signature_agent or settings.get("OPTOUT_SIGNATURE_AGENT")
+        if not agent and opts.info_url:
+            agent = origin_of(opts.info_url)
+        if agent:
+            overrides["OPTOUT_SIGNATURE_AGENT"] = agent
     if opts.redis_url:  # crawler.fleet.FleetAddon does the rest
         overrides["OPTOUT_FLEET_REDIS"] = opts.redis_url
         overrides["OPTOUT_CRAWL_ID"] = opts.crawl_id

@@ -26,7 +26,13 @@ OPTOUT_OPERATOR = "localhost"
 OPTOUT_CONTACT = ""  # e-mail or URL of the operator's point of contact (Code of Practice Measure 1.5)
 OPTOUT_COMPLAINTS = ""  # where rights holders send complaints (Measure 1.5)
 OPTOUT_IP_RANGES: list[str] = []  # CIDR ranges the crawler connects from, published by ``optout disclose``
-USER_AGENT = f"Mozilla/5.0 (compatible; {OPTOUT_AGENT}/0.1; +{OPTOUT_INFO_URL})"
+# The comment states the purpose (no request header for it is specified anywhere; see optout disclose).
+USER_AGENT = f"Mozilla/5.0 (compatible; {OPTOUT_AGENT}/0.1; purpose={OPTOUT_PURPOSE}; +{OPTOUT_INFO_URL})"
+# Web Bot Auth (middlewares/signing.py): sign every request with this Ed25519 key, naming the https origin that serves
+# the key directory ``optout disclose`` writes; each signature is valid for OPTOUT_SIGNING_EXPIRES seconds.
+OPTOUT_SIGNING_KEY = None
+OPTOUT_SIGNATURE_AGENT = None
+OPTOUT_SIGNING_EXPIRES = 300
 
 # Polite defaults: a few connections per site at most, no retries that hammer a failing server.
 CONCURRENT_REQUESTS = 32

@@ -5,7 +5,8 @@ concurrent requests through while it is being fetched, and records nothing) with
 slot, adds the usage middleware next to the engine, the spider middleware that stamps items and the pipeline that
 drops items from reserved pages, a spider middleware that feeds start requests only while Scrapy can take them
 (:mod:`middlewares.pacing`) and an extension that spares the garbage collector the start-up objects
-(:mod:`middlewares.gcfreeze`). ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us.
+(:mod:`middlewares.gcfreeze`). ``ROBOTSTXT_OBEY`` is switched off because robots.txt is now enforced by us. With
+``OPTOUT_SIGNING_KEY`` set, every request is signed for Web Bot Auth (:mod:`middlewares.signing`).
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class OptOutAddon:
             settings.set_in_component_priority_dict("ITEM_PIPELINES", name, order)
         for name, order in EXTENSIONS.items():
             settings.set_in_component_priority_dict("EXTENSIONS", name, order)
+        if settings.get("OPTOUT_SIGNING_KEY"):  # Web Bot Auth signatures on every request (middlewares/signing.py)
+            from middlewares.signing import install
+
+            install(settings)

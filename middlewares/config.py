@@ -8,7 +8,7 @@ back to something else on a typo would be worse than none.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class OptOutConfig:
     integrate: bool = True
     registry_flush: float = 0.5
     prefetch: int = 16  # start requests whose origin's policy is loaded ahead (default: CONCURRENT_REQUESTS)
+    signer: Any = field(default=None, compare=False)  # middlewares.httpsig.Signer when OPTOUT_SIGNING_KEY is set
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
@@ -86,6 +87,10 @@ class OptOutConfig:
         registry_url = settings.get("OPTOUT_REGISTRY_URL")
         if registry_url is None:
             registry_url = default_registry_url()
+        # Web Bot Auth signing (middlewares/signing.py, which imports this module): read here too, so that a bad
+        # key stops the crawl at start-up like any other bad setting.
+        from middlewares.signing import signer_from_settings
+
         cache_url = settings.get("OPTOUT_CACHE_URL")
         if cache_url is None and registry_url:
             cache_url = default_cache_url(registry_url)
@@ -106,6 +111,7 @@ class OptOutConfig:
             integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", True),
             registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH", 0.5),
             prefetch=_count(settings, "OPTOUT_PREFETCH", settings.getint("CONCURRENT_REQUESTS", 16)),
+            signer=signer_from_settings(settings),
         )
 
 
