@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crawler.batchcli import BatchUsageError, add_batch_args, run_batch
+from crawler.identity import user_agent_for
 from crawler.recheck import add_recheck_command
-from crawler.summary import add_summary_command, cmd_summary
+from crawler.summary import SummaryError, add_summary_command, run_summary
 from crawler.warcfilter import add_filter_command
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.signals import Mode, Purpose
@@ -308,19 +309,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-PROJECT_URL = "https://github.com/optout-toolkit/optout"
-
-
-def user_agent_for(agent: str, info_url: str = PROJECT_URL, purpose: str | None = None) -> str:
-    """RFC 9309 §2.2.1: the product token is part of the User-Agent, which also says where to learn more (for a
-    crawl, the operator's public page about the crawler, see ``optout disclose``). A crawl also states its purpose in
-    the comment, so that a site can apply its Content-Usage / Content-Signal preferences to us knowingly: no published
-    specification defines a request header for that (the webbotauth registry draft puts it in the Signature Agent
-    Card, which ``optout disclose`` writes)."""
-    said = f"; purpose={purpose}" if purpose else ""
-    return f"Mozilla/5.0 (compatible; {agent}/0.1{said}; +{info_url})"
-
-
 def _setting(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
@@ -337,7 +325,8 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from crawler.crawl import ConsoleProgress, CrawlError, CrawlOptions, run_crawl
+    from crawler.console import ConsoleProgress
+    from crawler.crawl import CrawlError, CrawlOptions, run_crawl
     from crawler.spiders.compliant import SpiderArgumentError, parse_seeds, valid_seed
 
     policy = make_policy(args)
@@ -413,7 +402,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 def crawl_exit_status(console, out: Path, result, distributed: bool = False) -> int:  # type: ignore[no-untyped-def]
     """Print the outcome; 0 done, 1 done with problems (nothing lost), 2 could not run, 130 interrupted. A fleet
     worker that found nothing left to do is done: the other workers crawled it."""
-    from crawler.crawl import print_summary
+    from crawler.console import print_summary
 
     if result.summary is not None:
         print_summary(console, out, result.summary)
@@ -502,6 +491,13 @@ def cmd_recheck(args: argparse.Namespace) -> int:
     try:
         return run_recheck(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
     except RecheckError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    try:
+        return run_summary(args)
+    except SummaryError as exc:
         raise CliError(str(exc)) from None
 
 

@@ -86,8 +86,8 @@ class OptOutFilter(PipelineStep):
 
     def _open(self) -> tuple[Any, Any, Any]:
         from crawler.batch import SharedChecker, SyncStore
-        from crawler.cli import user_agent_for
         from crawler.fetcher import RequestsFetcher
+        from crawler.identity import user_agent_for
 
         store = None
         if self.cache:

@@ -258,7 +258,7 @@ class Outcome:
 
 def outcomes(web: FixtureWeb, cases: list[Case], out: Path) -> list[Outcome]:
     """What the crawl did with each case's URL, from its own files: decisions.jsonl and items.jsonl."""
-    from crawler.crawl import read_lines
+    from crawler.outfiles import read_lines
 
     decided = {str(d.get("url")): d for d in read_lines(out / "decisions.jsonl")}
     items = {str(i.get("requested_url") or i.get("url")) for i in read_lines(out / "items.jsonl")}
@@ -316,7 +316,9 @@ def run_demo(out: Path) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from crawler.crawl import ConsoleProgress, CrawlError, CrawlOptions, origin_key, run_crawl
+    from crawler.console import ConsoleProgress
+    from crawler.crawl import CrawlError, CrawlOptions, run_crawl
+    from crawler.runsummary import origin_key
 
     console = Console()
     if not console.is_terminal:

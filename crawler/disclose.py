@@ -125,7 +125,7 @@ class Disclosure:
     def from_settings(cls, module: str = DEFAULT_SETTINGS, overrides: dict[str, Any] | None = None) -> Disclosure:
         from scrapy.settings import Settings
 
-        from crawler.cli import PROJECT_URL, user_agent_for
+        from crawler.identity import PROJECT_URL, user_agent_for
         from middlewares.config import agent_from_user_agent
 
         settings = Settings()
@@ -181,7 +181,7 @@ class Disclosure:
 
     def warnings(self) -> list[str]:
         """What an operator must fill in before publishing."""
-        from crawler.cli import PROJECT_URL
+        from crawler.identity import PROJECT_URL
 
         out = []
         if self.operator in ("", "localhost"):
@@ -275,7 +275,7 @@ def write_signing(d: Disclosure, folder: Path) -> dict[str, Any] | None:
     if not 1 <= d.signing_expires <= httpsig.MAX_LIFETIME:
         raise DisclosureError(f"OPTOUT_SIGNING_EXPIRES must be 1 to {httpsig.MAX_LIFETIME} seconds")
     listed = keydir.write_directory(folder, agent, keys, d.signing_expires)
-    from crawler.crawl import write_atomic
+    from crawler.outfiles import write_atomic
 
     card = keydir.signature_agent_card(agent, d.agents, d.user_agent, d.purposes)
     write_atomic(folder / keydir.CARD_FILE, json.dumps(card, indent=1) + "\n")
@@ -435,7 +435,7 @@ machine-readable: <a href="crawler.json">crawler.json</a></p>
 
 
 def _when(ts: int | None) -> str:
-    from crawler.crawl import utc
+    from crawler.outfiles import utc
 
     return "" if ts is None else utc(ts)
 
@@ -486,7 +486,7 @@ def render_feed(history: list[dict[str, Any]], info_url: str, title: str) -> str
 
 def write_disclosure(d: Disclosure, folder: Path) -> dict[str, Any]:
     """Write index.html, crawler.json, feed.atom and history.json; returns the JSON facts."""
-    from crawler.crawl import utc, write_atomic
+    from crawler.outfiles import utc, write_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     data = facts(d, registry_public(d.registry_url), write_signing(d, folder))

@@ -185,7 +185,7 @@ def write_directory(
     now: int | None = None,
 ) -> list[dict[str, Any]]:
     """Update keys.json, write the directory and the headers to serve it with; the listed entries."""
-    from crawler.crawl import write_atomic
+    from crawler.outfiles import write_atomic
 
     now = int(time.time()) if now is None else now
     state_path = folder / STATE_FILE

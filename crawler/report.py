@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from crawler.crawl import SiteRow
+    from crawler.runsummary import SiteRow
 
 COLOURS = {
     "robots": "#4e79a7",

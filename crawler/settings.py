@@ -7,6 +7,9 @@ publishes them, and the User-Agent points at the page it writes (RFC 9309 §2.2.
 User-Agent; the Code of Practice asks operators to say publicly what their crawler does, Measure 1.3).
 """
 
+# A module, not its names: every upper-case name here is a Scrapy setting.
+from crawler import identity
+
 BOT_NAME = "optout"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
@@ -21,13 +24,13 @@ OPTOUT_AGENT = "OptOutBot"
 OPTOUT_PURPOSE = "train-ai"
 OPTOUT_MODE = "conservative"
 # The public page about this crawler (written by ``optout disclose``); the User-Agent links to it.
-OPTOUT_INFO_URL = "https://github.com/optout-toolkit/optout"
+OPTOUT_INFO_URL = identity.PROJECT_URL
 OPTOUT_OPERATOR = "localhost"
 OPTOUT_CONTACT = ""  # e-mail or URL of the operator's point of contact (Code of Practice Measure 1.5)
 OPTOUT_COMPLAINTS = ""  # where rights holders send complaints (Measure 1.5)
 OPTOUT_IP_RANGES: list[str] = []  # CIDR ranges the crawler connects from, published by ``optout disclose``
 # The comment states the purpose (no request header for it is specified anywhere; see optout disclose).
-USER_AGENT = f"Mozilla/5.0 (compatible; {OPTOUT_AGENT}/0.1; purpose={OPTOUT_PURPOSE}; +{OPTOUT_INFO_URL})"
+USER_AGENT = identity.user_agent_for(OPTOUT_AGENT, OPTOUT_INFO_URL, OPTOUT_PURPOSE)
 # Web Bot Auth (middlewares/signing.py): sign every request with this Ed25519 key, naming the https origin that serves
 # the key directory ``optout disclose`` writes; each signature is valid for OPTOUT_SIGNING_EXPIRES seconds.
 OPTOUT_SIGNING_KEY = None

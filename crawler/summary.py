@@ -232,13 +232,3 @@ def rights_section(ev: Evidence, registries: list[dict[str, Any]], records: Coun
             "sources": [r["registry"] for r in registries],
         },
     }
-
-
-def cmd_summary(args: argparse.Namespace) -> int:
-    """The CLI's handler: a SummaryError is the CLI's one-line error (exit 2)."""
-    from crawler.cli import CliError
-
-    try:
-        return run_summary(args)
-    except SummaryError as exc:
-        raise CliError(str(exc)) from None

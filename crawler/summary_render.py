@@ -22,7 +22,7 @@ Block = tuple[Any, ...]
 
 
 def write_outputs(out: Path, data: dict[str, Any]) -> None:
-    from crawler.crawl import write_atomic
+    from crawler.outfiles import write_atomic
 
     blocks = layout(data)
     write_atomic(out / "summary.md", to_markdown(blocks))

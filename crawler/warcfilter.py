@@ -36,10 +36,10 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from crawler.outfiles import utc
 from crawler.warcpolicies import ArchivedPolicies, ArchivedSite
 from crawler.warcread import CHUNK, JUDGED, ArchiveDamaged, WarcRecord, iter_records
 from crawler.warcreport import FilterSiteRow, render_filter_report
@@ -155,10 +155,6 @@ class Summary:
             "seconds": round(time.monotonic() - self.started, 3),
             "files": [vars(f) for f in self.files],
         }
-
-
-def utc(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def judge(

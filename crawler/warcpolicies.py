@@ -54,7 +54,7 @@ class ArchivedSite:
     not_archived: list[str] = field(default_factory=list)
 
     def source(self) -> dict[str, Any]:
-        from crawler.warcfilter import utc
+        from crawler.outfiles import utc
 
         return {
             "source": "archive",

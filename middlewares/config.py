@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from middlewares.httpsig import MAX_LIFETIME, SignatureError, Signer, load_private_key
 from middlewares.policy import DEFAULT_AGENT, Policy, PolicyError
 from middlewares.protocols.blocklist import Blocklist
 
@@ -87,10 +88,6 @@ class OptOutConfig:
         registry_url = settings.get("OPTOUT_REGISTRY_URL")
         if registry_url is None:
             registry_url = default_registry_url()
-        # Web Bot Auth signing (middlewares/signing.py, which imports this module): read here too, so that a bad
-        # key stops the crawl at start-up like any other bad setting.
-        from middlewares.signing import signer_from_settings
-
         cache_url = settings.get("OPTOUT_CACHE_URL")
         if cache_url is None and registry_url:
             cache_url = default_cache_url(registry_url)
@@ -179,3 +176,35 @@ def load_blocklist(value: Any) -> Blocklist | None:
         return Blocklist.parse(Path(text).read_text(encoding="utf-8", errors="replace"), source=text)
     except OSError as exc:
         raise ConfigError(f"OPTOUT_BLOCKLIST: cannot read {text}: {exc.strerror or exc}") from None
+
+
+SIGNING_EXPIRES = 300  # seconds a request signature stays valid (OPTOUT_SIGNING_EXPIRES)
+
+
+def signer_from_settings(settings: Any) -> Signer | None:
+    """Web Bot Auth (middlewares/signing.py): the signer the settings ask for, None when ``OPTOUT_SIGNING_KEY`` is
+    unset; ConfigError naming the setting otherwise. Read with the rest of the configuration, so that a bad key stops
+    the crawl at start-up like any other bad setting."""
+    path = settings.get("OPTOUT_SIGNING_KEY")
+    if not path:
+        return None
+    agent = settings.get("OPTOUT_SIGNATURE_AGENT")
+    if not agent:
+        raise ConfigError(
+            "OPTOUT_SIGNING_KEY is set but OPTOUT_SIGNATURE_AGENT is not: set it to the https origin that serves "
+            "/.well-known/http-message-signatures-directory (optout disclose writes that file)"
+        )
+    try:
+        expires = settings.getint("OPTOUT_SIGNING_EXPIRES", SIGNING_EXPIRES)
+    except ValueError:
+        raise ConfigError("OPTOUT_SIGNING_EXPIRES must be a whole number of seconds") from None
+    if not 1 <= expires <= MAX_LIFETIME:
+        raise ConfigError(f"OPTOUT_SIGNING_EXPIRES must be 1 to {MAX_LIFETIME} seconds, not {expires}")
+    try:
+        key = load_private_key(str(path))
+    except SignatureError as exc:
+        raise ConfigError(f"OPTOUT_SIGNING_KEY: {exc}") from None
+    try:
+        return Signer(key, str(agent), lifetime=expires)
+    except SignatureError as exc:
+        raise ConfigError(f"OPTOUT_SIGNATURE_AGENT: {exc}") from None

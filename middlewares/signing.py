@@ -32,8 +32,8 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.misc import build_from_crawler, load_object
 
-from middlewares.config import ConfigError
-from middlewares.httpsig import MAX_LIFETIME, SignatureError, Signer, load_private_key
+from middlewares.config import signer_from_settings
+from middlewares.httpsig import SignatureError
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -43,35 +43,6 @@ logger = logging.getLogger(__name__)
 
 SCHEMES = ("http", "https")
 INNER = "OPTOUT_SIGNING_HANDLERS"  # scheme -> the handler we wrap (set by install())
-DEFAULT_EXPIRES = 300
-
-
-def signer_from_settings(settings: Any) -> Signer | None:
-    """The signer the settings ask for, None when ``OPTOUT_SIGNING_KEY`` is unset; ConfigError naming the setting
-    otherwise."""
-    path = settings.get("OPTOUT_SIGNING_KEY")
-    if not path:
-        return None
-    agent = settings.get("OPTOUT_SIGNATURE_AGENT")
-    if not agent:
-        raise ConfigError(
-            "OPTOUT_SIGNING_KEY is set but OPTOUT_SIGNATURE_AGENT is not: set it to the https origin that serves "
-            "/.well-known/http-message-signatures-directory (optout disclose writes that file)"
-        )
-    try:
-        expires = settings.getint("OPTOUT_SIGNING_EXPIRES", DEFAULT_EXPIRES)
-    except ValueError:
-        raise ConfigError("OPTOUT_SIGNING_EXPIRES must be a whole number of seconds") from None
-    if not 1 <= expires <= MAX_LIFETIME:
-        raise ConfigError(f"OPTOUT_SIGNING_EXPIRES must be 1 to {MAX_LIFETIME} seconds, not {expires}")
-    try:
-        key = load_private_key(str(path))
-    except SignatureError as exc:
-        raise ConfigError(f"OPTOUT_SIGNING_KEY: {exc}") from None
-    try:
-        return Signer(key, str(agent), lifetime=expires)
-    except SignatureError as exc:
-        raise ConfigError(f"OPTOUT_SIGNATURE_AGENT: {exc}") from None
 
 
 def install(settings: Any) -> None:

@@ -384,7 +384,7 @@ def test_memory_bounded_rows_held_between_reading_and_writing(web: FixtureWeb, t
     import io
 
     from crawler.batchrun import BatchOptions, BatchRun
-    from crawler.cli import user_agent_for
+    from crawler.identity import user_agent_for
     from middlewares.policy import Policy
 
     bases = [web.site(f"s{i}", {}) for i in range(4)]

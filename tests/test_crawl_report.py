@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from html.parser import HTMLParser
 
-from crawler.crawl import SiteRow
 from crawler.report import render_report
+from crawler.runsummary import SiteRow
 
 
 def test_report_escapes_and_loads_nothing() -> None:

@@ -213,7 +213,8 @@ def test_unreachable_sites_are_not_purged_but_listed(web: FixtureWeb, tmp_path: 
     ]
     src.write_text("".join(json.dumps(i) + "\n" for i in items) + "{broken\n")
     out = tmp_path / "out"
-    from crawler.cli import build_parser, load_blocklist, make_policy, user_agent_for
+    from crawler.cli import build_parser, load_blocklist, make_policy
+    from crawler.identity import user_agent_for
     from crawler.recheck import run_recheck
 
     parsed = build_parser().parse_args(["recheck", str(src), "--out", str(out), "--timeout", "2"])

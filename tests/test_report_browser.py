@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from crawler.crawl import SiteRow
 from crawler.report import render_report
+from crawler.runsummary import SiteRow
 from tests.browser_support import BROKEN_WORDS_JS, CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
 
 PROTOCOLS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "access", "fetch"]
