@@ -40,7 +40,6 @@ import rfc8785
 from optout_registry import schema
 from optout_registry.canonical import jcs
 from optout_registry.schema import DECISIONS, MAX_DEPTH, MAX_INT, MAX_ITEMS, MAX_KEY_CHARS, MAX_STRING_CHARS, PURPOSES
-from optout_registry.suffixes import extractor
 
 __all__ = [
     "DECISIONS",
@@ -97,31 +96,20 @@ class RecordError(ValueError):
 # Schema (REGISTRY.md §6.2, declared in optout_registry/schema.py) and canonical bytes (optout_registry/canonical.py)
 
 
-def _leaf(record: dict[str, Any]) -> bytes:
-    """Validate a plain-dict record and return its JCS bytes."""
-    try:
-        data = jcs(record)
-    except (TypeError, ValueError, OverflowError) as exc:  # not JSON at all: say where, if the schema can
-        problem = schema.check(record, ascii_keys=False)
-        if problem:
-            raise RecordError(problem) from None
-        if isinstance(exc, UnicodeEncodeError):
-            raise RecordError("record contains a string that is not valid Unicode (lone surrogate)") from None
-        raise RecordError(f"record cannot be serialised ({exc})") from None
-    problem = schema.check(record, ascii_keys=data.isascii())
-    if problem:
-        raise RecordError(problem)
-    if len(data) > MAX_LEAF_BYTES:
-        raise RecordError(f"record is {len(data)} bytes once serialised, the limit is {MAX_LEAF_BYTES}")
-    return data
-
-
 def _as_dict(record: Mapping[str, Any]) -> dict[str, Any]:
-    if type(record) is dict:
-        return record
     if isinstance(record, Mapping):
         return dict(record)
     raise RecordError(f"record must be a mapping, got {type(record).__name__}")
+
+
+def _unwritable(record: dict[str, Any], exc: Exception) -> RecordError:
+    """Why a record has no JSON form: the schema's message naming the field if it has one, else the encoder's."""
+    problem = schema.check(record, ascii_keys=False)
+    if problem:
+        return RecordError(problem)
+    if isinstance(exc, UnicodeEncodeError):
+        return RecordError("record contains a string that is not valid Unicode (lone surrogate)")
+    return RecordError(f"record cannot be serialised ({exc})")
 
 
 def validate(record: Mapping[str, Any]) -> None:
@@ -130,8 +118,26 @@ def validate(record: Mapping[str, Any]) -> None:
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
-    """Validate and return the JCS leaf bytes of a record."""
-    return _leaf(_as_dict(record))
+    """Validate and return the JCS leaf bytes of a record.
+
+    Written first, then checked: an ASCII leaf proves every key ASCII, which spares the key check (and the schema
+    is what names the field when the writer refuses a value). Kept flat: this runs once per record appended.
+    """
+    if type(record) is not dict:
+        record = _as_dict(record)
+    try:
+        data = jcs(record)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _unwritable(record, exc) from None
+    problem = _check(record, data.isascii())
+    if problem is not None:
+        raise RecordError(problem)
+    if len(data) > MAX_LEAF_BYTES:
+        raise RecordError(f"record is {len(data)} bytes once serialised, the limit is {MAX_LEAF_BYTES}")
+    return data
+
+
+_check = schema.check
 
 
 def parse_leaf(leaf: bytes) -> dict[str, Any]:
@@ -187,6 +193,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # Building records
 
 
+@lru_cache(maxsize=1)
+def _extractor() -> Any:
+    import tldextract  # imported lazily: the verifier never needs it
+
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
+
+
 @lru_cache(maxsize=8192)  # called with the same scheme://host of a crawl's origins for every record
 def _host_of(host_or_url: str) -> str:
     """Lower-case IDNA A-label host of a URL or host[:port]; RecordError if there is none."""
@@ -240,7 +253,7 @@ def _registrable(host_or_url: str) -> str:
         return host
     except ValueError:
         pass
-    result = extractor()(host)
+    result = _extractor()(host)
     if result.domain and result.suffix:
         return f"{result.domain}.{result.suffix}".lower()
     return host

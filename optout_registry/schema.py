@@ -108,6 +108,13 @@ Rule = Annotated[dict[Key, _json(2, Key)], Meta(max_length=MAX_ITEMS)]  # type: 
 RULE_ASCII = Annotated[dict[AsciiKey, _json(2, AsciiKey)], Meta(max_length=MAX_ITEMS)]  # type: ignore[misc]
 
 
+class AsciiRule(Struct):
+    """``rule`` alone with ASCII keys. A struct, because msgspec caches a struct's compiled type and would rebuild
+    a bare type (here a tree of 12 levels) on every call."""
+
+    rule: RULE_ASCII
+
+
 class Crawler(Struct, forbid_unknown_fields=True):
     operator: NonEmpty
     agent_token: NonEmpty
@@ -229,12 +236,21 @@ def _all_groups() -> tuple[_Group, ...]:
     return tuple(_compile(anchor, members) for anchor, members in found if members)
 
 
-_GROUPS = _all_groups()
+_ROOT, *_OPTIONAL = _all_groups()  # the record's own group comes first
+assert _ROOT.anchor == () and len(_ROOT.fields) > 1, "the record itself has several shaped fields"
 
 
 def _check_shapes(rec: Record) -> str | None:
     """None, or the message for the first field whose text format is wrong."""
-    for group in _GROUPS:
+    values = _ROOT.get(rec)
+    if _ROOT.joined.match("\n".join(values)) is None:
+        return _which_shape(_ROOT, values)
+    for i in _ROOT.calendar:
+        try:
+            datetime.fromisoformat(values[i][:19])
+        except ValueError as exc:
+            return f"{_ROOT.fields[i][0]}: invalid date/time {values[i]!r} ({exc})"
+    for group in _OPTIONAL:
         base: Any = rec
         for name in group.anchor:
             base = getattr(base, name)
@@ -243,12 +259,12 @@ def _check_shapes(rec: Record) -> str | None:
         if base is UNSET:
             continue
         if group.get is None:  # a lone optional field: the anchor is the value
-            values: tuple[str, ...] = (base,)
+            values = (base,)
         else:
             got = group.get(base)
             values = got if type(got) is tuple else (got,)
         joined = "\n".join(values)
-        if group.anchor and joined in _SHAPES_SEEN:
+        if joined in _SHAPES_SEEN:
             continue
         if group.joined.match(joined) is None:
             return _which_shape(group, values)
@@ -257,10 +273,9 @@ def _check_shapes(rec: Record) -> str | None:
                 datetime.fromisoformat(values[i][:19])
             except ValueError as exc:
                 return f"{group.fields[i][0]}: invalid date/time {values[i]!r} ({exc})"
-        if group.anchor:
-            if len(_SHAPES_SEEN) >= _SHAPES_SEEN_MAX:
-                _SHAPES_SEEN.clear()
-            _SHAPES_SEEN[joined] = None
+        if len(_SHAPES_SEEN) >= _SHAPES_SEEN_MAX:
+            _SHAPES_SEEN.clear()
+        _SHAPES_SEEN[joined] = None
     return None
 
 
@@ -308,7 +323,7 @@ def check(record: dict[str, Any], ascii_keys: bool) -> str | None:
             return problem
     if not ascii_keys:
         try:
-            _convert(rule, RULE_ASCII)
+            _convert({"rule": rule}, AsciiRule)
         except msgspec.ValidationError:
             return explain(rule, RULE_ASCII, "record.rule", 1)
     return None
@@ -340,49 +355,55 @@ _JSON_NAMES = {"str", "int", "bool", "null", "NoneType", "array", "list", "tuple
 _AT = re.compile(r"(?P<msg>.*?)(?: - at `(?P<at>[^`]*)`(?: in `[^`]*`)?)?\Z", re.S)
 
 
-def explain(value: Any, tp: Any, path: str, depth: int = 0) -> str:
-    """The message for the first place ``value`` fails ``tp``, found by converting ever smaller parts."""
+@cache
+def _holder(tp: Any) -> type[Struct]:
+    """A one-field struct around ``tp``: msgspec compiles a struct's types once, a bare type on every call."""
+    return msgspec.defstruct("Value", [("value", tp)])
+
+
+def _refusal(value: Any, tp: Any) -> tuple[str, str | None] | None:
+    """None if ``value`` meets ``tp``, else msgspec's message and where (``$`` = the value itself, ``key``)."""
     try:
-        _convert(value, tp)
+        _convert({"value": value}, _holder(tp))
     except msgspec.ValidationError as exc:
         found = _AT.match(str(exc))
         msg, at = (found["msg"], found["at"]) if found else (str(exc), None)
-    else:  # pragma: no cover - only called after a failure
+        if at is not None and at.startswith("$.value"):
+            at = "$" + at[len("$.value") :]
+        return msg, at
+    return None
+
+
+def explain(value: Any, tp: Any, path: str, depth: int = 0) -> str:
+    """The message for the first place ``value`` fails ``tp``, found by checking ever smaller parts."""
+    refused = _refusal(value, tp)
+    if refused is None:  # pragma: no cover - only called after a failure
         return f"{path}: refused"
+    msg, at = refused
     if at is None or at == "$":
         return _say(path, value, msg, tp, depth)
     base = _plain_type(tp, value)
     if at == "key" and type(value) is dict and get_origin(base) is dict:
         key_tp = get_args(base)[0]
         for k in value:
-            try:
-                _convert(k, key_tp)
-            except msgspec.ValidationError:
+            if _refusal(k, key_tp) is not None:
                 if type(k) is not str:
                     return f"{path}: object key {k!r} is not a string"
                 return f"{path}: object key {k[:80]!r} must be ASCII and at most {MAX_KEY_CHARS} chars"
     sub = _struct_of(base)
     if sub is not None and isinstance(value, dict):
-        hints = _hints(sub)
-        for name, child in hints.items():
-            if name in value:
-                try:
-                    _convert(value[name], child)
-                except msgspec.ValidationError:
-                    return explain(value[name], child, f"{path}.{name}", depth + 1)
+        for name, child in _hints(sub).items():
+            if name in value and _refusal(value[name], child) is not None:
+                return explain(value[name], child, f"{path}.{name}", depth + 1)
     elif get_origin(base) is dict and isinstance(value, dict):
         child = get_args(base)[1]
         for k, v in value.items():
-            try:
-                _convert(v, child)
-            except msgspec.ValidationError:
+            if _refusal(v, child) is not None:
                 return explain(v, child, _member(path, k), depth + 1)
     elif get_origin(base) is list and isinstance(value, (list, tuple)):
         child = get_args(base)[0]
         for i, v in enumerate(value):
-            try:
-                _convert(v, child)
-            except msgspec.ValidationError:
+            if _refusal(v, child) is not None:
                 if get_origin(child) is Literal:  # a vocabulary item: name the list, as the old messages did
                     return _say(path, v, "Invalid enum value", child, depth + 1)
                 return explain(v, child, f"{path}[{i}]", depth + 1)
