@@ -40,6 +40,7 @@ import rfc8785
 from optout_registry import schema
 from optout_registry.canonical import jcs
 from optout_registry.schema import DECISIONS, MAX_DEPTH, MAX_INT, MAX_ITEMS, MAX_KEY_CHARS, MAX_STRING_CHARS, PURPOSES
+from optout_registry.suffixes import extractor
 
 __all__ = [
     "DECISIONS",
@@ -193,13 +194,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # Building records
 
 
-@lru_cache(maxsize=1)
-def _extractor() -> Any:
-    import tldextract  # imported lazily: the verifier never needs it
-
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
-
-
 @lru_cache(maxsize=8192)  # called with the same scheme://host of a crawl's origins for every record
 def _host_of(host_or_url: str) -> str:
     """Lower-case IDNA A-label host of a URL or host[:port]; RecordError if there is none."""
@@ -253,7 +247,7 @@ def _registrable(host_or_url: str) -> str:
         return host
     except ValueError:
         pass
-    result = _extractor()(host)
+    result = extractor()(host)
     if result.domain and result.suffix:
         return f"{result.domain}.{result.suffix}".lower()
     return host
