@@ -15,7 +15,7 @@ import hashlib
 import urllib.error
 import urllib.request
 
-from optout_registry.registry import RegistryError
+from optout_registry.errors import RegistryError
 
 MAX_TSR_BYTES = 1 << 20
 

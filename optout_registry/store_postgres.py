@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from optout_registry.errors import ForkError, IntegrityError, RegistryError
 from optout_registry.messages import first_line as _first_line
 from optout_registry.messages import redact_url as _redact
-from optout_registry.registry import ForkError, IntegrityError, RegistryError, SignFn
 from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
+from optout_registry.storeapi import SignFn
 
 SCHEMA_VERSION = "1"
 INTEGRATE_CHUNK = 65_536

@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from optout_registry.registry import IntegrityError, RegistryError, SignFn
+from optout_registry.errors import IntegrityError, RegistryError
 from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site, tile_leaf_hashes
+from optout_registry.storeapi import SignFn
 
 SCHEMA_VERSION = "1"
 
