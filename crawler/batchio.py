@@ -188,6 +188,8 @@ class Reader:
             at = header.index(self.column)
             index, chunk = 0, Chunk(0, [], [])
             line = 1
+            url: str | None
+            problem: str | None
             try:
                 for fields in reader:
                     line += 1
@@ -347,7 +349,8 @@ class Writer:
     def _records(self, chunk: Chunk) -> list[dict[str, Any]]:
         """Rows as JSON objects (a row that was not an object is kept under the column name)."""
         if chunk.batch is not None:
-            return chunk.batch.to_pylist()
+            rows: list[dict[str, Any]] = chunk.batch.to_pylist()
+            return rows
         if self.reader.format == "csv":
             names = self.reader.columns
             return [dict(zip(names, fields, strict=False)) for fields in chunk.rows]
@@ -355,6 +358,7 @@ class Writer:
 
     def _write_csv(self, chunk: Chunk, notes: Sequence[Note], keep: list[bool]) -> None:
         if self._csv is None:
+            assert self._handle is not None
             self._csv = csv.writer(self._handle)
             self._names = list(self.reader.columns)
             self._csv.writerow(self._names + list(ANNOTATIONS) if self.annotate else self._names)

@@ -54,7 +54,7 @@ def _headers(value: Any) -> dict[str, list[str]]:
     return found
 
 
-class OptOutFilter(PipelineStep):
+class OptOutFilter(PipelineStep):  # type: ignore[misc]  # datatrove ships no type information
     name = "optout"
     type = "🛡 - FILTER"
 
@@ -122,7 +122,7 @@ class OptOutFilter(PipelineStep):
             decision, used = judge(checker, fetched)
             if recorder is not None and decision.reservations:
                 recorder.record(decision, "excluded_from_corpus", site=used, response=fetched)
-            answer = decision.to_json()
+            answer: dict[str, Any] = decision.to_json()
             answer["site_policy"] = site_source(used)
             return answer
         found = checker.site_level(url)

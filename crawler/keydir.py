@@ -161,7 +161,7 @@ def directory_body(listed: Sequence[Mapping[str, Any]]) -> bytes:
     return json.dumps({"keys": keys}, separators=(",", ":")).encode()
 
 
-def signature_agent_card(agent: str, agents: Sequence[str], user_agent: str, purposes: Sequence[str]) -> dict:
+def signature_agent_card(agent: str, agents: Sequence[str], user_agent: str, purposes: Sequence[str]) -> dict[str, Any]:
     """The Signature Agent Card of draft-meunier-webbotauth-registry: where the purpose of a signed crawler is
     declared in machine-readable form (its ``purpose`` member; the draft suggests the AIPREF vocabulary)."""
     return {
@@ -214,8 +214,8 @@ def parse_captured(text: str, scheme: str = "https") -> tuple[str, str, list[tup
     if stripped.startswith("{"):
         try:
             data = json.loads(stripped)
-            headers = data["headers"]
-            pairs = list(headers.items()) if isinstance(headers, dict) else [(str(n), str(v)) for n, v in headers]
+            given = data["headers"]
+            pairs = list(given.items()) if isinstance(given, dict) else [(str(n), str(v)) for n, v in given]
             return str(data["method"]).upper(), str(data["url"]), [(str(n), str(v)) for n, v in pairs]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SignatureError(f"not a captured request in JSON ({exc})") from None

@@ -50,7 +50,8 @@ from crawler.batchio import InputError
 from crawler.batchrun import open_recorder, wait_recorded
 from crawler.batchstate import BatchState, StateError
 from crawler.check import UsageError
-from crawler.warcfilter import site_source, utc
+from crawler.outfiles import utc
+from crawler.warcfilter import site_source
 from middlewares.engine import SitePolicy
 from middlewares.policy import Decision, Policy
 from middlewares.recording import evidence_for
@@ -158,7 +159,7 @@ def entry_of(data: object) -> tuple[str, str, str, str | None] | None:
 
 def read_lines(path: str) -> Iterator[str]:
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
         yield from f
 
 

@@ -181,7 +181,8 @@ def registry_facts(run: dict[str, Any], sites: dict[str, SiteRow]) -> dict[str, 
     if not url:
         facts["note"] = "recording was off"
         return facts
-    from optout_registry.registry import Registry, RegistryError
+    from optout_registry.errors import RegistryError
+    from optout_registry.registry import Registry
     from optout_registry.vocabulary import describe, rule_text
 
     start = int(run.get("registry_start", 0) or 0)
@@ -241,7 +242,8 @@ def write_evidence(out: Path, url: str | None, rows: list[SiteRow]) -> None:
     wanted = {r["evidence_sha256"] for row in rows for r in row.records if r.get("evidence_sha256")}
     if not wanted or not url:
         return
-    from optout_registry.registry import Registry, RegistryError
+    from optout_registry.errors import RegistryError
+    from optout_registry.registry import Registry
 
     folder = out / EVIDENCE
     folder.mkdir(exist_ok=True)

@@ -72,7 +72,9 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def build(runs: list[str], *, provider: str | None = None, model: str | None = None, sme: bool = False) -> dict:
+def build(
+    runs: list[str], *, provider: str | None = None, model: str | None = None, sme: bool = False
+) -> dict[str, Any]:
     """summary.json: the template's sections with every field the evidence answers, and where each came from."""
     ev = read_runs(runs)
     registries = registry_facts(ev.selectors)
