@@ -41,6 +41,7 @@ from crawler.jobqueue import JOURNAL, check_journal, committed_positions
 from crawler.outfiles import CACHE, DECISIONS, ITEMS, JOB, LOG, REGISTRY, RUN, JsonLines, cut_back, utc, write_atomic
 from crawler.runsummary import REFUSED, collect, write_outputs
 from crawler.spiders.compliant import CompliantSpider, outcome_signal
+from middlewares.defaults import DEFAULT_CRAWL_ID, default, project_value
 from middlewares.engine import origin_of
 
 logger = logging.getLogger(__name__)
@@ -327,13 +328,17 @@ def check_out_dir(out: Path) -> None:
 
 @dataclass
 class CrawlOptions:
+    """What ``optout crawl`` was asked for; crawl_settings turns it into Scrapy settings. The policy defaults are
+    the standalone crawler's (middlewares/defaults.py), so a crawl started from code and one started from
+    ``scrapy crawl compliant`` enforce the same thing."""
+
     seeds: list[str]
     out: Path
-    purpose: str = "train-ai"
-    agent: str = "OptOutBot"
-    mode: str = "conservative"
+    purpose: str = project_value("OPTOUT_PURPOSE")
+    agent: str = project_value("OPTOUT_AGENT")
+    mode: str = project_value("OPTOUT_MODE")
     disabled: list[str] = field(default_factory=list)
-    cross_token: bool = True
+    cross_token: bool = project_value("OPTOUT_CROSS_TOKEN")
     blocklist: str | None = None
     registry_url: str | None = None  # None: out/registry.db; "": recording off
     depth: int = 3
@@ -347,8 +352,8 @@ class CrawlOptions:
     operator: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     redis_url: str | None = None  # set: one worker of a distributed crawl (crawler/fleet.py)
-    crawl_id: str = "optout-crawl"
-    integrate: bool = False
+    crawl_id: str = DEFAULT_CRAWL_ID
+    integrate: bool = False  # a worker appends, the integrator signs (OPTOUT_REGISTRY_INTEGRATE)
     signing_key: str | None = None  # Web Bot Auth (middlewares/signing.py)
     signature_agent: str | None = None  # default: the origin of info_url
     extra_settings: dict[str, Any] = field(default_factory=dict)
@@ -526,7 +531,7 @@ def check_enforcement(settings: Any) -> None:
     from scrapy.utils.conf import build_component_list
     from scrapy.utils.misc import load_object
 
-    if not settings.getbool("OPTOUT_ENABLED", True):
+    if not settings.getbool("OPTOUT_ENABLED", default("OPTOUT_ENABLED")):
         raise CrawlError("OPTOUT_ENABLED is False: optout crawl always enforces opt-outs; remove that setting")
     crawler = Crawler(CompliantSpider, settings)  # a copy: the real crawler applies the add-ons again
     try:

@@ -28,13 +28,27 @@ import argparse
 import hashlib
 import html
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scrapy.settings import Settings
+
+from crawler import keydir
+from crawler.identity import PROJECT_URL, user_agent_for
+from crawler.keydir import DIRECTORY_FILE, HEADERS_FILE
+from crawler.outfiles import utc, write_atomic
+from middlewares import httpsig
+from middlewares.config import ConfigError, policy_from_settings
+from middlewares.defaults import default, project_value
+from middlewares.engine import origin_of
+from middlewares.policy import Policy, PolicyError, parse_agent, parse_mode, parse_purpose
 from optout_registry import cliargs
+from optout_registry.errors import RegistryError
+from optout_registry.registry import Registry
 
 FORMAT = "optout-crawler-disclosure/v1"
 DEFAULT_SETTINGS = "crawler.settings"
@@ -101,43 +115,42 @@ class DisclosureError(Exception):
 
 @dataclass
 class Disclosure:
-    """The facts the page states, taken from the crawler's settings."""
+    """The facts the page states, taken from the crawler's settings: the policy part (token, purpose, mode,
+    protocols, cross-token reading) through the add-on's own reading of them (middlewares/config.py
+    ``policy_from_settings``), so the page states what the crawl enforces; defaults from middlewares/defaults.py."""
 
-    operator: str = "localhost"
-    agents: list[str] = field(default_factory=lambda: ["OptOutBot"])
+    operator: str = default("OPTOUT_OPERATOR")
+    agents: list[str] = field(default_factory=lambda: [project_value("OPTOUT_AGENT")])
     user_agent: str = ""
-    info_url: str = ""
-    purposes: list[str] = field(default_factory=lambda: ["train-ai"])
-    mode: str = "conservative"
+    info_url: str = default("OPTOUT_INFO_URL")
+    purposes: list[str] = field(default_factory=lambda: [default("OPTOUT_PURPOSE")])
+    mode: str = default("OPTOUT_MODE")
     disabled: list[str] = field(default_factory=list)
-    cross_token: bool = True
-    contact: str = ""
-    complaints: str = ""
+    cross_token: bool = default("OPTOUT_CROSS_TOKEN")
+    contact: str = default("OPTOUT_CONTACT")
+    complaints: str = default("OPTOUT_COMPLAINTS")
     ip_ranges: list[str] = field(default_factory=list)
     registry_url: str | None = None
     blocklist: str = ""
     signing_keys: list[str] = field(default_factory=list)  # private key files; their public keys are published
     signature_agent: str = ""
-    signing_expires: int = 300
+    signing_expires: int = default("OPTOUT_SIGNING_EXPIRES")
     user_agents: list[str] = field(default_factory=list)  # a crawl's User-Agent per purpose (it states the purpose)
 
     @classmethod
     def from_settings(cls, module: str = DEFAULT_SETTINGS, overrides: dict[str, Any] | None = None) -> Disclosure:
-        from scrapy.settings import Settings
-
-        from crawler.identity import PROJECT_URL, user_agent_for
-        from middlewares.config import agent_from_user_agent
-
+        """The settings module's facts with the command line's ``overrides`` on top (None and empty values are
+        not overrides); DisclosureError for a module that does not load or a value the crawl would refuse."""
         settings = Settings()
         try:
             settings.setmodule(module, priority="project")
         except (ImportError, ValueError, TypeError) as exc:  # '' and '.x' are ValueError and TypeError
             raise DisclosureError(f"cannot load settings module {module!r}: {exc}") from None
         given = {k: v for k, v in (overrides or {}).items() if v not in (None, [], "")}
-        agent = settings.get("OPTOUT_AGENT") or agent_from_user_agent(settings.get("USER_AGENT") or "")
-        agents = [str(a) for a in given.get("agents") or [agent]]
+        policy = _policy(settings, given)
+        agents = [str(a) for a in given.get("agents") or [policy.agent]]
         info_url = _checked(str(given.get("info_url") or settings.get("OPTOUT_INFO_URL") or ""), "info_url")
-        purposes = [str(p) for p in given.get("purposes") or [settings.get("OPTOUT_PURPOSE") or "train-ai"]]
+        purposes = [str(p) for p in given.get("purposes") or [policy.purpose.value]]
         user_agents = [settings.get("USER_AGENT") or ""]
         if "agents" in given or "info_url" in given or "purposes" in given or not user_agents[0]:
             user_agents = [user_agent_for(agents[0], info_url or PROJECT_URL, p) for p in purposes]
@@ -146,27 +159,24 @@ class Disclosure:
         )
         signature_agent = str(given.get("signature_agent") or settings.get("OPTOUT_SIGNATURE_AGENT") or "")
         if keys and not signature_agent and info_url:
-            from middlewares.engine import origin_of
-
             signature_agent = origin_of(info_url)
         try:
-            expires = settings.getint("OPTOUT_SIGNING_EXPIRES", 300)
+            expires = settings.getint("OPTOUT_SIGNING_EXPIRES", default("OPTOUT_SIGNING_EXPIRES"))
         except ValueError:
             raise DisclosureError("OPTOUT_SIGNING_EXPIRES must be a whole number of seconds") from None
-        protocols = settings.getdict("OPTOUT_PROTOCOLS")
         blocklist = settings.get("OPTOUT_BLOCKLIST") or ""
         if isinstance(blocklist, (list, tuple, set)):
             blocklist = f"{len(blocklist)} domain(s) listed in the settings"
         return cls(
-            operator=str(given.get("operator") or settings.get("OPTOUT_OPERATOR") or "localhost"),
+            operator=str(given.get("operator") or settings.get("OPTOUT_OPERATOR") or default("OPTOUT_OPERATOR")),
             agents=agents,
             user_agent=user_agents[0],
             user_agents=user_agents,
             info_url=info_url,
             purposes=purposes,
-            mode=str(given.get("mode") or settings.get("OPTOUT_MODE") or "conservative"),
-            disabled=sorted(name for name, on in protocols.items() if not on),
-            cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", True),
+            mode=policy.mode.value,
+            disabled=sorted(policy.disabled),
+            cross_token=policy.cross_token,
             contact=_checked(str(given.get("contact") or settings.get("OPTOUT_CONTACT") or ""), "contact"),
             complaints=_checked(str(given.get("complaints") or settings.get("OPTOUT_COMPLAINTS") or ""), "complaints"),
             ip_ranges=[
@@ -181,8 +191,6 @@ class Disclosure:
 
     def warnings(self) -> list[str]:
         """What an operator must fill in before publishing."""
-        from crawler.identity import PROJECT_URL
-
         out = []
         if self.operator in ("", "localhost"):
             out.append(
@@ -215,6 +223,19 @@ _CHECKS: dict[str, tuple[str, Callable[[str], str]]] = {
 }
 
 
+def _policy(settings: Settings, given: dict[str, Any]) -> Policy:
+    """The policy a crawl with these settings and the command line's first token, purpose and mode would
+    enforce, read the way the add-on reads it (the other tokens and purposes are checked by run_disclose)."""
+    for key, name in (("agents", "OPTOUT_AGENT"), ("purposes", "OPTOUT_PURPOSE"), ("mode", "OPTOUT_MODE")):
+        if key in given:
+            value = given[key]
+            settings.set(name, value[0] if isinstance(value, list) else value, priority="cmdline")
+    try:
+        return policy_from_settings(settings)
+    except (PolicyError, ConfigError) as exc:
+        raise DisclosureError(str(exc)) from None
+
+
 def _checked(value: str, name: str) -> str:
     if not value:
         return value
@@ -229,8 +250,6 @@ def registry_public(url: str | None) -> dict[str, Any] | None:
     """The registry's public key and latest signed checkpoint (None when there is no registry yet)."""
     if not url:
         return None
-    from optout_registry.registry import Registry, RegistryError
-
     try:
         with Registry.open(url, create=False) as reg:
             latest = reg.latest()
@@ -257,9 +276,6 @@ REQUEST_HEADER_NOTE = (
 def write_signing(d: Disclosure, folder: Path) -> dict[str, Any] | None:
     """Write the key directory, its header fields, keys.json and the Signature Agent Card; the facts about signing
     for the page (None when the crawler does not sign and never did)."""
-    from crawler import keydir
-    from middlewares import httpsig
-
     if not d.signing_keys and not (folder / keydir.STATE_FILE).exists():
         return None
     try:
@@ -275,8 +291,6 @@ def write_signing(d: Disclosure, folder: Path) -> dict[str, Any] | None:
     if not 1 <= d.signing_expires <= httpsig.MAX_LIFETIME:
         raise DisclosureError(f"OPTOUT_SIGNING_EXPIRES must be 1 to {httpsig.MAX_LIFETIME} seconds")
     listed = keydir.write_directory(folder, agent, keys, d.signing_expires)
-    from crawler.outfiles import write_atomic
-
     card = keydir.signature_agent_card(agent, d.agents, d.user_agent, d.purposes)
     write_atomic(folder / keydir.CARD_FILE, json.dumps(card, indent=1) + "\n")
     return {
@@ -435,8 +449,6 @@ machine-readable: <a href="crawler.json">crawler.json</a></p>
 
 
 def _when(ts: int | None) -> str:
-    from crawler.outfiles import utc
-
     return "" if ts is None else utc(ts)
 
 
@@ -486,8 +498,6 @@ def render_feed(history: list[dict[str, Any]], info_url: str, title: str) -> str
 
 def write_disclosure(d: Disclosure, folder: Path) -> dict[str, Any]:
     """Write index.html, crawler.json, feed.atom and history.json; returns the JSON facts."""
-    from crawler.outfiles import utc, write_atomic
-
     folder.mkdir(parents=True, exist_ok=True)
     data = facts(d, registry_public(d.registry_url), write_signing(d, folder))
     history_path = folder / "history.json"
@@ -514,8 +524,6 @@ def write_disclosure(d: Disclosure, folder: Path) -> dict[str, Any]:
 
 
 def run_disclose(args: Any) -> int:
-    import os
-
     registry = args.registry or os.environ.get("OPTOUT_REGISTRY_URL")
     if not registry and Path(DEFAULT_CRAWL_REGISTRY).exists():
         registry = f"sqlite:///{Path(DEFAULT_CRAWL_REGISTRY).resolve()}"  # where `optout crawl` logs by default
@@ -535,8 +543,6 @@ def run_disclose(args: Any) -> int:
             "signature_agent": getattr(args, "signature_agent", None),
         },
     )
-    from middlewares.policy import PolicyError, parse_agent, parse_mode, parse_purpose
-
     try:
         for agent in d.agents:
             parse_agent(agent)
@@ -553,8 +559,6 @@ def run_disclose(args: Any) -> int:
     print(f"wrote {folder / 'index.html'}, {folder / 'crawler.json'} and {folder / 'feed.atom'}")
     print(f"publish them at {d.info_url or '(set OPTOUT_INFO_URL)'}; the User-Agent is: {d.user_agent}")
     if data["signing"]:
-        from crawler.keydir import DIRECTORY_FILE, HEADERS_FILE
-
         print(
             f"publish {folder / DIRECTORY_FILE} at {data['signing']['directory']} with the header fields in "
             f"{folder / HEADERS_FILE} (they sign it; run optout disclose again within a week to renew them)"

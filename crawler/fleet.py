@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 
+from middlewares.defaults import DEFAULT_CRAWL_ID, default
+
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CRAWL_ID = "optout-crawl"
 
 
 class FleetAddon:
@@ -102,7 +102,7 @@ class FleetIdle:
         self.key = f"{crawl_id}:busy"
         self.alive_key = f"{crawl_id}:alive"
         self.worker = worker_name()
-        self.grace = settings.getfloat("OPTOUT_FLEET_GRACE", 3.0)
+        self.grace = settings.getfloat("OPTOUT_FLEET_GRACE", default("OPTOUT_FLEET_GRACE"))
         self._idle_since: float | None = None
         self._loop: Any = None
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)

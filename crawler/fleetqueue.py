@@ -14,6 +14,7 @@ from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
 from crawler.fleet import _redis_errors, worker_name
+from middlewares.defaults import DEFAULT_CRAWL_ID
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -51,7 +52,7 @@ class FleetScheduler(Scheduler):
         self._take_script: Any = None
         self._enqueue_script: Any = None
         self._finishing: dict[str, int] = {}  # finished, waiting for their records to be written
-        self.crawl_id = "optout-crawl"
+        self.crawl_id = DEFAULT_CRAWL_ID
         self.worker = worker_name()
 
     @classmethod

@@ -43,6 +43,8 @@ from scrapy.squeues import PickleLifoDiskQueue
 from scrapy.utils.job import job_dir
 from scrapy.utils.request import request_from_dict
 
+from middlewares.defaults import default
+
 logger = logging.getLogger(__name__)
 
 JOURNAL = "requests.db"
@@ -344,7 +346,11 @@ class JournalScheduler(BaseScheduler):
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> JournalScheduler:
-        return cls(crawler, job_dir(crawler.settings), crawler.settings.getfloat("OPTOUT_JOURNAL_INTERVAL", 0.5))
+        return cls(
+            crawler,
+            job_dir(crawler.settings),
+            crawler.settings.getfloat("OPTOUT_JOURNAL_INTERVAL", default("OPTOUT_JOURNAL_INTERVAL")),
+        )
 
     # -- opening and closing ----------------------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ publishes them, and the User-Agent points at the page it writes (RFC 9309 §2.2.
 User-Agent; the Code of Practice asks operators to say publicly what their crawler does, Measure 1.3).
 """
 
-# A module, not its names: every upper-case name here is a Scrapy setting.
+# Modules, not their names: every upper-case name here is a Scrapy setting. The OPTOUT_* values come from the one
+# table of defaults (middlewares/defaults.py); tests/test_defaults.py checks that they agree.
 from crawler import identity
+from middlewares import defaults
 
 BOT_NAME = "optout"
 SPIDER_MODULES = ["crawler.spiders"]
@@ -20,22 +22,23 @@ ADDONS = {"middlewares.OptOutAddon": 0, "crawler.fleet.FleetAddon": 10}
 # (``scrapy crawl compliant -s OPTOUT_OUT_DIR=out``); does nothing otherwise.
 EXTENSIONS = {"crawler.crawl.RunFiles": 500}
 
-OPTOUT_AGENT = "OptOutBot"
-OPTOUT_PURPOSE = "train-ai"
-OPTOUT_MODE = "conservative"
+OPTOUT_AGENT: str = defaults.project_value("OPTOUT_AGENT")  # named, rather than read from the User-Agent below
+OPTOUT_PURPOSE: str = defaults.project_value("OPTOUT_PURPOSE")
+OPTOUT_MODE: str = defaults.project_value("OPTOUT_MODE")
 # The public page about this crawler (written by ``optout disclose``); the User-Agent links to it.
 OPTOUT_INFO_URL = identity.PROJECT_URL
-OPTOUT_OPERATOR = "localhost"
-OPTOUT_CONTACT = ""  # e-mail or URL of the operator's point of contact (Code of Practice Measure 1.5)
-OPTOUT_COMPLAINTS = ""  # where rights holders send complaints (Measure 1.5)
-OPTOUT_IP_RANGES: list[str] = []  # CIDR ranges the crawler connects from, published by ``optout disclose``
+OPTOUT_OPERATOR: str = defaults.project_value("OPTOUT_OPERATOR")
+OPTOUT_CONTACT: str = defaults.project_value("OPTOUT_CONTACT")  # the point of contact (Code of Practice Measure 1.5)
+OPTOUT_COMPLAINTS: str = defaults.project_value("OPTOUT_COMPLAINTS")  # where complaints go (Measure 1.5)
+# CIDR ranges the crawler connects from, published by ``optout disclose``.
+OPTOUT_IP_RANGES: list[str] = list(defaults.project_value("OPTOUT_IP_RANGES"))
 # The comment states the purpose (no request header for it is specified anywhere; see optout disclose).
 USER_AGENT = identity.user_agent_for(OPTOUT_AGENT, OPTOUT_INFO_URL, OPTOUT_PURPOSE)
 # Web Bot Auth (middlewares/signing.py): sign every request with this Ed25519 key, naming the https origin that serves
 # the key directory ``optout disclose`` writes; each signature is valid for OPTOUT_SIGNING_EXPIRES seconds.
-OPTOUT_SIGNING_KEY = None
-OPTOUT_SIGNATURE_AGENT = None
-OPTOUT_SIGNING_EXPIRES = 300
+OPTOUT_SIGNING_KEY: str | None = defaults.project_value("OPTOUT_SIGNING_KEY")
+OPTOUT_SIGNATURE_AGENT: str | None = defaults.project_value("OPTOUT_SIGNATURE_AGENT")
+OPTOUT_SIGNING_EXPIRES: int = defaults.project_value("OPTOUT_SIGNING_EXPIRES")
 
 # Polite defaults: a few connections per site at most, no retries that hammer a failing server.
 CONCURRENT_REQUESTS = 32

@@ -7,17 +7,25 @@ back to something else on a typo would be worse than none.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+from scrapy.exceptions import NotConfigured
+from scrapy.utils.project import data_path
+
+from middlewares.defaults import DAY, default
 from middlewares.httpsig import MAX_LIFETIME, SignatureError, Signer, load_private_key
 from middlewares.policy import DEFAULT_AGENT, Policy, PolicyError
 from middlewares.protocols.blocklist import Blocklist
 
+logger = logging.getLogger(__name__)
+
 ON_RESERVED = ("drop", "annotate")
-DAY = 24 * 3600.0
 
 _PRODUCT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)/")
 _LEADING = re.compile(r"\s*([A-Za-z][A-Za-z0-9_-]*)(?:[\s;(]|$)")
@@ -35,7 +43,7 @@ def agent_from_user_agent(user_agent: str) -> str:
     ``scrapy startproject`` suggests (``plainbot (+http://www.yourdomain.com)``), gives its leading word."""
     for token in _PRODUCT.findall(user_agent or ""):
         if token.lower() not in _GENERIC:
-            return token
+            return str(token)
     leading = _LEADING.match(user_agent or "")
     if leading and leading.group(1).lower() not in _GENERIC:
         return leading.group(1)
@@ -44,45 +52,35 @@ def agent_from_user_agent(user_agent: str) -> str:
 
 @dataclass(frozen=True)
 class OptOutConfig:
+    """What the add-on enforces, read once from the settings; the disclosure page states the same policy
+    (crawler/disclose.py reads it through ``policy_from_settings``). Defaults: middlewares/defaults.py."""
+
     policy: Policy
-    on_reserved: str = "drop"
+    on_reserved: str = default("OPTOUT_ON_RESERVED")
     registry_url: str | None = None
     cache_url: str | None = None
     blocklist: Blocklist | None = None
-    robots_ttl: float = DAY
-    recheck_unreachable: float = 300.0
-    policy_timeout: float = 20.0
-    operator: str = "localhost"
-    node: str = ""
-    max_origins: int = 5000
-    cache_prefix: str = "optout:"
-    cache_outage: float = 60.0
-    integrate: bool = True
-    registry_flush: float = 0.5
+    robots_ttl: float = default("OPTOUT_ROBOTS_TTL")
+    recheck_unreachable: float = default("OPTOUT_RECHECK_UNREACHABLE")
+    policy_timeout: float = default("OPTOUT_POLICY_TIMEOUT")
+    operator: str = default("OPTOUT_OPERATOR")
+    node: str = default("OPTOUT_NODE")
+    max_origins: int = default("OPTOUT_CACHE_MAX_ORIGINS")
+    cache_prefix: str = default("OPTOUT_CACHE_PREFIX")
+    cache_outage: float = default("OPTOUT_CACHE_OUTAGE")
+    integrate: bool = default("OPTOUT_REGISTRY_INTEGRATE")
+    registry_flush: float = default("OPTOUT_REGISTRY_FLUSH")
     prefetch: int = 16  # start requests whose origin's policy is loaded ahead (default: CONCURRENT_REQUESTS)
-    signer: Any = field(default=None, compare=False)  # middlewares.httpsig.Signer when OPTOUT_SIGNING_KEY is set
+    signer: Signer | None = field(default=None, compare=False)  # set when OPTOUT_SIGNING_KEY is
 
     @classmethod
     def from_settings(cls, settings: Any) -> OptOutConfig:
-        agent = settings.get("OPTOUT_AGENT") or settings.get("ROBOTSTXT_USER_AGENT")
-        if not agent:
-            agent = agent_from_user_agent(settings.get("USER_AGENT") or "")
-        protocols = settings.get("OPTOUT_PROTOCOLS") or {}
-        if isinstance(protocols, dict):
-            disabled = [name for name, on in protocols.items() if not on]
-        else:
-            raise ConfigError("OPTOUT_PROTOCOLS must be a dict like {'ai-txt': False}")
+        """Every ``OPTOUT_*`` setting the add-on reads; ConfigError naming the first that cannot be used."""
         try:
-            policy = Policy.build(
-                purpose=settings.get("OPTOUT_PURPOSE") or "train-ai",
-                agent=str(agent),
-                mode=settings.get("OPTOUT_MODE") or "conservative",
-                disabled=disabled,
-                cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", True),
-            )
+            policy = policy_from_settings(settings)
         except PolicyError as exc:
             raise ConfigError(f"OPTOUT settings: {exc}") from None
-        on_reserved = str(settings.get("OPTOUT_ON_RESERVED") or "drop").lower()
+        on_reserved = str(_get(settings, "OPTOUT_ON_RESERVED")).lower()
         if on_reserved not in ON_RESERVED:
             raise ConfigError(f"OPTOUT_ON_RESERVED must be 'drop' or 'annotate', not {on_reserved!r}")
         registry_url = settings.get("OPTOUT_REGISTRY_URL")
@@ -97,26 +95,50 @@ class OptOutConfig:
             registry_url=registry_url or None,
             cache_url=cache_url or None,
             blocklist=load_blocklist(settings.get("OPTOUT_BLOCKLIST")),
-            robots_ttl=_positive(settings, "OPTOUT_ROBOTS_TTL", DAY, maximum=DAY),
-            recheck_unreachable=_positive(settings, "OPTOUT_RECHECK_UNREACHABLE", 300.0),
-            policy_timeout=_positive(settings, "OPTOUT_POLICY_TIMEOUT", 20.0),
-            operator=str(settings.get("OPTOUT_OPERATOR") or "localhost"),
-            node=str(settings.get("OPTOUT_NODE") or ""),
-            max_origins=max(1, settings.getint("OPTOUT_CACHE_MAX_ORIGINS", 5000)),
-            cache_prefix=str(settings.get("OPTOUT_CACHE_PREFIX") or "optout:"),
-            cache_outage=_positive(settings, "OPTOUT_CACHE_OUTAGE", 60.0),
-            integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", True),
-            registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH", 0.5),
+            robots_ttl=_positive(settings, "OPTOUT_ROBOTS_TTL", maximum=DAY),
+            recheck_unreachable=_positive(settings, "OPTOUT_RECHECK_UNREACHABLE"),
+            policy_timeout=_positive(settings, "OPTOUT_POLICY_TIMEOUT"),
+            operator=str(_get(settings, "OPTOUT_OPERATOR")),
+            node=str(_get(settings, "OPTOUT_NODE")),
+            max_origins=max(1, settings.getint("OPTOUT_CACHE_MAX_ORIGINS", default("OPTOUT_CACHE_MAX_ORIGINS"))),
+            cache_prefix=str(_get(settings, "OPTOUT_CACHE_PREFIX")),
+            cache_outage=_positive(settings, "OPTOUT_CACHE_OUTAGE"),
+            integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", default("OPTOUT_REGISTRY_INTEGRATE")),
+            registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH"),
             prefetch=_count(settings, "OPTOUT_PREFETCH", settings.getint("CONCURRENT_REQUESTS", 16)),
             signer=signer_from_settings(settings),
         )
 
 
-def _count(settings: Any, name: str, default: int) -> int:
+def policy_from_settings(settings: Any) -> Policy:
+    """The policy the settings declare (purpose, token, mode, protocols switched off, cross-token reading);
+    PolicyError for one that cannot be used. The add-on enforces this and ``optout disclose`` publishes it: one
+    reading, so the page cannot state a policy the crawl does not apply."""
+    agent = settings.get("OPTOUT_AGENT") or settings.get("ROBOTSTXT_USER_AGENT")
+    if not agent:
+        agent = agent_from_user_agent(settings.get("USER_AGENT") or "")
+    protocols = settings.get("OPTOUT_PROTOCOLS") or default("OPTOUT_PROTOCOLS")
+    if not isinstance(protocols, Mapping):
+        raise ConfigError("OPTOUT_PROTOCOLS must be a dict like {'ai-txt': False}")
+    return Policy.build(
+        purpose=_get(settings, "OPTOUT_PURPOSE"),
+        agent=str(agent),
+        mode=_get(settings, "OPTOUT_MODE"),
+        disabled=[name for name, on in protocols.items() if not on],
+        cross_token=settings.getbool("OPTOUT_CROSS_TOKEN", default("OPTOUT_CROSS_TOKEN")),
+    )
+
+
+def _get(settings: Any, name: str) -> Any:
+    """The setting, or its default when it is unset or empty."""
+    return settings.get(name) or default(name)
+
+
+def _count(settings: Any, name: str, fallback: int) -> int:
     if settings.get(name) is None:
-        return default
+        return fallback
     try:
-        value = settings.getint(name)
+        value: int = settings.getint(name)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number") from None
     if value < 0:
@@ -124,9 +146,9 @@ def _count(settings: Any, name: str, default: int) -> int:
     return value
 
 
-def _positive(settings: Any, name: str, default: float, maximum: float | None = None) -> float:
+def _positive(settings: Any, name: str, maximum: float | None = None) -> float:
     try:
-        value = settings.getfloat(name, default)
+        value: float = settings.getfloat(name, default(name))
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds") from None
     if value <= 0:
@@ -136,14 +158,14 @@ def _positive(settings: Any, name: str, default: float, maximum: float | None = 
 
 
 def default_registry_url() -> str:
-    """A SQLite registry in the Scrapy project's data folder (``.scrapy/``), or the working directory."""
+    """A SQLite registry in the Scrapy project's data folder (``.scrapy/``), or the working directory when that
+    folder cannot be made (a read-only project, a settings module that does not import)."""
     try:
-        from scrapy.utils.project import data_path
-
         # Not data_path(..., createdir=True): that would create the database path itself as a directory.
         path = Path(data_path("optout-registry.db"))
         path.parent.mkdir(parents=True, exist_ok=True)
-    except Exception:
+    except (OSError, ImportError, NotConfigured) as exc:
+        logger.info("optout: no Scrapy data folder for the registry (%s); using the working directory", exc)
         path = Path("optout-registry.db")
     return f"sqlite:///{path.resolve()}"
 
@@ -164,8 +186,6 @@ def load_blocklist(value: Any) -> Blocklist | None:
         return Blocklist.parse("\n".join(str(v) for v in value), source="OPTOUT_BLOCKLIST")
     text = str(value)
     if text.startswith(("http://", "https://")):
-        import requests
-
         try:
             resp = requests.get(text, timeout=20)
             resp.raise_for_status()
@@ -178,7 +198,7 @@ def load_blocklist(value: Any) -> Blocklist | None:
         raise ConfigError(f"OPTOUT_BLOCKLIST: cannot read {text}: {exc.strerror or exc}") from None
 
 
-SIGNING_EXPIRES = 300  # seconds a request signature stays valid (OPTOUT_SIGNING_EXPIRES)
+SIGNING_EXPIRES: int = default("OPTOUT_SIGNING_EXPIRES")  # seconds a request signature stays valid
 
 
 def signer_from_settings(settings: Any) -> Signer | None:
@@ -195,7 +215,7 @@ def signer_from_settings(settings: Any) -> Signer | None:
             "/.well-known/http-message-signatures-directory (optout disclose writes that file)"
         )
     try:
-        expires = settings.getint("OPTOUT_SIGNING_EXPIRES", SIGNING_EXPIRES)
+        expires = settings.getint("OPTOUT_SIGNING_EXPIRES", default("OPTOUT_SIGNING_EXPIRES"))
     except ValueError:
         raise ConfigError("OPTOUT_SIGNING_EXPIRES must be a whole number of seconds") from None
     if not 1 <= expires <= MAX_LIFETIME:

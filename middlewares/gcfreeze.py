@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
 
+from middlewares.defaults import default
+
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 class GcFreeze:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GcFreeze:
-        if not crawler.settings.getbool("OPTOUT_GC_FREEZE", True):
+        if not crawler.settings.getbool("OPTOUT_GC_FREEZE", default("OPTOUT_GC_FREEZE")):
             raise NotConfigured("OPTOUT_GC_FREEZE is False")
         extension = cls()
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)

@@ -31,6 +31,7 @@ from scrapy.http import Request
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.task import deferLater
 
+from middlewares.defaults import default
 from middlewares.engine import origin_of
 from middlewares.state import OptOutState
 
@@ -50,7 +51,7 @@ class LazyStartMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LazyStartMiddleware:
-        if not crawler.settings.getbool("OPTOUT_LAZY_START", True):
+        if not crawler.settings.getbool("OPTOUT_LAZY_START", default("OPTOUT_LAZY_START")):
             raise NotConfigured("OPTOUT_LAZY_START is False")
         return cls(crawler)
 

@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThread
 
 from middlewares.config import ConfigError, OptOutConfig
 from middlewares.decoding import ACCEPT_ENCODING
+from middlewares.defaults import default
 from middlewares.engine import MAX_REDIRECTS, Fetched, origin_of
 from middlewares.fleetdelay import FleetCrawlDelay
 from middlewares.policy import Decision
@@ -102,7 +103,7 @@ class OptOutState:
     def of(cls, crawler: Crawler) -> OptOutState:
         state = getattr(crawler, "_optout_state", None)
         if state is None:
-            if not crawler.settings.getbool("OPTOUT_ENABLED", True):
+            if not crawler.settings.getbool("OPTOUT_ENABLED", default("OPTOUT_ENABLED")):
                 if not getattr(crawler, "_optout_disabled_said", False):
                     crawler._optout_disabled_said = True  # type: ignore[attr-defined]
                     logger.warning(
