@@ -281,7 +281,8 @@ def test_fast_site_reader_cannot_be_fooled_by_record_content() -> None:
     from datetime import datetime, timezone
 
     from optout_registry.record import canonical, new_record
-    from optout_registry.service.app import _leaf_site, _leaf_site_parsed
+    from optout_registry.service.leaves import leaf_site as _leaf_site
+    from optout_registry.service.leaves import leaf_site_parsed as _leaf_site_parsed
 
     tricks = [
         {"target": {"site": "other.org"}},

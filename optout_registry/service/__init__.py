@@ -15,6 +15,8 @@ __all__ = ["ServiceConfig", "create_app"]
 
 
 def __getattr__(name: str) -> Any:
+    # Lazy on purpose: importing this package (as `optout --help` does, through service.cli) must not load the
+    # web stack of the [service] extra; `from optout_registry.service import create_app` loads it on first use.
     if name in __all__:
         from optout_registry.service import app
 

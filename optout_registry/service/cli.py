@@ -6,12 +6,20 @@ Kept free of web-stack imports so ``optout --help`` stays fast and works without
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optout_registry import cliargs
+from optout_registry.errors import RegistryError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from optout_registry.service.state import ServiceConfig
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -21,7 +29,8 @@ class ServeError(Exception):
 
 
 def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    """Add ``optout serve`` and its options to the ``optout`` command line."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
         help="run the rights-holder query service (web page + API) over a registry",
         description="Serve a registry to rights holders: they prove control of their domain and see, verify and "
@@ -91,10 +100,13 @@ def read_admin_token(path: str) -> str:
     return token
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    from optout_registry.service.app import ServiceConfig
+def config_from_args(args: argparse.Namespace) -> ServiceConfig:
+    """The service's settings from ``optout serve``'s arguments and environment; ServeError if they are wrong."""
+    # here and below, the service's modules are imported when a command runs, so that `optout --help` stays fast
+    # (and create_app, below, needs the [service] extra)
     from optout_registry.service.guard import RateLimits
     from optout_registry.service.ownership import static_resolver
+    from optout_registry.service.state import ServiceConfig
 
     registry = args.registry or os.environ.get("OPTOUT_REGISTRY_URL")
     if not registry:
@@ -127,10 +139,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _factory() -> Any:
+def _factory() -> FastAPI:
     """uvicorn --workers needs an import string; the parent passes its arguments through the environment."""
-    import json
-
     from optout_registry.service.app import create_app
 
     args = argparse.Namespace(**json.loads(os.environ["OPTOUT_SERVE_ARGS"]))
@@ -140,8 +150,6 @@ def _factory() -> Any:
 def check_listen(host: str, port: int) -> None:
     """Bind once before anything starts: uvicorn reports a host that does not resolve, or a port in use, in its own
     log line after the start banner and exits with status 3; here it is the CLI's one line and status 2."""
-    import socket
-
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as sock:
@@ -152,10 +160,10 @@ def check_listen(host: str, port: int) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    """Run ``optout serve`` until interrupted: 0 when it stops, 2 on a usage, registry or listen error."""
     try:
         import uvicorn
 
-        from optout_registry.registry import RegistryError
         from optout_registry.service.app import create_app
     except ImportError as exc:
         print(f"optout serve: error: {exc.name} is missing: pip install 'optout-toolkit[service]'", file=sys.stderr)
@@ -172,8 +180,6 @@ def run_serve(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         check_listen(args.host, args.port)
         if args.workers > 1:
-            import json
-
             create_app(cfg).state.service.close()  # fail fast on a bad registry before forking workers
             os.environ["OPTOUT_SERVE_ARGS"] = json.dumps({k: v for k, v in vars(args).items() if k != "func"})
             uvicorn.run("optout_registry.service.cli:_factory", factory=True, workers=args.workers, **common)

@@ -37,8 +37,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import requests
+import urllib3
+
 from optout_registry.deadline import deadline
 from optout_registry.deadline import session as deadline_session
+from optout_registry.record import RecordError, registrable_domain
 
 CHALLENGE_PATH = "/.well-known/optout-challenge/"
 DNS_LABEL = "_optout-challenge"
@@ -67,8 +71,6 @@ def site_key(text: str) -> str:
     a bare ``:port`` suffix, empty labels, over-long names. The same function guards every endpoint, so one name
     always maps to one key.
     """
-    from optout_registry.record import RecordError, registrable_domain
-
     if not isinstance(text, str) or not text.strip():
         raise DomainError("a domain is required")
     if len(text) > 253:
@@ -153,7 +155,7 @@ class TokenSigner:
 
 def system_addresses(domain: str) -> list[str]:
     """Every address the host's own resolver (getaddrinfo) gives for ``domain``."""
-    return [info[4][0] for info in socket.getaddrinfo(domain, None, proto=socket.IPPROTO_TCP)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(domain, None, proto=socket.IPPROTO_TCP)]
 
 
 def public_resolver(domain: str, addresses: AddressLookup = system_addresses) -> list[str]:
@@ -196,9 +198,6 @@ def static_resolver(mapping: Mapping[str, str]) -> Resolver:
 def fetch_http_token(base: str, token: str, *, timeout: float = 5.0, user_agent: str = "optout-service") -> bytes:
     """GET ``<base>/.well-known/optout-challenge/<token>``: no redirects, no content coding, at most 4 KiB, over
     within ``timeout`` however slowly the server sends its headers or body (optout_registry/deadline.py)."""
-    import requests
-    import urllib3
-
     url = f"{base}{CHALLENGE_PATH}{token}"
     http = deadline_session(user_agent)
     http.headers.update({"Accept": "text/plain", "Accept-Encoding": "identity"})
@@ -211,7 +210,7 @@ def fetch_http_token(base: str, token: str, *, timeout: float = 5.0, user_agent:
                     )
                 if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
                     raise ChallengeFailed(f"{url} answered with a Content-Encoding (expected plain text)")
-                body = resp.raw.read(MAX_CHALLENGE_BYTES + 1, decode_content=False)
+                body: bytes = resp.raw.read(MAX_CHALLENGE_BYTES + 1, decode_content=False)
                 if watchdog.expired:
                     raise ChallengeFailed(f"{url} was too slow (over {timeout:g} s)")
                 if len(body) > MAX_CHALLENGE_BYTES:

@@ -32,7 +32,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from optout_registry.registry import RegistryError, parse_url
+import rfc8785
+
+from optout_registry.errors import RegistryError
+from optout_registry.registry import parse_url
+from optout_registry.vocabulary import from_mechanism
 
 GENESIS = "0" * 64
 INDEX_CHUNK = 20_000
@@ -182,8 +186,6 @@ class Complaint:
 
 def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
     """Link of the complaints chain: SHA-256 over the previous link and the complaint's canonical (JCS) bytes."""
-    import rfc8785
-
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + rfc8785.dumps(body)).hexdigest()
 
 
@@ -200,7 +202,7 @@ class ServiceStore:
         self.kind = kind
         self._pg = kind == "postgresql"
         if self._pg:
-            import psycopg
+            import psycopg  # the [postgres] extra, needed only for a PostgreSQL registry
 
             if service_url not in (None, registry_url):
                 raise RegistryError("with a PostgreSQL registry the service tables live in the registry's schema")
@@ -412,8 +414,6 @@ class ServiceStore:
     def stats(self, site: str, upto: int) -> dict[str, Any]:
         """Per-day x mechanism counts (for the charts), totals by mechanism and decision, first and last seen; the
         same counts by protocol id (optout_registry/vocabulary.py), the names people read."""
-        from optout_registry.vocabulary import from_mechanism
-
         day = 86_400_000_000
         rows = self.q(
             f"SELECT ts / {day} AS d, mechanism, decision, count(*), min(ts), max(ts) FROM svc_index "
@@ -507,7 +507,7 @@ class ServiceStore:
         """Mark a challenge used, once: True only for the first caller (a verified challenge is single-use)."""
         with self._write("optout-service-challenge:") as c:
             cur = c.execute(self._sql("UPDATE svc_challenge SET used = 1 WHERE id = ? AND used = 0"), (challenge_id,))
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     def purge_challenges(self, now: int) -> None:
         """Drop challenges that expired more than a day ago (bounded table; they can never verify anyway)."""

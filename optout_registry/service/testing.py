@@ -9,17 +9,19 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+
+import uvicorn
+
+from optout_registry.service.app import create_app
+from optout_registry.service.state import ServiceConfig, ServiceState
 
 
 class LiveServer:
-    def __init__(self, cfg: Any, host: str = "127.0.0.1") -> None:
-        import uvicorn
+    """The service on a loopback port for the length of a ``with`` block (``url``, ``port``, ``state``)."""
 
-        from optout_registry.service.app import create_app
-
+    def __init__(self, cfg: ServiceConfig, host: str = "127.0.0.1") -> None:
         self.app = create_app(cfg)
-        self.state = self.app.state.service
+        self.state: ServiceState = self.app.state.service
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, 0))
