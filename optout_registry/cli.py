@@ -11,11 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from optout_registry import cliargs
+from optout_registry.errors import IntegrityError, RegistryError
+from optout_registry.export import export_bundle
+from optout_registry.note import NoteError, Verifier
+from optout_registry.recordfields import summary_columns
+from optout_registry.registry import Registry
+from optout_registry.verify import verify_export
+from optout_registry.vocabulary import describe
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -36,7 +45,9 @@ def add_registry_commands(subparsers: Any) -> argparse.ArgumentParser:
     common.add_argument("--key", metavar="FILE", default=None, help="private signing key file (default: beside it)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    reg = subparsers.add_parser("registry", help="the tamper-evident registry of honoured opt-outs")
+    reg: argparse.ArgumentParser = subparsers.add_parser(
+        "registry", help="the tamper-evident registry of honoured opt-outs"
+    )
     reg.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rsub = reg.add_subparsers(dest="registry_command", metavar="SUBCOMMAND")
 
@@ -114,8 +125,6 @@ def add_registry_commands(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_registry(args: argparse.Namespace) -> int:
     """Run one ``optout registry`` subcommand; never raises (except with --debug)."""
-    from optout_registry.registry import IntegrityError, RegistryError
-
     command = getattr(args, "registry_command", None)
     name = f"optout registry {command}" if command else "optout registry"
     if command is None:
@@ -151,8 +160,6 @@ def _one_line(exc: BaseException | str) -> str:
 
 
 def _open(args: argparse.Namespace, *, create: bool = False) -> Any:
-    from optout_registry.registry import Registry
-
     return Registry.open(args.registry, key=args.key, create=create)
 
 
@@ -190,9 +197,6 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 def _integrate_until_stopped(reg: Any, every: float) -> None:
     """Sign a checkpoint whenever workers have sequenced new records; one line per checkpoint on stderr. Ends
     on SIGTERM as on Ctrl-C, and the caller then signs the last checkpoint."""
-    import signal
-    import threading
-
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -210,8 +214,6 @@ def _integrate_until_stopped(reg: Any, every: float) -> None:
 
 
 def _cmd_records(args: argparse.Namespace) -> int:
-    from optout_registry.vocabulary import describe
-
     with _open(args) as reg:
         count = 0
         for entry in reg.records(site=args.site, since=args.since, until=args.until):
@@ -228,21 +230,7 @@ def _cmd_records(args: argparse.Namespace) -> int:
 
 
 def _record_line(index: int, record: dict[str, Any]) -> str:
-    from optout_registry.vocabulary import label
-
-    target = record.get("target") if isinstance(record.get("target"), dict) else {}
-    purposes = record.get("purposes")
-    purposes_text = ",".join(map(str, purposes)) if isinstance(purposes, list) else "-"
-    return "  ".join(
-        [
-            f"#{index}",
-            str(record.get("observed_at", "-")),
-            label(record),
-            purposes_text,
-            str(record.get("decision", "-")),
-            str(target.get("url", "-")),
-        ]
-    )
+    return "  ".join([f"#{index}", *summary_columns(record)])
 
 
 def _read_previous(path: str | None) -> str | None:
@@ -255,8 +243,6 @@ def _read_previous(path: str | None) -> str | None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from optout_registry.export import export_bundle
-
     previous = _read_previous(args.previous)
     with _open(args) as reg:
         result = export_bundle(reg, args.site, Path(args.out), since=args.since, until=args.until, previous=previous)
@@ -265,16 +251,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from optout_registry.verify import verify_export
-
     vkey = args.vkey.strip()
     if os.path.isfile(vkey):
         try:
             vkey = Path(vkey).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise _UsageError(f"cannot read vkey file {args.vkey}: {exc}") from None
-    from optout_registry.note import NoteError, Verifier
-
     try:
         Verifier.from_vkey(vkey)
     except NoteError as exc:
@@ -301,8 +283,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from optout_registry.registry import Registry
-
     with Registry.open(args.registry, key=args.key, create=False, check=False) as reg:
         report = reg.self_check(full=args.full)
     for line in report.lines:

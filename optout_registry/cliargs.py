@@ -20,6 +20,9 @@ from collections.abc import Callable
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from optout_registry.errors import RegistryError
+from optout_registry.recordfields import parse_time
+
 EXIT_USAGE = 2
 MAX_SECONDS = 10**9
 """About 31 years: longer durations overflow C timeouts (``threading.Event.wait``, sockets) and expiry dates."""
@@ -134,10 +137,8 @@ def cidr(text: str) -> str:
 def date_or_time(text: str) -> str:
     """A ``--since``/``--until`` bound, kept as given: a date or RFC 3339 time the registry can compare, i.e. one that
     still exists in UTC (``0001-01-01T00:00:00+01:00`` does not, and overflowed deep inside the listing)."""
-    from optout_registry.registry import RegistryError, _parse_time
-
     try:
-        _parse_time(text)
+        parse_time(text)
     except (RegistryError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"{_shown(text)} is not a date (YYYY-MM-DD) or RFC 3339 time between years 1 and 9999 in UTC"

@@ -32,14 +32,19 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from optout_registry.registry import ForkError, IntegrityError, RegistryError, evidence_refs
-from optout_registry.vocabulary import label
+import rfc8785
 
-if TYPE_CHECKING:
-    from optout_registry.registry import Entry, Registry
+from optout_registry.errors import ForkError, IntegrityError, RegistryError
+from optout_registry.merkle import VerificationError, inclusion_proof, leaf_hash, verify_consistency
+from optout_registry.note import NoteError, Verifier, open_checkpoint
+from optout_registry.proof import format_hashes, format_proof
+from optout_registry.record import parse_leaf
+from optout_registry.recordfields import ObservedRange, evidence_refs, summary_columns
+from optout_registry.registry import Entry, Registry
+from optout_registry.sitemap import manifest_note_body, proof_json, site_of_record, tree_root
 
 FORMAT = "optout-registry-export/v2"
 MISSING_REASON = "the operator did not store this evidence body"
@@ -90,13 +95,6 @@ def export_bundle(
     consistency proof from it. If the registry cannot prove consistency with it, export refuses (ForkError):
     that mismatch is itself the evidence the holder needs, and the operator must investigate, not paper over it.
     """
-    import rfc8785
-
-    from optout_registry.merkle import VerificationError, leaf_hash, verify_consistency
-    from optout_registry.note import NoteError, Verifier, open_checkpoint
-    from optout_registry.proof import format_hashes, format_proof
-    from optout_registry.sitemap import manifest_note_body, proof_json, tree_root
-
     tmp = _prepare_out(out)  # first: a bad --out is the user's to fix, whatever else is wrong
     try:
         if reg.can_sign():
@@ -162,8 +160,6 @@ def export_bundle(
         missing: list[str] = []
         evidence_written: set[str] = set()
         reader = reg.reader(size)
-        from optout_registry.merkle import inclusion_proof
-
         for entry in entries:
             files[f"records/{entry.index}.json"] = entry.leaf
             proof = inclusion_proof(entry.index, size, reader.hash_at)
@@ -215,22 +211,15 @@ def _site_entries(reg: Registry, proof: Any, since: str | None, until: str | Non
 
     Every record the site index lists is read and checked to be of the site: a foreign record would otherwise
     only be caught by the rights holder."""
-    from optout_registry.record import parse_leaf
-    from optout_registry.registry import Entry, _observed, _parse_time
-    from optout_registry.sitemap import site_of_record
-
-    lo, hi = _parse_time(since), _parse_time(until, end=True)
+    observed = ObservedRange.parse(since, until)
     out = []
     for idx in proof.indices:
         leaf = reg.leaf(idx)
         record = parse_leaf(leaf)
         if site_of_record(record) != proof.site:
             raise IntegrityError(f"the site index lists entry {idx} under {proof.site}; it is another site's record")
-        if lo is not None or hi is not None:
-            seen = _observed(record)
-            if seen is None or (lo is not None and seen < lo) or (hi is not None and seen > hi):
-                continue
-        out.append(Entry(idx, record, leaf))
+        if observed.admits(record):
+            out.append(Entry(idx, record, leaf))
     return out
 
 
@@ -293,22 +282,8 @@ def _summary(
         lines += [f"Evidence not stored by the operator ({len(missing)}): " + ", ".join(missing), ""]
     lines += ["Records", "-------", "index  observed_at  protocol (where)  purposes  decision  url  evidence-sha256"]
     for e in entries:
-        rec = e.record
-        target = rec.get("target") if isinstance(rec.get("target"), dict) else {}
-        purposes = rec.get("purposes")
-        lines.append(
-            "  ".join(
-                [
-                    str(e.index),
-                    str(rec.get("observed_at", "-")),
-                    label(rec),
-                    ",".join(map(str, purposes)) if isinstance(purposes, list) else "-",
-                    str(rec.get("decision", "-")),
-                    str(target.get("url", "-")),
-                    ",".join(r[:16] + "…" for r in evidence_refs(rec)) or "-",
-                ]
-            )
-        )
+        refs = ",".join(r[:16] + "…" for r in evidence_refs(e.record)) or "-"
+        lines.append("  ".join([str(e.index), *summary_columns(e.record), refs]))
     lines += ["", "Signed checkpoint", "-----------------", note.rstrip("\n"), ""]
     return "\n".join(lines)
 
