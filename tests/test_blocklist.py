@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from middlewares.protocols import blocklist
-from middlewares.protocols.blocklist import Blocklist, normalise_host, registrable_domain
+from middlewares.protocols.blocklist import Blocklist, listed_site, normalise_host
 from middlewares.protocols.signals import ALL_PURPOSES, Verdict
 
 LIST = """# EU list of persistently infringing sites (example)
@@ -225,9 +225,9 @@ def test_normalise_host_and_registrable_domain() -> None:
     assert normalise_host("straße.example") == "xn--strae-oqa.example"
     assert normalise_host("") == ""
     assert normalise_host("a" * 2000) == ""
-    assert registrable_domain("a.b.example.co.uk") == "example.co.uk"
-    assert registrable_domain("co.uk") == ""
-    assert registrable_domain("127.0.0.1") == ""
+    assert listed_site("a.b.example.co.uk") == "example.co.uk"
+    assert listed_site("co.uk") == ""
+    assert listed_site("127.0.0.1") == ""
 
 
 FUZZ = settings(max_examples=300, deadline=1000)

@@ -36,8 +36,10 @@ _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
 
 
 @lru_cache(maxsize=65536)
-def registrable_domain(host: str) -> str:
-    """eTLD+1 of a normalised host ("" for IPs, bare suffixes and single labels)."""
+def listed_site(host: str) -> str:
+    """The site a blocklist covers a normalised host under: its eTLD+1, or "" for IPs, bare suffixes and single
+    labels, which only ever match an exact entry. Not :func:`optout_registry.record.registrable_domain`, which
+    keeps such hosts as their own site and refuses what has no host."""
     if not host or _is_ip(host):
         return ""
     try:
@@ -152,7 +154,7 @@ class Blocklist:
                 continue
             out.entries.add(host)
             if host.startswith("www."):
-                site = registrable_domain(host)
+                site = listed_site(host)
                 if site and host == "www." + site:
                     out.www_sites.setdefault(site, host)
             if len(out.entries) >= MAX_ENTRIES:
@@ -174,7 +176,7 @@ class Blocklist:
             return host
         if _is_ip(host):
             return None
-        site = registrable_domain(host)
+        site = listed_site(host)
         labels = host.split(".")
         # Parents of the host, longest first, down to (and including) the registrable domain.
         for i in range(1, len(labels)):
@@ -202,3 +204,7 @@ class Blocklist:
             verdicts=verdicts(Verdict.DISALLOW, *ALL_PURPOSES),
             source=self.source,
         )
+
+
+# The old name of listed_site, kept while crawler/spiders/compliant.py still imports it (one caller, being moved).
+registrable_domain = listed_site
