@@ -25,6 +25,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .merkle import EMPTY_ROOT, VerificationError, node_hash
 
@@ -293,10 +294,12 @@ def parse_manifest_note(text: str) -> tuple[str, int, str]:
     return lines[1], _decimal(lines[2], "manifest note size"), digest
 
 
-def proof_json(site: str, count: int, root: bytes, proof: MapProof, entries: Sequence[tuple[int, bytes]]) -> dict:
+def proof_json(
+    site: str, count: int, root: bytes, proof: MapProof, entries: Sequence[tuple[int, bytes]]
+) -> dict[str, Any]:
     """``site-proof.json``: the site's (count, root), its map path, and every entry of its tree as
     [log index, base64 leaf hash] (so a date-limited export still shows what it leaves out)."""
-    doc: dict = {
+    doc: dict[str, Any] = {
         "site": site,
         "count": count,
         "root": _b64(root),

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from optout_registry.sitemap import frontier_pack, frontier_unpack, site_key, site_of_record
+
 
 class CheckpointReads:
     """Tile keys, checkpoint rows and evidence listings. A store sets ``_conn``, ``_lock`` and ``_param``."""
@@ -114,8 +116,6 @@ class CheckpointReads:
 def _leaf_site_decoder() -> Callable[[bytes], str | None]:
     """A parser that reads only ``target.site`` of a leaf: msgspec skips every other member in C (about 10x
     cheaper than ``json.loads`` building the whole record), plain ``json`` where msgspec is not installed."""
-    from optout_registry.sitemap import site_key, site_of_record
-
     try:
         import msgspec
     except ImportError:  # pragma: no cover - msgspec is a dependency of the record schema
@@ -132,7 +132,7 @@ def _leaf_site_decoder() -> Callable[[bytes], str | None]:
 
     target_type = msgspec.defstruct("Target", [("site", str, "")])
     leaf_type = msgspec.defstruct("Leaf", [("target", target_type | None, None)])
-    decode = msgspec.json.Decoder(leaf_type).decode
+    decode: Callable[[bytes], Any] = msgspec.json.Decoder(leaf_type).decode  # a type built at run time
 
     def fast(leaf: bytes) -> str | None:
         try:
@@ -184,8 +184,6 @@ def advance_sites(
     sorted by site then index so the inserts walk the index's B-tree in order (each page written once a batch).
     The cost is one SHA-256 per entry plus, on average, one node hash: the frontier is the compact range.
     """
-    from optout_registry.sitemap import frontier_pack, frontier_unpack
-
     sha256 = hashlib.sha256
     by_site: dict[str, list[int]] = {}
     for i, site in enumerate(sites):

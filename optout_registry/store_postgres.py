@@ -23,10 +23,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from optout_registry.errors import ForkError, IntegrityError, RegistryError
+from optout_registry.merkle import leaf_hash
 from optout_registry.messages import first_line as _first_line
 from optout_registry.messages import redact_url as _redact
 from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
 from optout_registry.storeapi import SignFn
+from optout_registry.tiles import TileBuilder
 
 SCHEMA_VERSION = "1"
 INTEGRATE_CHUNK = 65_536
@@ -119,7 +121,7 @@ class PostgresStore(CheckpointReads):
         except psycopg.Error as exc:
             raise RegistryError(f"cannot connect to {self.location}: {_first_line(exc)}") from None
         self._lock = threading.RLock()
-        self._builder = None  # tiles.TileBuilder at int_coord.size, or None to rebuild
+        self._builder: TileBuilder | None = None  # the TileBuilder at int_coord.size, or None to rebuild
         try:
             schema = self._one("SELECT current_schema()")
             if schema is None:
@@ -250,9 +252,6 @@ class PostgresStore(CheckpointReads):
 
     def _integrate_chunk(self, sign: SignFn) -> bool:
         """One transaction: up to INTEGRATE_CHUNK entries. Returns True if more may remain."""
-        from optout_registry.merkle import leaf_hash
-        from optout_registry.tiles import TileBuilder
-
         conn = self._conn
         with conn.transaction():
             size, _old_root = conn.execute("SELECT size, root FROM int_coord WHERE id = 1").fetchone()
@@ -372,8 +371,6 @@ class PostgresStore(CheckpointReads):
 
     def _catch_up_sites(self, size: int) -> None:
         """Bring the site trees up to ``size`` from the stored entries (a registry made before they existed)."""
-        from optout_registry.merkle import leaf_hash
-
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
         done = int(row[0]) if row else 0
         if done > size:

@@ -21,8 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from optout_registry.errors import IntegrityError, RegistryError
+from optout_registry.merkle import root as merkle_root
 from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site, tile_leaf_hashes
 from optout_registry.storeapi import SignFn
+from optout_registry.tiles import TileBuilder
 
 SCHEMA_VERSION = "1"
 
@@ -128,7 +130,7 @@ class SqliteStore(CheckpointReads):
         except sqlite3.DatabaseError as exc:
             raise RegistryError(f"cannot open SQLite registry {path}: {exc}") from None
         self._lock = threading.RLock()
-        self._builder = None  # tiles.TileBuilder at the latest checkpoint size, or None to rebuild
+        self._builder: TileBuilder | None = None  # the TileBuilder at the latest checkpoint size, or None to rebuild
         self.set_meta_default("schema", SCHEMA_VERSION)
 
     @contextmanager
@@ -165,8 +167,6 @@ class SqliteStore(CheckpointReads):
         100,000 records/s every microsecond a record costs is 10 % of the budget, and the per-record hashing and
         index rows cost several (docs/completeness.md, "Storage and when things are written").
         """
-        from optout_registry.tiles import TileBuilder
-
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -216,8 +216,6 @@ class SqliteStore(CheckpointReads):
 
     def ensure_checkpoint(self, sign: SignFn) -> None:
         """Sign a checkpoint for the current size if none exists (only possible for the empty log)."""
-        from optout_registry.merkle import root as merkle_root
-
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")

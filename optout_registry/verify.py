@@ -19,6 +19,13 @@ What it cannot show (state it to users): that the crawler logged everything it h
 are true, or RFC 3161 timestamp validity (tokens are listed, not checked, here). Evidence the manifest lists as not
 stored is a failure unless ``--allow-missing-evidence`` is given (the reason is then printed).
 
+Why one module of ~750 lines: an auditor reads the verifier whole, and it is short only measured against what it
+checks (bundle inventory, manifest and its signed note, sites note and site proof, records, inclusion proofs,
+evidence, consistency with anchors and earlier exports). Each check is one function over one shared context, in
+the order ``_verify`` runs them; splitting reading from checking would make the reader follow two files for every
+check, and a second module would also have to be proven pure (tests/test_registry_verify.py pins the modules the
+verifier may load).
+
 Usage: ``python -m optout_registry.verify EXPORT_DIR --vkey VKEY_OR_FILE [--previous CHECKPOINT_FILE]
 [--previous-export DIR] [--allow-missing-evidence] [--json]``
 """
@@ -175,8 +182,8 @@ def _inventory(ctx: _Ctx) -> bool:
             else:
                 ctx.files[rel] = path
                 ctx.sizes[rel] = fst.st_size
-    for exc in errors:
-        ctx.problem(f"cannot list {exc.filename}: {exc.strerror or exc}")
+    for error in errors:
+        ctx.problem(f"cannot list {error.filename}: {error.strerror or error}")
     return True
 
 
@@ -295,9 +302,7 @@ def _check_records(
         if isinstance(m, dict) and isinstance(m.get("sha256"), str):
             declared_missing[m["sha256"]] = str(m.get("reason", "no reason given"))[:200]
     listed = manifest.get("records")
-    if isinstance(listed, list) and (
-        not all(type(i) is int for i in listed) or sorted(listed) != sorted(records)  # type: ignore[type-var]
-    ):
+    if isinstance(listed, list) and (not all(type(i) is int for i in listed) or sorted(listed) != sorted(records)):
         ctx.problem("manifest.json: 'records' does not match the records/ files present")
 
     verified = 0

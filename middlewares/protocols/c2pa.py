@@ -93,11 +93,14 @@ class _Cbor:
         if info == 24:
             return self._take(1)[0]
         if info == 25:
-            return struct.unpack(">H", self._take(2))[0]
+            value: int = struct.unpack(">H", self._take(2))[0]
+            return value
         if info == 26:
-            return struct.unpack(">I", self._take(4))[0]
+            value = struct.unpack(">I", self._take(4))[0]
+            return value
         if info == 27:
-            return struct.unpack(">Q", self._take(8))[0]
+            value = struct.unpack(">Q", self._take(8))[0]
+            return value
         if info == 31:
             return None  # indefinite length
         raise CborError("reserved additional information")

@@ -204,12 +204,12 @@ def _evaluate(members: Sequence[tuple[str, Any]], mode: Mode) -> _Evaluation:
             verdicts[purpose] = Verdict.DISALLOW
             notes.append(f"duplicate key {label}: an earlier {label}=n taken over the last value (most restrictive)")
     for key, member in members:
-        purpose = LEGACY_LABELS.get(key)
-        if purpose is None or _token(member) != "n":
+        legacy = LEGACY_LABELS.get(key)
+        if legacy is None or _token(member) != "n":
             continue
-        if verdicts.get(purpose) is not Verdict.DISALLOW:
-            verdicts[purpose] = Verdict.DISALLOW
-        note = f"legacy label {key}=n (earlier AIPREF draft) read as a {purpose.value} reservation"
+        if verdicts.get(legacy) is not Verdict.DISALLOW:
+            verdicts[legacy] = Verdict.DISALLOW
+        note = f"legacy label {key}=n (earlier AIPREF draft) read as a {legacy.value} reservation"
         if note not in notes:
             notes.append(note)
     return _Evaluation(verdicts, notes)

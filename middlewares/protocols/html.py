@@ -33,6 +33,7 @@ class Tag:
         self._line = line
         self._text = text
         self._pos = pos
+        self._attrs: dict[str, str] | None
         if isinstance(raw, dict):
             self._raw, self._attrs = "", raw
             self._lower = " ".join(f"{k}={v}" for k, v in raw.items()).lower()
@@ -320,6 +321,7 @@ def _tag_end(text: str, start: int) -> int:
     if chunk.count('"') % 2 == 0 and chunk.count("'") % 2 == 0:  # common case: every quote closed before `>`
         return end
     m = _TAG_REST.match(text, start)
+    assert m is not None  # every part of the pattern is optional: it always matches
     return m.end() - 1 if m.group().endswith(">") else m.end()
 
 

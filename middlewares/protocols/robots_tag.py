@@ -205,7 +205,7 @@ def header_signals(values: list[str], token: str, *, is_image: bool, mode: Mode)
     """Signals of the ``X-Robots-Tag`` field lines that apply to ``token``. Each line starts unscoped; several
     lines combine (every applicable directive yields its own signal, duplicates removed)."""
     out: list[Signal] = []
-    seen: set[tuple[str, frozenset]] = set()
+    seen: set[tuple[str, frozenset[tuple[Purpose, Verdict]]]] = set()
     for value in values[:MAX_LINES]:
         if isinstance(value, bytes | bytearray):
             value = bytes(value).decode("latin-1")

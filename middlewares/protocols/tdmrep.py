@@ -480,6 +480,7 @@ def _zip_entry_count(epub: bytes) -> int | None:
     pos = tail.rfind(b"PK\x05\x06")
     if pos < 0 or pos + 22 > len(tail):
         return None
+    count: int
     (count,) = struct.unpack_from("<H", tail, pos + 10)
     return count
 

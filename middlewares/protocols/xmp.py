@@ -131,7 +131,10 @@ def parse_xml(data: bytes, *, allow_doctype: bool = False) -> Element | None:
     if len(data) > MAX_PACKET_BYTES:
         return None
     try:
-        return _defused_fromstring(data, forbid_dtd=not allow_doctype, forbid_entities=True, forbid_external=True)
+        root: Element | None = _defused_fromstring(
+            data, forbid_dtd=not allow_doctype, forbid_entities=True, forbid_external=True
+        )
+        return root
     except (ParseError, DefusedXmlException, ValueError, UnicodeError, TypeError):
         return None
 
