@@ -24,6 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from http_sf.errors import StructuredFieldError
+from http_sf.innerlist import parse_item_or_inner_list
+from http_sf.parameters import parse_params
+from http_sf.state import ParserState
+from http_sf.types import Token
+from http_sf.util import discard_http_ows, discard_ows, parse_key
+
 from .pathmatch import compile_pattern, normalise_path, url_path
 from .signals import Mode, Purpose, Signal, Verdict
 
@@ -84,15 +91,6 @@ def _members(value: bytes | str) -> list[tuple[str, Any]]:
     data = _to_bytes(value)
     if len(data) > MAX_VALUE_BYTES:
         raise _ParseFailure(f"value is {len(data)} bytes, over the {MAX_VALUE_BYTES}-byte limit")
-    try:
-        from http_sf.errors import StructuredFieldError
-        from http_sf.innerlist import parse_item_or_inner_list
-        from http_sf.parameters import parse_params
-        from http_sf.state import ParserState
-        from http_sf.util import discard_http_ows, discard_ows, parse_key
-    except ImportError as exc:  # pragma: no cover - dependency is declared in pyproject.toml
-        raise _ParseFailure(f"http-sf is not available: {exc}") from None
-
     state = ParserState(data)
     members: list[tuple[str, Any]] = []
     n = len(data)
@@ -130,10 +128,6 @@ def _members(value: bytes | str) -> list[tuple[str, Any]]:
 def _token(member: Any) -> str | None:
     """The Token a dictionary member carries, ignoring its parameters; None for any other type (String,
     Boolean, Integer, inner list ...), which vocab-07 §6.5 reads as unknown."""
-    try:
-        from http_sf.types import Token
-    except ImportError:  # pragma: no cover
-        return None
     item = member[0] if isinstance(member, tuple) else member
     if isinstance(item, Token):
         return str(item)

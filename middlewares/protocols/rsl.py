@@ -39,6 +39,9 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
 from .pathmatch import compile_pattern, normalise_path, url_path
 from .signals import Mode, Purpose, Signal, Verdict
 
@@ -352,11 +355,6 @@ def parse_license(body: bytes, *, mode: Mode = Mode.CONSERVATIVE) -> RslDocument
     data = bytes(body)
     if len(data) > MAX_DOCUMENT_BYTES:
         raise RslError(f"licence document is {len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit")
-    try:
-        from defusedxml import DefusedXmlException
-        from defusedxml.ElementTree import fromstring
-    except ImportError as exc:  # pragma: no cover - declared dependency
-        raise RslError(f"defusedxml is not available: {exc}") from None
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
