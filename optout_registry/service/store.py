@@ -15,6 +15,8 @@ Complaints are append-only three ways: the server alone assigns the sequence num
 name a row), rows are only ever INSERTed (triggers refuse UPDATE and DELETE), and each row carries
 ``hash = SHA-256(prev_hash || "\\n" || JCS(complaint))``, a chain whose head is handed back as a receipt, so a
 complainant can later show that their complaint was received and was not altered.
+
+The tables' definitions, in both dialects, and the connection pool beneath this store are in storedb.py.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import queue
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,51 +37,11 @@ import rfc8785
 
 from optout_registry.errors import RegistryError
 from optout_registry.registry import parse_url
+from optout_registry.service.storedb import PG_SCHEMA, SQLITE_SCHEMA, Pool
 from optout_registry.vocabulary import from_mechanism
 
 GENESIS = "0" * 64
 INDEX_CHUNK = 20_000
-
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS svc_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS svc_index(site TEXT NOT NULL, idx INTEGER NOT NULL, ts INTEGER NOT NULL,
-                                     mechanism TEXT NOT NULL, decision TEXT NOT NULL,
-                                     PRIMARY KEY(site, idx)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS svc_index_site_ts ON svc_index(site, ts);
-CREATE TABLE IF NOT EXISTS svc_challenge(id TEXT PRIMARY KEY, domain TEXT NOT NULL, method TEXT NOT NULL,
-                                         token TEXT NOT NULL, secret_sha256 TEXT NOT NULL, created INTEGER NOT NULL,
-                                         expires INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0,
-                                         attempts INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS svc_complaint(seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, received_at TEXT NOT NULL,
-                                         domain TEXT NOT NULL, verified INTEGER NOT NULL, body TEXT NOT NULL,
-                                         prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS svc_complaint_domain ON svc_complaint(domain, seq);
-CREATE TRIGGER IF NOT EXISTS svc_complaint_no_update BEFORE UPDATE ON svc_complaint
-    BEGIN SELECT RAISE(ABORT, 'complaints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS svc_complaint_no_delete BEFORE DELETE ON svc_complaint
-    BEGIN SELECT RAISE(ABORT, 'complaints are append-only'); END;
-"""
-
-_PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS svc_meta(key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS svc_index(site text NOT NULL, idx bigint NOT NULL, ts bigint NOT NULL,
-                                     mechanism text NOT NULL, decision text NOT NULL, PRIMARY KEY(site, idx));
-CREATE INDEX IF NOT EXISTS svc_index_site_ts ON svc_index(site, ts);
-CREATE TABLE IF NOT EXISTS svc_challenge(id text PRIMARY KEY, domain text NOT NULL, method text NOT NULL,
-                                         token text NOT NULL, secret_sha256 text NOT NULL, created bigint NOT NULL,
-                                         expires bigint NOT NULL, used int NOT NULL DEFAULT 0,
-                                         attempts int NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS svc_complaint(seq bigint PRIMARY KEY, id text NOT NULL UNIQUE, received_at text NOT NULL,
-                                         domain text NOT NULL, verified int NOT NULL, body text NOT NULL,
-                                         prev_hash text NOT NULL, hash text NOT NULL);
-CREATE INDEX IF NOT EXISTS svc_complaint_domain ON svc_complaint(domain, seq);
-CREATE OR REPLACE FUNCTION svc_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
-CREATE OR REPLACE TRIGGER svc_complaint_append_only BEFORE UPDATE OR DELETE ON svc_complaint
-  FOR EACH ROW EXECUTE FUNCTION svc_append_only();
-CREATE OR REPLACE TRIGGER svc_complaint_no_truncate BEFORE TRUNCATE ON svc_complaint
-  FOR EACH STATEMENT EXECUTE FUNCTION svc_append_only();
-"""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -107,48 +68,10 @@ def index_row(idx: int, leaf: bytes) -> tuple[str, int, int, str, str] | None:
         return None
 
 
-class _Pool:
-    """A tiny fixed-size connection pool: sqlite3 and psycopg connections must not be used by two threads at once."""
-
-    def __init__(self, factory: Callable[[], Any], size: int) -> None:
-        self._factory = factory
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._sem = threading.BoundedSemaphore(size)
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def conn(self) -> Iterator[Any]:
-        self._sem.acquire()
-        try:
-            try:
-                c = self._idle.get_nowait()
-            except queue.Empty:
-                c = self._factory()
-                with self._lock:
-                    self._all.append(c)
-            try:
-                yield c
-            except BaseException:
-                # A broken connection (or one left inside a transaction) is not handed to the next caller.
-                with contextlib.suppress(Exception):
-                    if getattr(c, "in_transaction", False):
-                        c.execute("ROLLBACK")
-                raise
-            self._idle.put(c)
-        finally:
-            self._sem.release()
-
-    def close(self) -> None:
-        with self._lock:
-            for c in self._all:
-                with contextlib.suppress(Exception):
-                    c.close()
-            self._all.clear()
-
-
 @dataclass(frozen=True)
 class Challenge:
+    """An ownership challenge as stored: the secret only as its SHA-256, with its expiry and attempts."""
+
     id: str
     domain: str
     method: str
@@ -162,6 +85,8 @@ class Challenge:
 
 @dataclass(frozen=True)
 class Complaint:
+    """A complaint as logged, with its links in the hash chain."""
+
     seq: int
     id: str
     received_at: str
@@ -172,6 +97,7 @@ class Complaint:
     hash: str
 
     def public(self) -> dict[str, Any]:
+        """The complaint as the API shows it (models.ComplaintOut)."""
         return {
             "seq": self.seq,
             "id": self.id,
@@ -214,13 +140,12 @@ class ServiceStore:
                 first = pg()
             except psycopg.Error as exc:
                 raise RegistryError(f"cannot connect to the registry database: {str(exc).splitlines()[0]}") from None
-            self._pool = _Pool(pg, pool_size)
+            self._pool = Pool(pg, pool_size)
             self._leaf_pool = self._pool
-            self._pool._idle.put(first)
-            self._pool._all.append(first)
+            self._pool.adopt(first)
             with self._pool.conn() as c, c.transaction():
                 c.execute("SELECT pg_advisory_xact_lock(hashtext('optout-service-init:' || current_schema()))")
-                c.execute(_PG_SCHEMA)
+                c.execute(PG_SCHEMA)
             self.location = "postgresql"
         else:
             reg_path = Path(target)
@@ -244,11 +169,11 @@ class ServiceStore:
                 return c
 
             svc_path.parent.mkdir(parents=True, exist_ok=True)
-            self._pool = _Pool(svc, pool_size)
-            self._leaf_pool = _Pool(leaves, pool_size)
+            self._pool = Pool(svc, pool_size)
+            self._leaf_pool = Pool(leaves, pool_size)
             try:
                 with self._pool.conn() as c:
-                    c.executescript(_SQLITE_SCHEMA)
+                    c.executescript(SQLITE_SCHEMA)
             except sqlite3.DatabaseError as exc:  # e.g. --service-db names a file that is not SQLite
                 self._pool.close()
                 raise RegistryError(f"cannot open the service database {svc_path}: {exc}") from None
@@ -261,6 +186,7 @@ class ServiceStore:
         return sql.replace("?", "%s") if self._pg else sql
 
     def q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read on the service tables (``?`` placeholders in either dialect) and return its rows."""
         with self._pool.conn() as c:
             return [tuple(r) for r in c.execute(self._sql(sql), tuple(params)).fetchall()]
 
@@ -283,6 +209,7 @@ class ServiceStore:
                     raise
 
     def get_meta(self, key: str) -> str | None:
+        """A value of the service's own settings table, if set."""
         rows = self.q("SELECT value FROM svc_meta WHERE key = ?", (key,))
         return None if not rows else str(rows[0][0])
 
@@ -302,6 +229,7 @@ class ServiceStore:
         )
 
     def close(self) -> None:
+        """Close every connection."""
         self._pool.close()
         if self._leaf_pool is not self._pool:
             self._leaf_pool.close()
@@ -309,6 +237,7 @@ class ServiceStore:
     # -- leaves (read straight from the registry) ---------------------------------------------------------------
 
     def leaves(self, indices: Sequence[int]) -> dict[int, bytes]:
+        """The leaves at ``indices`` (one query), by index; indices past the log are absent."""
         if not indices:
             return {}
         marks = ",".join("?" * len(indices))
@@ -319,6 +248,7 @@ class ServiceStore:
         return {int(i): bytes(leaf) for i, leaf in rows}
 
     def leaf_range(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(index, leaf) for ``start <= index < end``, in order."""
         with self._leaf_pool.conn() as c:
             rows = c.execute(
                 self._sql("SELECT idx, leaf FROM entry WHERE idx >= ? AND idx < ? ORDER BY idx"), (start, end)
@@ -338,6 +268,7 @@ class ServiceStore:
             self._indexed = 0
 
     def indexed_upto(self, fresh: bool = False) -> int:
+        """How many log entries the index covers (cached; ``fresh`` re-reads it, another process may have moved it)."""
         if fresh or self._indexed < 0:
             value = self.get_meta("indexed_upto")
             self._indexed = int(value) if value else 0
@@ -402,6 +333,7 @@ class ServiceStore:
         return [int(r[0]) for r in self.q(sql, params)]
 
     def count(self, site: str, upto: int, since: int | None = None, until: int | None = None) -> int:
+        """How many of ``site``'s records below ``upto`` were observed between ``since`` and ``until`` (micros)."""
         where, params = ["site = ?", "idx < ?"], [site, upto]
         if since is not None:
             where.append("ts >= ?")
@@ -470,6 +402,7 @@ class ServiceStore:
     # -- ownership challenges -----------------------------------------------------------------------------------
 
     def add_challenge(self, ch: Challenge) -> None:
+        """Store a new challenge (unused, no attempts yet)."""
         with self._write("optout-service-challenge:") as c:
             c.execute(
                 self._sql(
@@ -480,6 +413,7 @@ class ServiceStore:
             )
 
     def challenge(self, challenge_id: str) -> Challenge | None:
+        """The challenge with this id, if there is one."""
         rows = self.q(
             "SELECT id, domain, method, token, secret_sha256, created, expires, used, attempts FROM svc_challenge "
             "WHERE id = ?",
@@ -541,6 +475,7 @@ class ServiceStore:
         return Complaint(seq, cid, received_at, domain, verified, body, prev, digest)
 
     def complaints(self, domain: str | None = None, limit: int = 100, after: int = 0) -> list[Complaint]:
+        """Up to ``limit`` complaints with a seq above ``after``, oldest first: about ``domain``, or all of them."""
         cols = "seq, id, received_at, domain, verified, body, prev_hash, hash"
         if domain is None:
             rows = self.q(f"SELECT {cols} FROM svc_complaint WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))

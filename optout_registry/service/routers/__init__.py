@@ -1,4 +1,4 @@
-"""The service's routes, one ``APIRouter`` per audience (create_app includes them in this order):
+"""The service's routes, one ``APIRouter`` per audience:
 
 * :mod:`.wellknown` — discovery, the signed checkpoint and the key under ``/.well-known/``, the page and its files;
 * :mod:`.public` — checkpoints, consistency proofs, site counts, the session and the complaint form: anyone;
