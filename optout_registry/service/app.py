@@ -79,24 +79,23 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
     # is matched against before its own, and the records page is the busiest route by far.
     for router in (holder.router, wellknown.router, public.router, ownership.router, admin.router, wellknown.page):
         app.include_router(router)
-    app.add_exception_handler(RegistryError, registry_error)
-    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.exception_handler(RegistryError)(registry_error)
+    app.exception_handler(RequestValidationError)(invalid_request)
     wellknown.mount_static(app)
     app.add_middleware(Guard, limiter=RateLimiter(cfg.limits))
     _describe_validation_models(app)
     return app
 
 
-async def registry_error(request: Request, exc: Exception) -> JSONResponse:
+async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
     """The registry cannot answer (nothing signed, a store error): 503 with its one-line reason."""
     return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
-async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's own handler echoes every error's input. A body sent without a JSON Content-Type is not parsed,
     so its input is the raw bytes, and bytes that are not UTF-8 made that echo itself fail with a 500. Such a
     body gets one error saying what the API expects instead (same 422 shape as every validation error)."""
-    assert isinstance(exc, RequestValidationError)  # registered for that class only
     errors = [
         {"type": "body_not_json", "loc": ["body"], "msg": NOT_JSON, "input": None}
         if isinstance(err.get("input"), (bytes, bytearray))

@@ -95,6 +95,7 @@ class RateLimiter:
 
 
 def classify(method: str, path: str) -> str:
+    """Which rate limit a request counts against: export (the costly bundle), write, or read."""
     if path.endswith("/export.zip"):
         return "export"
     if method not in ("GET", "HEAD", "OPTIONS"):
@@ -115,6 +116,9 @@ async def _reply(send: Send, status: int, detail: str, extra: list[tuple[bytes, 
 
 
 class Guard:
+    """ASGI middleware in front of every route: refuses over-long targets (414) and bodies (413) and requests over
+    the caller's rate limit (429, with Retry-After), and adds the security headers to every answer."""
+
     def __init__(
         self,
         app: ASGIApp,

@@ -125,6 +125,7 @@ class TokenSigner:
         return _b64(hmac.new(self._secret, f"{TOKEN_PREFIX}.{payload}".encode("ascii"), hashlib.sha256).digest())
 
     def issue(self, domain: str, ttl: int) -> tuple[str, int]:
+        """A token for ``domain`` valid ``ttl`` seconds, and when it expires (UNIX time)."""
         expires = int(self._clock()) + ttl
         body = json.dumps({"d": domain, "e": expires, "n": secrets.token_hex(8)}, separators=(",", ":"))
         payload = _b64(body.encode("utf-8"))
@@ -240,6 +241,8 @@ def check_http(domain: str, token: str, resolver: Resolver, timeout: float = 5.0
 
 
 def check_dns(domain: str, token: str, lookup: TxtLookup | None) -> str:
+    """Where the token was found (``dns:<name>``) in a TXT record of ``_optout-challenge.<domain>``; ChallengeFailed
+    if it is not there, the lookup fails, or DNS verification is not configured."""
     if lookup is None:
         raise ChallengeFailed("DNS verification is not configured on this service; use the http method")
     name = f"{DNS_LABEL}.{domain}"
@@ -259,4 +262,5 @@ def new_secret() -> tuple[str, str]:
 
 
 def secret_matches(secret: str, digest: str) -> bool:
+    """Whether ``secret`` hashes to ``digest`` (compared in constant time)."""
     return hmac.compare_digest(hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest(), digest)

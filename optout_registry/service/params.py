@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timezone
-from datetime import time as dtime
 from typing import Annotated, Any, overload
 
 from fastapi import HTTPException, Query
@@ -17,6 +16,8 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import QueryParams
 
+from optout_registry.errors import RegistryError
+from optout_registry.recordfields import parse_time
 from optout_registry.service.models import ID_PATTERN
 from optout_registry.service.ownership import DomainError, site_key
 from optout_registry.service.store import micros
@@ -47,20 +48,15 @@ def key_of(domain: str) -> str:
 
 
 def bound(value: str | None, *, end: bool, name: str) -> int | None:
-    """A date or RFC 3339 time as epoch microseconds (a bare ``until`` date is inclusive), as the registry reads it."""
+    """A date or RFC 3339 time as epoch microseconds (a bare ``until`` date is inclusive), as the registry reads it
+    (recordfields.parse_time); 400 for anything else."""
     if value is None or value == "":
         return None
-    text = value.strip()
     try:
-        if len(text) == 10:
-            day = datetime.strptime(text, "%Y-%m-%d")
-            dt = datetime.combine(day.date(), dtime.max if end else dtime.min)
-        else:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        dt = dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-        return micros(dt)
-    except (ValueError, OverflowError):
+        dt = parse_time(value, end=end)
+    except RegistryError:
         raise HTTPException(400, f"{name}: not a date (YYYY-MM-DD) or RFC 3339 time") from None
+    return None if dt is None else micros(dt)
 
 
 def _q(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
