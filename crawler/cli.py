@@ -2,6 +2,9 @@
 
 Errors a user can cause (bad URL, unknown purpose, unreadable blocklist) are one line on stderr and exit status 2;
 so is any unexpected failure, unless ``--debug`` asks for the traceback.
+
+Each subcommand's module is imported when that subcommand runs, on purpose: ``optout check`` and ``optout registry``
+then start without loading Scrapy, Twisted and rich (about half a second each time).
 """
 
 from __future__ import annotations
@@ -11,19 +14,26 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crawler.batchcli import BatchUsageError, add_batch_args, run_batch
+from crawler.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_RESERVED, EXIT_USAGE
 from crawler.identity import user_agent_for
 from crawler.recheck import add_recheck_command
-from crawler.summary import SummaryError, add_summary_command, run_summary
+from crawler.summary import add_summary_command, run_summary
+from crawler.summary_inputs import SummaryError
 from crawler.warcfilter import add_filter_command
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
+from middlewares.protocols.blocklist import Blocklist
 from middlewares.protocols.signals import Mode, Purpose
 from optout_registry import cliargs
 from optout_registry.cli import add_registry_commands, run_registry
 from optout_registry.service.cli import add_serve_command, run_serve
 
-EXIT_OK, EXIT_RESERVED, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from crawler.crawl import CrawlResult
 
 
 class CliError(Exception):
@@ -239,11 +249,11 @@ def make_policy(args: argparse.Namespace) -> Policy:
         raise CliError(str(exc)) from None
 
 
-def load_blocklist(path: str | None):  # -> Blocklist | None
+def read_blocklist(path: str | None) -> Blocklist | None:
+    """``--blocklist FILE`` of check, filter and recheck (the add-on's OPTOUT_BLOCKLIST, which may also be a URL or
+    a list, is read by middlewares.config.load_blocklist)."""
     if not path:
         return None
-    from middlewares.protocols.blocklist import Blocklist
-
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -279,7 +289,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     policy = make_policy(args)
     if args.urls_file is not None:
         try:
-            return run_batch(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+            return run_batch(args, policy, read_blocklist(args.blocklist), user_agent_for(policy.agent))
         except BatchUsageError as exc:
             raise CliError(str(exc)) from None
     if not args.urls:
@@ -288,7 +298,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         urls = [validate_url(u) for u in args.urls]
     except UsageError as exc:
         raise CliError(str(exc)) from None
-    blocklist = load_blocklist(args.blocklist)
+    blocklist = read_blocklist(args.blocklist)
     fetcher = RequestsFetcher(user_agent_for(policy.agent), timeout=args.timeout)
     checker = Checker(policy, fetcher, blocklist)
     status = EXIT_OK
@@ -399,7 +409,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     return crawl_exit_status(console, out, result, distributed=args.distributed)
 
 
-def crawl_exit_status(console, out: Path, result, distributed: bool = False) -> int:  # type: ignore[no-untyped-def]
+def crawl_exit_status(console: Console, out: Path, result: CrawlResult, distributed: bool = False) -> int:
     """Print the outcome; 0 done, 1 done with problems (nothing lost), 2 could not run, 130 interrupted. A fleet
     worker that found nothing left to do is done: the other workers crawled it."""
     from crawler.console import print_summary
@@ -415,7 +425,7 @@ def crawl_exit_status(console, out: Path, result, distributed: bool = False) -> 
             f"{out}, and the same command resumes once the problem is fixed.",
             file=sys.stderr,
         )
-        return EXIT_RESERVED
+        return EXIT_PROBLEMS
     if result.summary is None:
         print(f"optout crawl: error: the crawl failed (details in {out / 'crawl.log'})", file=sys.stderr)
         return EXIT_USAGE
@@ -424,7 +434,7 @@ def crawl_exit_status(console, out: Path, result, distributed: bool = False) -> 
             f"optout crawl: interrupted; everything so far is in {out}. Run the same command to resume.",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     summary = result.summary
     unreachable = summary.get("unreachable_seeds") or {}
     problems = summary.get("problems") or []
@@ -442,10 +452,10 @@ def crawl_exit_status(console, out: Path, result, distributed: bool = False) -> 
         )
     crawled = summary["pages"]["stored"] + summary["pages"]["refused"]
     if problems or (unreachable and len(unreachable) >= summary["seeds"] and not summary["pages"]["stored"]):
-        return EXIT_RESERVED
+        return EXIT_PROBLEMS
     if not crawled and not distributed:
         print("optout crawl: nothing was crawled", file=sys.stderr)
-        return EXIT_RESERVED
+        return EXIT_PROBLEMS
     return EXIT_OK
 
 
@@ -479,7 +489,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
     policy = make_policy(args)
     try:
-        return run_filter(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+        return run_filter(args, policy, read_blocklist(args.blocklist), user_agent_for(policy.agent))
     except FilterError as exc:
         raise CliError(str(exc)) from None
 
@@ -489,7 +499,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
 
     policy = make_policy(args)
     try:
-        return run_recheck(args, policy, load_blocklist(args.blocklist), user_agent_for(policy.agent))
+        return run_recheck(args, policy, read_blocklist(args.blocklist), user_agent_for(policy.agent))
     except RecheckError as exc:
         raise CliError(str(exc)) from None
 
@@ -529,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"optout {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if args.debug:
             raise

@@ -37,12 +37,13 @@ from typing import Any
 
 from scrapy import signals
 
-from crawler.jobqueue import JOURNAL, check_journal, committed_positions
+from crawler.jobqueue import JOURNAL, JournalScheduler, check_journal, committed_positions, register_outputs
 from crawler.outfiles import CACHE, DECISIONS, ITEMS, JOB, LOG, REGISTRY, RUN, JsonLines, cut_back, utc, write_atomic
 from crawler.runsummary import REFUSED, collect, write_outputs
 from crawler.spiders.compliant import CompliantSpider, outcome_signal
 from middlewares.defaults import DEFAULT_CRAWL_ID, default, project_value
 from middlewares.engine import origin_of
+from middlewares.state import OptOutState
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +101,12 @@ class RunFiles:
         if not out:
             raise NotConfigured  # no message: Scrapy would log one as a warning, and this is the normal case
         ext = cls(crawler, Path(out))
-        crawler._optout_run_files = ext
+        register_outputs(crawler, ext)  # the journal commits the files' sizes with the requests they cover
         return ext
 
     # -- while crawling ---------------------------------------------------------------------------------------
 
     def spider_opened(self, spider: Any) -> None:
-        from middlewares.state import OptOutState
-
         config = OptOutState.of(self.crawler).config  # the add-on's, already loaded (blocklist included)
         policy = config.policy
         run = self.run
@@ -158,7 +157,7 @@ class RunFiles:
 
     def _emit(self, request: Any, write: Callable[[], bool]) -> None:
         """Write a request's lines once Scrapy has finished with it (with the journal), else now."""
-        journal = getattr(self.crawler, "_optout_journal", None)
+        journal = JournalScheduler.of(self.crawler)
         if journal is None or request is None or not journal.defer(request, write):
             write()
 
@@ -233,7 +232,8 @@ class RunFiles:
             registry_errors=stats.get("optout/registry/errors", 0),
             log_errors=stats.get("log_count/ERROR", 0),
         )
-        recorder = getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
+        state = OptOutState.current(self.crawler)
+        recorder = state.recorder if state is not None else None
         if recorder is not None and recorder.skipped:
             current["registry_skipped"] = recorder.skipped  # written by the interrupted run already
         if self.error:
@@ -278,7 +278,8 @@ def registry_size(url: str | None) -> int:
     """Size of an existing registry (records before this crawl are not part of its report)."""
     if not url:
         return 0
-    from optout_registry.registry import Registry, RegistryError
+    from optout_registry.errors import RegistryError
+    from optout_registry.registry import Registry
 
     try:
         with Registry.open(url, create=False) as reg:
@@ -599,23 +600,23 @@ def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:
     signalled: list[int] = []
     # Scrapy installs its SIGINT/SIGTERM handlers once the reactor runs; wrap them then, to tell a Ctrl-C from a
     # stop the engine decided on itself (both end with the reason "shutdown").
-    reactor.callWhenRunning(reactor.callLater, 0, _note_signals, signalled)  # type: ignore[attr-defined]
+    reactor.callWhenRunning(reactor.callLater, 0, _note_signals, signalled)
     ticker = None
     if progress is not None:
 
         def tick() -> None:
-            files = getattr(crawler, "_optout_run_files", None)
+            files = run_files(crawler)
             if files is not None and crawler.stats is not None:
                 progress(files, crawler.stats.get_stats())
 
         ticker = task.LoopingCall(tick)
-        reactor.callWhenRunning(ticker.start, 0.5, now=False)  # type: ignore[attr-defined]
+        reactor.callWhenRunning(ticker.start, 0.5, now=False)
     try:
         process.start()
     finally:
         if ticker is not None and ticker.running:
             ticker.stop()
-    files: RunFiles | None = getattr(crawler, "_optout_run_files", None)
+    files = run_files(crawler)
     if files is None:
         return CrawlResult(None, None, start_error="; ".join(start_error) or "the crawl did not start")
     return CrawlResult(
@@ -625,6 +626,16 @@ def run_crawl(opts: CrawlOptions, progress: Any = None) -> CrawlResult:
         start_error="; ".join(start_error) or None,
         signalled=bool(signalled),
     )
+
+
+def run_files(crawler: Any) -> RunFiles | None:
+    """The crawl's RunFiles extension, through Scrapy's component lookup; None before Scrapy has built its
+    extensions (a crawl that failed to start) or when OPTOUT_OUT_DIR is unset."""
+    try:
+        files: RunFiles | None = crawler.get_extension(RunFiles)
+    except RuntimeError:  # "can only be called after the extension manager has been created"
+        return None
+    return files
 
 
 def _note_signals(seen: list[int]) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 from scrapy.settings import Settings
 
 from crawler import keydir
+from crawler.exitcodes import EXIT_OK
 from crawler.identity import PROJECT_URL, user_agent_for
 from crawler.keydir import DIRECTORY_FILE, HEADERS_FILE
 from crawler.outfiles import utc, write_atomic
@@ -572,4 +573,4 @@ def run_disclose(args: Any) -> int:
         )
     for warning in d.warnings():
         print(f"optout disclose: warning: {warning}", file=sys.stderr)
-    return 0
+    return EXIT_OK

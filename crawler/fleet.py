@@ -18,7 +18,8 @@ What scrapy-redis leaves to us, for a crawl that must finish and stay compliant:
   other worker has beaten for ``FLEET_BUSY_TTL`` seconds, and it has itself been idle for ``OPTOUT_FLEET_GRACE``.
 
 The policy side (one robots.txt fetch per origin for the fleet, fleet-wide Crawl-delay) is the add-on's Redis
-store (middlewares/rediscache.py); the registry side is PostgreSQL's sequencing protocol (optout_registry).
+store (middlewares/rediscache.py, with middlewares/fleetdelay.py for the Crawl-delay gate); the registry side is
+PostgreSQL's sequencing protocol (optout_registry). The design and its measurements: docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 
 from middlewares.defaults import DEFAULT_CRAWL_ID, default
+from middlewares.scrapyinternals import engine_running, engine_scheduler, in_progress, wake
+from middlewares.state import OptOutState
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -128,7 +131,7 @@ class FleetIdle:
         engine = self.crawler.engine
         # While the engine closes the spider, its slot is gone before its spider is: a beat in between would
         # raise "Engine slot not assigned" (seen under load, when closing takes longer) and log an error.
-        if engine is None or engine.spider is None or engine._slot is None:
+        if not engine_running(engine):
             return
         idle = engine.spider_is_idle()
         if not idle:
@@ -142,20 +145,20 @@ class FleetIdle:
             else:
                 self.server.zadd(self.key, {self.worker: now + int(FLEET_BUSY_TTL * 1000)})
             if hasattr(scheduler, "settle"):  # crawler.fleetqueue.FleetScheduler
-                recorder = getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
+                state = OptOutState.current(self.crawler)
+                recorder = state.recorder if state is not None else None
                 marks = (recorder.queued, recorder.handled) if recorder is not None else (0, 0)
-                scheduler.settle(engine._slot.inprogress, *marks)  # type: ignore[union-attr]
+                scheduler.settle(in_progress(engine), *marks)
                 if self._recover_dead(scheduler, now):
                     idle = False
         except _redis_errors() as exc:
             logger.debug("optout: fleet heartbeat failed: %s", exc)
         if idle:
             # Scrapy looks at the scheduler every 5 s when idle; another worker may have queued links since.
-            engine._slot.nextcall.schedule()  # type: ignore[union-attr]
+            wake(engine)
 
     def _scheduler(self) -> Any:
-        engine = self.crawler.engine
-        return engine._slot.scheduler if engine is not None and engine._slot is not None else None
+        return engine_scheduler(self.crawler.engine)
 
     def _recover_dead(self, scheduler: Any, now: int) -> int:
         """Queue again what workers that stopped beating had taken (crawler.fleetqueue.FleetScheduler.recover)."""

@@ -1,6 +1,7 @@
 """The scrapy-redis scheduler of a fleet worker (see crawler/fleet.py for the whole picture): rides out a Redis
 restart, and keeps what the worker has taken in an in-flight hash so that a killed worker's requests are queued
-again by a survivor. Needs the ``redis`` extra (scrapy-redis)."""
+again by a survivor. Needs the ``redis`` extra (scrapy-redis). The add-on's side of a fleet (shared policies,
+fleet-wide Crawl-delay) is middlewares/rediscache.py and middlewares/fleetdelay.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ResponseError
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
@@ -40,7 +42,7 @@ return top[1]
 """
 
 
-class FleetScheduler(Scheduler):
+class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no type hints: Scheduler is Any
     """scrapy-redis's Scheduler that holds requests in memory while Redis is away instead of failing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,7 +59,7 @@ class FleetScheduler(Scheduler):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> FleetScheduler:
-        instance = cls.from_settings(crawler.settings)
+        instance: FleetScheduler = cls.from_settings(crawler.settings)
         # Counted here: scrapy-redis passes ``spider=`` to the stats, which Scrapy 2.13+ warns about every time.
         instance._stats = crawler.stats
         instance.crawl_id = crawler.settings.get("OPTOUT_CRAWL_ID") or instance.crawl_id
@@ -177,7 +179,7 @@ class FleetScheduler(Scheduler):
             moving = f"{self.crawl_id}:recovering:{worker}:{self.worker}"
             try:
                 self.server.rename(self.ledger_of(worker), moving)  # one survivor wins; the others find it gone
-            except Exception:  # redis.ResponseError "no such key": nothing in flight, or another got it
+            except ResponseError:  # "no such key": nothing in flight, or another survivor got it first
                 self.server.srem(self.holders, worker)
                 continue
             taken = self.server.hvals(moving)

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from scrapy.core.scheduler import BaseScheduler
 from scrapy.squeues import PickleLifoDiskQueue
@@ -44,8 +44,29 @@ from scrapy.utils.job import job_dir
 from scrapy.utils.request import request_from_dict
 
 from middlewares.defaults import default
+from middlewares.percrawler import PerCrawler
+from middlewares.recording import Recorder
+from middlewares.scrapyinternals import in_progress as in_progress_of
+from middlewares.state import OptOutState
 
 logger = logging.getLogger(__name__)
+
+
+class Outputs(Protocol):
+    """What the journal commits beside the requests: the sizes of the run's output files (crawler.crawl.RunFiles)."""
+
+    def positions(self) -> dict[str, int] | None: ...
+
+
+_OUTPUTS: PerCrawler[Outputs] = PerCrawler()
+_JOURNALS: PerCrawler[JournalScheduler] = PerCrawler()  # the journal of each running crawl
+
+
+def register_outputs(crawler: Any, files: Outputs) -> None:
+    """Have the crawler's journal commit ``files``' sizes with the requests they cover (the journal cannot import
+    crawler.crawl, which imports it)."""
+    _OUTPUTS.set(crawler, files)
+
 
 JOURNAL = "requests.db"
 FORMAT = "optout-journal/v1"
@@ -344,6 +365,13 @@ class JournalScheduler(BaseScheduler):
         self._loop: Any = None
         self._frozen = False  # the output files failed: nothing more is marked done
 
+    @staticmethod
+    def of(crawler: Any) -> JournalScheduler | None:
+        """The crawler's journal once it is open (None when the crawl has none: ``scrapy crawl``, a fleet worker).
+        Not ``crawler.engine.scheduler`` and isinstance: Scrapy's BaseScheduler metaclass makes every scheduler an
+        instance of every scheduler class."""
+        return _JOURNALS.get(crawler)
+
     @classmethod
     def from_crawler(cls, crawler: Any) -> JournalScheduler:
         return cls(
@@ -365,7 +393,7 @@ class JournalScheduler(BaseScheduler):
             self._since = self._registry_position()
             self.journal.put("registry_since", str(self._since).encode())
             self._commit_positions(self._positions() or {})
-        self.crawler._optout_journal = self
+        _JOURNALS.set(self.crawler, self)
         self._start_ticking()
 
     def _restore(self, spider: Any) -> None:
@@ -507,8 +535,7 @@ class JournalScheduler(BaseScheduler):
 
     def _tick(self) -> None:
         """Find the requests Scrapy has finished with, write their output, and commit what the registry allows."""
-        engine = self.crawler.engine
-        in_progress = engine._slot.inprogress if engine is not None and engine._slot is not None else set()
+        in_progress = in_progress_of(self.crawler.engine)
         rows = []
         for request, taken in self._taken.items():
             if taken.finished or request in in_progress:
@@ -558,11 +585,12 @@ class JournalScheduler(BaseScheduler):
 
     def _positions(self) -> dict[str, int] | None:
         """The output files' sizes, flushed to disk (crawler.crawl.RunFiles.positions); None once they failed."""
-        files = getattr(self.crawler, "_optout_run_files", None)
+        files = _OUTPUTS.get(self.crawler)
         return {} if files is None else files.positions()
 
-    def _recorder(self) -> Any:
-        return getattr(getattr(self.crawler, "_optout_state", None), "recorder", None)
+    def _recorder(self) -> Recorder | None:
+        state = OptOutState.current(self.crawler)
+        return state.recorder if state is not None else None
 
     def _registry_position(self) -> int:
         """A registry index no record written from now on can come before."""

@@ -13,21 +13,25 @@ response before it reaches the spider (``OPTOUT_ON_RESERVED = "drop"``), or pass
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.httpobj import urlparse_cached
 
 from middlewares.decoding import DecodingError, codings, decode
-from middlewares.engine import LoadedLicense, load_license, origin_of, response_signals
+from middlewares.engine import LoadedLicense, SitePolicy, load_license, origin_of, response_signals
+from middlewares.policy import Decision
 from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
 from middlewares.rediscache import CacheUnavailable
-from middlewares.state import BODY_LIMIT, INTERNAL, OptOutState, fetched_from_response, logger
+from middlewares.state import BODY_LIMIT, INTERNAL, OptOutState, fetched_from_response
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Request, Response
+
+logger = logging.getLogger(__name__)
 
 DECISION_META = "optout_decision"
 
@@ -60,14 +64,14 @@ class _AccessChecks:
         if blocklist is not None:
             listed = blocklist.signal(url)
             if listed is not None:
-                self._refuse(request, policy.decide(url, [listed]), None)
+                raise self._refusal(request, policy.decide(url, [listed]), None)
         origin = _origin(request)
         # A known origin is answered without a coroutine: this runs for every request of the crawl.
         site = state.cache.cached(origin) or await state.cache.get(origin)
         denied = site.access_signals(url, policy)
         if denied:
             decision = policy.decide(url, denied + site.failures, site.notes)
-            self._refuse(request, decision, site)
+            raise self._refusal(request, decision, site)
         state.tally["optout/access/allowed"] += 1
         delay = site.crawl_delay(policy)
         if delay:
@@ -78,14 +82,15 @@ class _AccessChecks:
                 logger.error("optout: not fetching %s: the fleet's Crawl-delay clock is unavailable (%s)", url, exc)
                 raise IgnoreRequest(f"optout: Crawl-delay {delay:g} s cannot be honoured fleet-wide: {exc}") from None
 
-    def _refuse(self, request: Request, decision, site) -> None:  # type: ignore[no-untyped-def]
+    def _refusal(self, request: Request, decision: Decision, site: SitePolicy | None) -> IgnoreRequest:
+        """Count and record a refused request; the exception that drops it, for the caller to raise."""
         state = self.state
         request.meta[DECISION_META] = decision
         state.stats.inc_value("optout/access/denied")
         state.honour(decision, NOT_FETCHED, site=site)
         reasons = "; ".join(f"{s.protocol}: {s.rule}" for s in decision.reservations)
         logger.debug("optout: not fetching %s (%s)", request.url, reasons)
-        raise IgnoreRequest(f"optout: {reasons}")
+        return IgnoreRequest(f"optout: {reasons}")
 
 
 class OptOutAccessMiddleware(_AccessChecks):

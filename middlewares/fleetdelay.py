@@ -6,6 +6,9 @@ then leave at once: if it queued behind another request of the same origin in th
 later than its turn and the next worker's turn could come too soon. So a worker holds one *lane* per origin: at
 most one request per origin between "waiting for its turn" and "left the downloader". When the request actually
 reaches the downloader, the next-allowed time is moved to a full delay from that moment.
+
+The rest of the fleet's code: middlewares/rediscache.py (the Redis store and gate this drives), crawler/fleet.py and
+crawler/fleetqueue.py (joining a fleet, the shared queue, heartbeats), docs/distributed.md.
 """
 
 from __future__ import annotations

@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from http_sf.item import ser_item
+from http_sf.list import ser_list
 
 ALG = "ed25519"
 TAG = "web-bot-auth"
@@ -263,20 +266,19 @@ class Headers:
 
 
 def parse_dictionary(headers: Headers, name: str) -> dict[str, Any]:
-    import http_sf
-
     value = headers.get(name)
     if value is None:
         raise SignatureError(f"no {name} header")
     try:
-        return http_sf.parse(value.encode("ascii"), tltype="dictionary")
+        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
     except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError) as exc:
         raise SignatureError(f"{name} is not a structured-field dictionary: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise SignatureError(f"{name} is not a structured-field dictionary")
+    return parsed
 
 
 def _component(name: str, params: Mapping[str, Any], method: str, url: str, headers: Headers) -> str:
-    import http_sf
-
     if set(params) - {"key"}:
         raise SignatureError(f"component {name} with parameters {sorted(params)} is not supported here")
     if name == "@method":
@@ -306,7 +308,7 @@ def _component(name: str, params: Mapping[str, Any], method: str, url: str, head
         member = parse_dictionary(headers, name).get(params["key"])
         if member is None:
             raise SignatureError(f"the signature covers {name} member {params['key']!r}, which is not there")
-        return http_sf.ser_list([member]) if isinstance(member[0], list) else http_sf.ser_item(member)
+        return ser_list([member]) if isinstance(member[0], list) else ser_item(member)
     return value.strip()
 
 
@@ -366,8 +368,6 @@ def _verify_one(
     now: float,
     skew: int,
 ) -> Verified:
-    import http_sf
-
     if not isinstance(components, list):
         raise SignatureError("Signature-Input member is not an inner list")
     covered = [(str(name), dict(p)) for name, p in components]
@@ -398,8 +398,8 @@ def _verify_one(
         raise SignatureError("no Signature member of that label")
     lines = []
     for (name, cparams), (raw_name, raw_params) in zip(covered, components, strict=True):
-        lines.append((http_sf.ser_item((raw_name, raw_params)), _component(name, cparams, method, url, fields)))
-    base = signature_base(lines, http_sf.ser_list([(components, params)]))
+        lines.append((ser_item((raw_name, raw_params)), _component(name, cparams, method, url, fields)))
+    base = signature_base(lines, ser_list([(components, dict(params))]))
     try:
         public_key_of(jwk).verify(member[0], base)
     except InvalidSignature:

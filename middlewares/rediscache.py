@@ -16,6 +16,10 @@ files are fetched again before anything else of the origin is, and the first req
 one full delay, because nobody knows when the fleet last requested it.
 
 Needs Twisted's asyncio reactor (Scrapy's default since 2.13): the client is ``redis.asyncio``.
+
+The fleet's code, by layer: here and middlewares/fleetdelay.py (the add-on: shared policies, fleet-wide
+Crawl-delay); crawler/fleet.py and crawler/fleetqueue.py (the crawl: joining a fleet, the shared queue,
+heartbeats); docs/distributed.md (the design and its measurements).
 """
 
 from __future__ import annotations

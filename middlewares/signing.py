@@ -100,7 +100,8 @@ class SigningDownloadHandler:
         self.sign(request)
         if self._old_style:
             return await maybe_deferred_to_future(self.inner.download_request(request, self.crawler.spider))
-        return await self.inner.download_request(request)
+        response: Response = await self.inner.download_request(request)
+        return response
 
     async def close(self) -> None:
         close = getattr(self.inner, "close", None)

@@ -198,10 +198,14 @@ class SiteCache:
         self._answers: OrderedDict[str, tuple[Fetched, float]] = OrderedDict()
         self._flights = SingleFlight()
 
-    def cached(self, origin: str) -> SitePolicy | None:
+    def cached(self, origin: str, expired: bool = False) -> SitePolicy | None:
+        """The origin's policy if it is in memory and fresh; with ``expired``, also one whose time is up but that
+        is still held (what a decision made a moment ago was based on, for its evidence)."""
         entry = self._sites.get(origin)
-        if entry is None or entry.expires <= self.clock():
+        if entry is None:
             return None
+        if entry.expires <= self.clock():
+            return entry.site if expired else None
         self._sites.move_to_end(origin)
         return entry.site
 
@@ -246,9 +250,10 @@ class SiteCache:
         reply: list[Fetched] | SitePolicy | None = None
         while True:
             try:
-                step = plan.send(reply)  # type: ignore[arg-type]
+                step = plan.send(reply)
             except StopIteration as done:
-                return done.value
+                result: T = done.value
+                return result
             if isinstance(step, RobotsOf):
                 reply = await self.robots_of(step.origin)
                 continue
@@ -265,7 +270,10 @@ class SiteCache:
         try:
             return await maybe_deferred_to_future(gatherResults(pending, consumeErrors=True))
         except FirstError as exc:  # its text carries a whole Twisted traceback: pass on the error itself
-            raise exc.subFailure.value from None
+            error = exc.subFailure.value
+            if error is None:
+                raise
+            raise error from None
 
     async def _file(self, url: str, limit: int, delay: float = 0.0, after: float = 0.0) -> tuple[Fetched, float]:
         """A file's answer and when it expires: from memory, else from the store, else fetched (once)."""

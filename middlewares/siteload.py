@@ -92,7 +92,9 @@ def read_licence(url: str, policy: Policy, home: SitePolicy | None = None) -> Pl
     refusal = gate.read_refusal(url, "RSL licence " + url, policy)
     if refusal is not None:
         return refusal
-    answers = yield Fetch(host, ((url, POLICY_FILE_LIMIT),), gate.crawl_delay(policy), gate.robots_fetched_at)
+    answers: list[Fetched] = yield Fetch(
+        host, ((url, POLICY_FILE_LIMIT),), gate.crawl_delay(policy), gate.robots_fetched_at
+    )
     return answers[0]
 
 
@@ -101,7 +103,8 @@ def run_sync(plan: Plan[T], fetch: Callable[[Fetch], list[Fetched]], robots_of: 
     reply: list[Fetched] | SitePolicy | None = None
     try:
         while True:
-            step = plan.send(reply)  # type: ignore[arg-type]
+            step = plan.send(reply)
             reply = robots_of(step.origin) if isinstance(step, RobotsOf) else fetch(step)
     except StopIteration as done:
-        return done.value
+        result: T = done.value
+        return result

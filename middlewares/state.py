@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
 
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured, StopDownload
@@ -20,16 +21,21 @@ from middlewares.decoding import ACCEPT_ENCODING
 from middlewares.defaults import default
 from middlewares.engine import MAX_REDIRECTS, Fetched, origin_of
 from middlewares.fleetdelay import FleetCrawlDelay
+from middlewares.percrawler import PerCrawler
 from middlewares.policy import Decision
 from middlewares.recording import Recorder
 from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
+from middlewares.scrapyinternals import download_slot
 from middlewares.sitecache import SiteCache, open_store
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Response
 
-logger = logging.getLogger("middlewares.optout")
+logger = logging.getLogger(__name__)
+
+_STATES: PerCrawler[OptOutState] = PerCrawler()  # the add-on's state of each running crawler
+_SAID_DISABLED: WeakSet[Crawler] = WeakSet()  # crawlers whose "OPTOUT_ENABLED is False" warning was logged
 
 INTERNAL = "optout_internal"
 BODY_LIMIT = "optout_body_limit"
@@ -101,11 +107,13 @@ class OptOutState:
 
     @classmethod
     def of(cls, crawler: Crawler) -> OptOutState:
-        state = getattr(crawler, "_optout_state", None)
+        """The crawler's state, made by the first component that asks (every middleware of the add-on does);
+        NotConfigured when ``OPTOUT_ENABLED`` is False, ConfigError for a setting that cannot be used."""
+        state = _STATES.get(crawler)
         if state is None:
             if not crawler.settings.getbool("OPTOUT_ENABLED", default("OPTOUT_ENABLED")):
-                if not getattr(crawler, "_optout_disabled_said", False):
-                    crawler._optout_disabled_said = True  # type: ignore[attr-defined]
+                if crawler not in _SAID_DISABLED:
+                    _SAID_DISABLED.add(crawler)
                     logger.warning(
                         "optout: OPTOUT_ENABLED is False: this crawl enforces no opt-out (robots.txt included) "
                         "and records nothing"
@@ -116,7 +124,7 @@ class OptOutState:
                 state = cls(crawler, config)
             except ValueError as exc:  # a bad setting stops the crawl: never crawl unprotected
                 raise ConfigError(str(exc)) from None
-            crawler._optout_state = state  # type: ignore[attr-defined]
+            _STATES.set(crawler, state)
             logger.info(
                 "optout: enforcing %s for agent %s (%s mode), registry %s",
                 config.policy.purpose.value,
@@ -125,6 +133,16 @@ class OptOutState:
                 config.registry_url or "off",
             )
         return state
+
+    @staticmethod
+    def current(crawler: Crawler) -> OptOutState | None:
+        """The crawler's state if the add-on made one (None when it is off), without making it."""
+        return _STATES.get(crawler)
+
+    @staticmethod
+    def attach(crawler: Crawler, state: Any) -> None:
+        """Make ``state`` the crawler's (for tests that stand in for the add-on)."""
+        _STATES.set(crawler, state)
 
     # -- fetching policy files through Scrapy's own downloader ------------------------------------------------
 
@@ -200,7 +218,7 @@ class OptOutState:
         downloader = engine.downloader
         slot = downloader.slots.get(key)
         if slot is None:
-            _, slot = downloader._get_slot(request)
+            slot = download_slot(downloader, request)
             slot.lastseen = max(0.0, time.monotonic() - max(0.0, time.time() - after))
         fleet = self.fleet_delay is not None
         if slot.concurrency != 1 or (not fleet and slot.delay < delay):

@@ -18,7 +18,8 @@ from scrapy.squeues import PickleLifoDiskQueue
 from scrapy.utils.test import get_crawler
 from twisted.internet.task import Clock
 
-from crawler.jobqueue import JOURNAL, JournalScheduler, RequestDiskQueue, committed_positions
+from crawler.jobqueue import JOURNAL, JournalScheduler, RequestDiskQueue, committed_positions, register_outputs
+from middlewares.state import OptOutState
 
 
 class Pages(Spider):
@@ -136,8 +137,9 @@ def journal(tmp_path: Path, recorder: Any = None, files: Files | None = None) ->
     crawler = get_crawler(Pages, {"JOBDIR": str(tmp_path / "job")})
     crawler.spider = spider = Pages()
     crawler.engine = Engine()
-    crawler._optout_state = SimpleNamespace(recorder=recorder)
-    crawler._optout_run_files = files
+    OptOutState.attach(crawler, SimpleNamespace(recorder=recorder))
+    if files is not None:
+        register_outputs(crawler, files)
     (tmp_path / "job").mkdir(exist_ok=True)
     scheduler = JournalScheduler(crawler, str(tmp_path / "job"), interval=1.0, clock=Clock())
     scheduler.open(spider)

@@ -33,6 +33,7 @@ from middlewares.engine import origin_of
 from middlewares.policy import Decision
 from middlewares.recording import MAX_EVIDENCE, header_block
 from middlewares.sitecache import PolicyStore
+from middlewares.state import OptOutState
 
 # Sent for every request that did not end as a stored page: refused by an opt-out, or failed. Receivers get
 # ``event`` (a JSON-ready dict, see CompliantSpider._outcome) and the ``request`` it is about. crawler.crawl.RunFiles
@@ -194,7 +195,7 @@ class CompliantSpider(scrapy.Spider):
                     yield self._page(link, depth + 1)
 
     def _item(self, response: Response) -> dict[str, Any]:
-        content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").split(";")[0].strip().lower()
+        content_type = (response.headers.get(b"Content-Type") or b"").decode("latin-1").split(";")[0].strip().lower()
         item: dict[str, Any] = {
             "url": response.url,
             "status": response.status,
@@ -233,14 +234,11 @@ class CompliantSpider(scrapy.Spider):
     def _policy_files(self, origin: str) -> list[dict[str, Any]] | None:
         """The origin's policy files as the usage check saw them a moment ago: from the add-on's cache (read
         synchronously, see parse), else from its entry that has just expired, else from the persistent store."""
-        state = getattr(self.crawler, "_optout_state", None)
+        state = OptOutState.current(self.crawler)
         if state is None:  # the add-on is off (e.g. the benchmark's baseline): nothing was consulted
             return None
         cache = state.cache
-        site = cache.cached(origin)
-        if site is None:
-            entry = cache._sites.get(origin)
-            site = entry.site if entry is not None else None
+        site = cache.cached(origin, expired=True)
         key = id(site) if site is not None else None
         known = self._evidence.get(origin)
         if known is not None and key is not None and known[0] == key:
@@ -271,7 +269,7 @@ class CompliantSpider(scrapy.Spider):
         origin = origin_of(url)
         if origin in self._sitemap_origins:
             return
-        state = getattr(self.crawler, "_optout_state", None)
+        state = OptOutState.current(self.crawler)
         site = state.cache.cached(origin) if state is not None else None
         if site is None:
             return
@@ -352,7 +350,7 @@ def extract(response: TextResponse) -> dict[str, Any]:
     title = " ".join(_TITLE(root).split())
     lang = str(_LANG(root) or _META_LANGUAGE(root))
     if not lang:
-        lang = response.headers.get(b"Content-Language", b"").decode("latin-1")
+        lang = (response.headers.get(b"Content-Language") or b"").decode("latin-1")
     lang = lang.split(",")[0].strip().lower()
     text = " ".join(" ".join(_TEXT(root)).split())[:MAX_TEXT]
     links: dict[str, None] = {}

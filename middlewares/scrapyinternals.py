@@ -1,0 +1,56 @@
+"""Every access to a private part of Scrapy's engine, one function each, so that a Scrapy upgrade that moves one
+breaks here, visibly, and nowhere else. Written for Scrapy 2.19.0 (the minimum the project supports is 2.13, which
+has the same internals); the journal's tests and the crawl and fleet end-to-end tests exercise them.
+
+Public APIs are used wherever Scrapy has one: signals, ``engine.download_async``, ``engine.close_spider_async``,
+``engine.spider_is_idle``, ``downloader.slots`` and ``downloader.get_slot_key``, ``engine.scheduler`` (public from
+2.19). What is left has no public counterpart: the set of requests the engine holds in progress (a request's output
+is final only once it has left it), waking an idle engine (a fleet worker whose shared queue was refilled by
+another worker), and creating a download slot with Scrapy's own per-slot settings before the first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from scrapy.core.downloader import Slot
+from scrapy.http import Request
+
+
+def engine_running(engine: Any) -> bool:
+    """The engine has a spider open and its slot assigned (between close_spider's first step and its last, the
+    slot is gone before the spider is). Scrapy 2.19: ``ExecutionEngine._slot``."""
+    return engine is not None and engine.spider is not None and engine._slot is not None
+
+
+def in_progress(engine: Any) -> Collection[Request]:
+    """The requests the engine holds (taken from the scheduler, not finished yet); empty when no spider is open.
+    Scrapy 2.19: ``ExecutionEngine._slot.inprogress``."""
+    slot = getattr(engine, "_slot", None) if engine is not None else None
+    return slot.inprogress if slot is not None else ()
+
+
+def engine_scheduler(engine: Any) -> Any:
+    """The scheduler in use, None before the spider has started. Public ``engine.scheduler`` from Scrapy 2.19;
+    ``engine._slot.scheduler`` before it."""
+    if engine is None:
+        return None
+    if hasattr(type(engine), "scheduler"):
+        return engine.scheduler
+    slot = engine._slot
+    return slot.scheduler if slot is not None else None
+
+
+def wake(engine: Any) -> None:
+    """Have an idle engine look at its scheduler now instead of at its next 5-second heartbeat. Scrapy 2.19:
+    ``ExecutionEngine._slot.nextcall.schedule()``."""
+    if engine_running(engine):
+        engine._slot.nextcall.schedule()
+
+
+def download_slot(downloader: Any, request: Request) -> Slot:
+    """The download slot ``request`` will use, created with Scrapy's per-slot settings (DOWNLOAD_SLOTS, the
+    concurrency and delay settings) if it does not exist yet. Scrapy 2.19: ``Downloader._get_slot``."""
+    slot: Slot = downloader._get_slot(request)[1]
+    return slot
