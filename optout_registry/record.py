@@ -40,7 +40,6 @@ import rfc8785
 from optout_registry import schema
 from optout_registry.canonical import jcs
 from optout_registry.schema import DECISIONS, MAX_DEPTH, MAX_INT, MAX_ITEMS, MAX_KEY_CHARS, MAX_STRING_CHARS, PURPOSES
-from optout_registry.suffixes import extractor
 
 __all__ = [
     "DECISIONS",
@@ -247,6 +246,8 @@ def _registrable(host_or_url: str) -> str:
         return host
     except ValueError:
         pass
+    from optout_registry.suffixes import extractor  # here: the verifier imports this module, never tldextract
+
     result = extractor()(host)
     if result.domain and result.suffix:
         return f"{result.domain}.{result.suffix}".lower()
