@@ -2,13 +2,15 @@
 
 Why declarative: the rules (required and unknown fields, types, lengths, ranges, vocabularies, nesting depth, the
 JSON domain JCS is unambiguous on) are read off the type declarations below by ``msgspec.convert``, a C extension,
-instead of a hand-written recursive walk in Python; the walk cost ~18 µs a record, the schema ~1 µs. The few rules
-msgspec cannot express are stated here too and run after it:
+instead of a hand-written recursive walk in Python (measured on the benchmark's records: the walk with stdlib json
+~18 µs a record; msgspec's check ~1 µs, all of this module ~3 µs, the writer ~1 µs). The few rules msgspec cannot
+express are stated here too and run after it:
 
 * **Text formats** (UUID/ULID, salt, RFC 3339 time, URL, token, hex digest) are declared on their fields as
   :class:`Shape` annotations. msgspec's own ``pattern`` runs one Python regex per field; instead the shapes of the
-  fields that are always present together are joined into one regex, matched once a record (about 3x cheaper). A
+  fields that are always present together are joined into one regex, matched once a record (~1 µs instead of ~3). A
   field separator (``\\n``) that no shape admits keeps the joined match exactly the conjunction of the per-field ones.
+  Evidence that passed is remembered (a crawl's records point at the same few robots.txt fetches).
 * **Calendar dates** (no 30 February): ``datetime.fromisoformat`` after the shape matched.
 * **Plain JSON values only**: ``msgspec.convert`` accepts a set where a list is declared, and a set has no fixed order,
   so its bytes would not be reproducible. ``rule`` (the one free-form member) is compared with what msgspec made of
