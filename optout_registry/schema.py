@@ -177,6 +177,7 @@ class _Group(NamedTuple):
     fields: tuple[tuple[str, Shape], ...]  # (record path, shape)
     joined: re.Pattern[str]
     calendar: tuple[int, ...]  # positions of the fields that are dates
+    seen: dict[str, None]  # texts that passed (optional groups only), per group: a text is valid for its group
 
 
 @cache
@@ -229,6 +230,7 @@ def _compile(anchor: str, members: list[tuple[str, str, Shape]]) -> _Group:
         fields=tuple((f"record.{where}", shape) for _, where, shape in members),
         joined=joined,
         calendar=tuple(i for i, (_, _, shape) in enumerate(members) if shape.calendar),
+        seen={},
     )
 
 
@@ -266,7 +268,7 @@ def _check_shapes(rec: Record) -> str | None:
             got = group.get(base)
             values = got if type(got) is tuple else (got,)
         joined = "\n".join(values)
-        if joined in _SHAPES_SEEN:
+        if joined in group.seen:
             continue
         if group.joined.match(joined) is None:
             return _which_shape(group, values)
@@ -275,16 +277,15 @@ def _check_shapes(rec: Record) -> str | None:
                 datetime.fromisoformat(values[i][:19])
             except ValueError as exc:
                 return f"{group.fields[i][0]}: invalid date/time {values[i]!r} ({exc})"
-        if len(_SHAPES_SEEN) >= _SHAPES_SEEN_MAX:
-            _SHAPES_SEEN.clear()
-        _SHAPES_SEEN[joined] = None
+        if len(group.seen) >= _SEEN_MAX:
+            group.seen.clear()
+        group.seen[joined] = None
     return None
 
 
-# Texts of optional sub-objects that passed (evidence: a crawl's records mostly point at the same few robots.txt
-# fetches), so the same evidence is matched once, not once a record. Bounded; a hit is a dict lookup.
-_SHAPES_SEEN: dict[str, None] = {}
-_SHAPES_SEEN_MAX = 4096
+# Texts of optional sub-objects that passed are remembered (evidence: a crawl's records mostly point at the same few
+# robots.txt fetches), so the same evidence is matched once, not once a record. Bounded; a hit is a dict lookup.
+_SEEN_MAX = 4096
 
 
 def _which_shape(group: _Group, values: tuple[str, ...]) -> str:

@@ -234,3 +234,25 @@ def _valid_record() -> dict[str, Any]:
         "rule": {},
         "decision": "not_fetched",
     }
+
+
+def test_remembered_evidence_shapes_never_vouch_for_another_field():
+    """Evidence texts that passed are remembered per group of fields: the joined text of a valid evidence object is
+    no valid headers digest."""
+    record = _valid_record()
+    record["evidence"] = {
+        "url": "https://example.net/robots.txt",
+        "fetched_at": "2026-11-22T23:40:02Z",
+        "status": 200,
+        "sha256": "0" * 64,
+        "length": 1,
+    }
+    validate(record)
+    record["evidence"]["headers_sha256"] = "\n".join(record["evidence"][k] for k in ("url", "fetched_at", "sha256"))
+    with pytest.raises(RecordError, match=r"record\.evidence\.headers_sha256: must be 64 lower-case hex"):
+        validate(record)
+    record["evidence"]["headers_sha256"] = "1" * 64
+    validate(record)
+    record["evidence"]["fetched_at"] = "2026-02-30T00:00:00Z"  # a remembered url and digest, a new bad date
+    with pytest.raises(RecordError, match=r"record\.evidence\.fetched_at: invalid date"):
+        validate(record)
