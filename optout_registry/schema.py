@@ -105,16 +105,16 @@ def _json(depth: int, key: Any) -> Any:
     ]
 
 
-Rule = Annotated[dict[Key, _json(2, Key)], Meta(max_length=MAX_ITEMS)]  # type: ignore[misc]
+Rule = Annotated[dict[Key, _json(2, Key)], Meta(max_length=MAX_ITEMS)]  # type: ignore[misc,valid-type]
 # The same, with every key checked to be ASCII: needed only when the leaf holds a non-ASCII byte.
-RULE_ASCII = Annotated[dict[AsciiKey, _json(2, AsciiKey)], Meta(max_length=MAX_ITEMS)]  # type: ignore[misc]
+RULE_ASCII = Annotated[dict[AsciiKey, _json(2, AsciiKey)], Meta(max_length=MAX_ITEMS)]  # type: ignore[misc,valid-type]
 
 
 class AsciiRule(Struct):
     """``rule`` alone with ASCII keys. A struct, because msgspec caches a struct's compiled type and would rebuild
     a bare type (here a tree of 12 levels) on every call."""
 
-    rule: RULE_ASCII
+    rule: RULE_ASCII  # type: ignore[valid-type]  # built at import time (see _json): mypy cannot follow it
 
 
 class Crawler(Struct, forbid_unknown_fields=True):
@@ -162,7 +162,7 @@ class Record(Struct, forbid_unknown_fields=True):
     purposes: Annotated[
         list[Literal["AI_TRAIN", "GENAI_TRAIN", "AI_INPUT", "SEARCH", "TDM"]], Meta(min_length=1, max_length=MAX_ITEMS)
     ]
-    rule: Rule
+    rule: Rule  # type: ignore[valid-type]
     decision: Literal["not_fetched", "fetched_not_stored", "excluded_from_corpus", "purged"]
     evidence: Evidence | UnsetType = UNSET
 
