@@ -178,7 +178,7 @@ def _false(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _FALSE_VALUES
 
 
-def _item_url(item: dict) -> str:  # type: ignore[type-arg]
+def _item_url(item: dict[str, Any]) -> str:
     for key in ("url", "@id", "mainEntityOfPage"):
         value = item.get(key)
         if isinstance(value, dict):

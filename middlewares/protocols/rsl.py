@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urljoin, urlsplit
+from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -372,8 +373,8 @@ def parse_license(body: bytes, *, mode: Mode = Mode.CONSERVATIVE) -> RslDocument
         else:
             raise RslError(f"root namespace {ns[:100] or '(none)'!r} is not {RSL_NAMESPACE}")
 
-    def children(element: object, name: str) -> list:  # type: ignore[type-arg]
-        return [c for c in element if _local(c.tag) == (ns, name)]  # type: ignore[attr-defined]
+    def children(element: Element, name: str) -> list[Element]:
+        return [c for c in element if _local(c.tag) == (ns, name)]
 
     for content_el in children(root, "content"):
         if len(doc.contents) >= MAX_CONTENTS:

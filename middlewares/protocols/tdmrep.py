@@ -207,7 +207,7 @@ def _location(value: object, index: int, mode: Mode, notes: list[str]) -> str | 
     return location
 
 
-class _Object(dict):  # type: ignore[type-arg]
+class _Object(dict[str, object]):
     """A JSON object that remembers every ``tdm-reservation`` value it was given: duplicate keys are legal JSON,
     ``json`` keeps only the last, and conservative mode must not let a trailing ``0`` hide a ``1``."""
 
