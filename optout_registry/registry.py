@@ -17,6 +17,10 @@ Keys: the private key is read from ``key=`` (CLI ``--key``), else ``$OPTOUT_REGI
 the registry (``<db file>.key`` for SQLite, ``./optout-registry.key`` for PostgreSQL). If that file does not exist
 the first operation that must sign generates it (mode 0600). The public vkey is recorded in the registry on first
 use, and a key that does not match it is refused: signing with a fresh key by accident would look like a fork.
+
+Where the parts live: the key rules in :mod:`keys`, the start-up and ``check --full`` self-checks in
+:mod:`selfcheck`, the record fields queries read (observed_at ranges, evidence references) in :mod:`recordfields`;
+this module re-exports their public names, which users import from here.
 """
 
 from __future__ import annotations
