@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from crawler.outfiles import DECISIONS, ITEMS, REPORT, SUMMARY
 
 if TYPE_CHECKING:
-    from crawler.crawl import RunFiles
+    from crawler.runfiles import RunFiles
 
 
 # -- on the console ------------------------------------------------------------------------------------------

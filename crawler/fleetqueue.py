@@ -138,7 +138,8 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
             if self._take_script is None:
                 self._take_script = self.server.register_script(_TAKE)
             keys = [self.queue.key, self.ledger, self.holders]
-            return self._take_script(keys=keys, args=[self.worker])  # type: ignore[no-any-return]
+            taken: bytes | None = self._take_script(keys=keys, args=[self.worker])
+            return taken
         request = super().next_request()  # another queue class: three steps
         if request is None:
             return None

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 
 class Outputs(Protocol):
-    """What the journal commits beside the requests: the sizes of the run's output files (crawler.crawl.RunFiles)."""
+    """What the journal commits beside the requests: the sizes of the run's output files (crawler.runfiles.RunFiles)."""
 
     def positions(self) -> dict[str, int] | None: ...
 
@@ -107,21 +107,22 @@ class CallbackNames:
             # to_dict keeps a callback that is not callable as it is: give it the names it would have found
             request.callback, request.errback = callback_name, errback_name
             try:
-                return request.to_dict(spider=spider)  # type: ignore[no-any-return]
+                named: dict[str, Any] = request.to_dict(spider=spider)
+                return named
             finally:
                 request.callback, request.errback = callback, errback
-        data = request.to_dict(spider=spider)
+        data: dict[str, Any] = request.to_dict(spider=spider)
         for func, key in ((callback, "callback"), (errback, "errback")):
             function = getattr(func, "__func__", None)
             if function is not None and isinstance(data[key], str):
                 self._names[function] = data[key]
-        return data  # type: ignore[no-any-return]
+        return data
 
     def dumps(self, request: Any, spider: Any) -> bytes:
         return _serialize(self.to_dict(request, spider))
 
 
-class RequestDiskQueue(PickleLifoDiskQueue):  # type: ignore[misc,valid-type]
+class RequestDiskQueue(PickleLifoDiskQueue):  # type: ignore[misc,valid-type]  # scrapy.squeues builds it at run time
     """Scrapy's ``PickleLifoDiskQueue`` (same file, records and order) for ``scrapy crawl`` with a JOBDIR.
 
     A crawl pops what it has just pushed (the queue is last in, first out), and queuelib's file queue pays a seek, a
@@ -584,7 +585,7 @@ class JournalScheduler(BaseScheduler):
     # -- the other parties ------------------------------------------------------------------------------------
 
     def _positions(self) -> dict[str, int] | None:
-        """The output files' sizes, flushed to disk (crawler.crawl.RunFiles.positions); None once they failed."""
+        """The output files' sizes, flushed to disk (crawler.runfiles.RunFiles.positions); None once they failed."""
         files = _OUTPUTS.get(self.crawler)
         return {} if files is None else files.positions()
 

@@ -20,7 +20,7 @@ NEWSPIDER_MODULE = "crawler.spiders"
 ADDONS = {"middlewares.OptOutAddon": 0, "crawler.fleet.FleetAddon": 10}
 # Writes items.jsonl, decisions.jsonl, summary.json and report.html into OPTOUT_OUT_DIR when it is set
 # (``scrapy crawl compliant -s OPTOUT_OUT_DIR=out``); does nothing otherwise.
-EXTENSIONS = {"crawler.crawl.RunFiles": 500}
+EXTENSIONS = {"crawler.runfiles.RunFiles": 500}
 
 OPTOUT_AGENT: str = defaults.project_value("OPTOUT_AGENT")  # named, rather than read from the User-Agent below
 OPTOUT_PURPOSE: str = defaults.project_value("OPTOUT_PURPOSE")

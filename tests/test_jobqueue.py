@@ -115,7 +115,7 @@ class Engine:
 
 
 class Files:
-    """crawler.crawl.RunFiles as the journal sees it: sizes to commit, and a log of the writes it was asked for."""
+    """crawler.runfiles.RunFiles as the journal sees it: sizes to commit, and a log of the writes it was asked for."""
 
     def __init__(self) -> None:
         self.size = 0

@@ -213,13 +213,13 @@ def test_unreachable_sites_are_not_purged_but_listed(web: FixtureWeb, tmp_path: 
     ]
     src.write_text("".join(json.dumps(i) + "\n" for i in items) + "{broken\n")
     out = tmp_path / "out"
-    from crawler.cli import build_parser, load_blocklist, make_policy
+    from crawler.cli import build_parser, make_policy, read_blocklist
     from crawler.identity import user_agent_for
     from crawler.recheck import run_recheck
 
     parsed = build_parser().parse_args(["recheck", str(src), "--out", str(out), "--timeout", "2"])
     policy = make_policy(parsed)
-    status = run_recheck(parsed, policy, load_blocklist(None), user_agent_for(policy.agent))
+    status = run_recheck(parsed, policy, read_blocklist(None), user_agent_for(policy.agent))
     assert status == 1
     assert not (out / "purge.jsonl").read_text()
     unresolved = lines(out / "unresolved.jsonl")

@@ -36,7 +36,7 @@ from middlewares.sitecache import PolicyStore
 from middlewares.state import OptOutState
 
 # Sent for every request that did not end as a stored page: refused by an opt-out, or failed. Receivers get
-# ``event`` (a JSON-ready dict, see CompliantSpider._outcome) and the ``request`` it is about. crawler.crawl.RunFiles
+# ``event`` (a JSON-ready dict, see CompliantSpider._outcome) and the ``request`` it is about. crawler.runfiles.RunFiles
 # writes them to a file (with the request journal, once Scrapy has finished with the request).
 outcome_signal = object()
 
