@@ -35,7 +35,7 @@ from typing import Any
 
 from scrapy.crawler import CrawlerProcess
 
-from crawler.preflight import (  # noqa: F401 - CrawlOptions, crawl_settings and the checks: imported from here
+from crawler.preflight import (
     ENFORCEMENT,
     NUMBERS,
     CrawlOptions,
@@ -47,8 +47,30 @@ from crawler.preflight import (  # noqa: F401 - CrawlOptions, crawl_settings and
     preflight,
     spider_args,
 )
-from crawler.runfiles import CrawlError, Live, RunFiles, load_run, registry_size  # noqa: F401 - public names
+from crawler.runfiles import CrawlError, Live, RunFiles, load_run, registry_size
 from crawler.spiders.compliant import CompliantSpider
+
+# The names callers import from here, defined in crawler/preflight.py and crawler/runfiles.py before the split.
+__all__ = [
+    "ENFORCEMENT",
+    "NUMBERS",
+    "CrawlError",
+    "CrawlOptions",
+    "CrawlResult",
+    "Live",
+    "RunFiles",
+    "check_enforcement",
+    "check_jobdir",
+    "check_numbers",
+    "check_out_dir",
+    "crawl_settings",
+    "load_run",
+    "preflight",
+    "registry_size",
+    "run_crawl",
+    "run_files",
+    "spider_args",
+]
 
 logger = logging.getLogger(__name__)
 
