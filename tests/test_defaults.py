@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
+import types
 from pathlib import Path
 
+import pytest
 from scrapy.settings import Settings
 
 from crawler import settings as project_settings
 from crawler.crawl import CrawlOptions
-from crawler.disclose import Disclosure
+from crawler.disclose import Disclosure, DisclosureError
 from crawler.identity import PROJECT_URL
 from middlewares.config import SIGNING_EXPIRES, OptOutConfig, policy_from_settings
 from middlewares.defaults import DEFAULT_CRAWL_ID, ENVIRONMENT, SETTINGS, default, project_value, readme_rows
@@ -115,3 +118,26 @@ def test_disclosure_states_the_policy_the_crawl_enforces() -> None:
 def test_readme_settings_table_is_generated_from_the_table() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "\n".join(readme_rows()) in readme
+
+
+def test_disclosure_refuses_a_policy_the_crawl_would_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page is read through the add-on's own reading: what the crawl would stop on, the page does not publish,
+    and what the crawl would enforce (normalised names, the token from ROBOTSTXT_USER_AGENT) is what it states."""
+    module = types.ModuleType("cfg19_disclosure_settings")
+    module.OPTOUT_PROTOCOLS = {"robots": False}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    with pytest.raises(DisclosureError, match="cannot be switched off"):
+        Disclosure.from_settings(module.__name__)
+    module.OPTOUT_PROTOCOLS = {"AI-TXT": False}  # type: ignore[attr-defined]
+    module.OPTOUT_MODE = "Strict"  # type: ignore[attr-defined]
+    module.ROBOTSTXT_USER_AGENT = "ExampleBot"  # type: ignore[attr-defined]
+    page = Disclosure.from_settings(module.__name__)
+    settings = Settings({"OPTOUT_REGISTRY_URL": ""})
+    settings.setmodule(module, priority="project")
+    enforced = OptOutConfig.from_settings(settings).policy
+    assert (page.disabled, page.mode, page.agents) == (["ai-txt"], "strict", ["ExampleBot"])
+    assert (sorted(enforced.disabled), enforced.mode.value, enforced.agent) == (
+        page.disabled,
+        page.mode,
+        page.agents[0],
+    )
