@@ -55,4 +55,4 @@ TELNETCONSOLE_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
 
 # With JOBDIR (``optout crawl`` sets it): Scrapy's disk queue, same files and order, cheaper per request.
-SCHEDULER_DISK_QUEUE = "crawler.jobqueue.RequestDiskQueue"
+SCHEDULER_DISK_QUEUE = "crawler.diskqueue.RequestDiskQueue"
