@@ -5,6 +5,9 @@ so is any unexpected failure, unless ``--debug`` asks for the traceback.
 
 Each subcommand's module is imported when that subcommand runs, on purpose: ``optout check`` and ``optout registry``
 then start without loading Scrapy, Twisted and rich (about half a second each time).
+
+Over 500 lines for one concern: the parser of every subcommand (most of the length) and a short handler for each;
+the work itself lives in the subcommands' modules.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from crawler.recheck import add_recheck_command
 from crawler.summary import add_summary_command, run_summary
 from crawler.summary_inputs import SummaryError
 from crawler.warcfilter import add_filter_command
+from middlewares.defaults import DEFAULT_CRAWL_ID, default
 from middlewares.policy import DEFAULT_AGENT, Decision, Policy, PolicyError
 from middlewares.protocols.blocklist import Blocklist
-from middlewares.protocols.signals import Mode, Purpose
 from optout_registry import cliargs
 from optout_registry.cli import add_registry_commands, run_registry
 from optout_registry.service.cli import add_serve_command, run_serve
@@ -41,9 +44,9 @@ class CliError(Exception):
 
 
 def _add_policy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--purpose", default=Purpose.TRAIN_AI.value, help="train-ai (default), ai-input or search")
+    p.add_argument("--purpose", default=default("OPTOUT_PURPOSE"), help="train-ai (default), ai-input or search")
     p.add_argument("--agent", default=DEFAULT_AGENT, help=f"the crawler's robots.txt token (default {DEFAULT_AGENT})")
-    p.add_argument("--mode", default=Mode.CONSERVATIVE.value, help="conservative (default) or strict")
+    p.add_argument("--mode", default=default("OPTOUT_MODE"), help="conservative (default) or strict")
     p.add_argument(
         "--disable",
         action="append",
@@ -387,7 +390,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         info_url=args.info_url,
         operator=args.operator,
         redis_url=redis_url,
-        crawl_id=args.crawl_id or "optout-crawl",
+        crawl_id=args.crawl_id or DEFAULT_CRAWL_ID,
         integrate=args.integrate,
         signing_key=args.signing_key,
         signature_agent=args.signature_agent,

@@ -14,6 +14,7 @@ import pytest
 from scrapy.settings import Settings
 
 from crawler import settings as project_settings
+from crawler.cli import build_parser
 from crawler.crawl import CrawlOptions
 from crawler.disclose import Disclosure, DisclosureError
 from crawler.identity import PROJECT_URL
@@ -93,6 +94,17 @@ def test_crawl_options_are_the_table() -> None:
     assert opts.mode == project_value("OPTOUT_MODE") == project_settings.OPTOUT_MODE
     assert opts.cross_token is project_value("OPTOUT_CROSS_TOKEN")
     assert opts.crawl_id == DEFAULT_CRAWL_ID
+
+
+def test_command_line_defaults_are_the_table() -> None:
+    for command in (["check", "http://a.test/"], ["crawl", "http://a.test/"]):
+        args = build_parser().parse_args(command)
+        assert (args.purpose, args.mode, args.agent) == (
+            default("OPTOUT_PURPOSE"),
+            default("OPTOUT_MODE"),
+            project_value("OPTOUT_AGENT"),
+        )
+        assert args.no_cross_token is not default("OPTOUT_CROSS_TOKEN")
 
 
 def test_disclosure_states_the_policy_the_crawl_enforces() -> None:
