@@ -27,13 +27,16 @@ from lxml import etree
 from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.http import Request, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.gz import gunzip
+from scrapy.utils.sitemap import Sitemap
 
 from middlewares.downloader import DECISION_META
 from middlewares.engine import origin_of
 from middlewares.policy import Decision
+from middlewares.protocols.blocklist import listed_site
 from middlewares.recording import MAX_EVIDENCE, header_block
 from middlewares.sitecache import PolicyStore
-from middlewares.state import OptOutState
+from middlewares.state import OptOutState, fetched_from_response
 
 # Sent for every request that did not end as a stored page: refused by an opt-out, or failed. Receivers get
 # ``event`` (a JSON-ready dict, see CompliantSpider._outcome) and the ``request`` it is about. crawler.runfiles.RunFiles
@@ -63,9 +66,7 @@ class SpiderArgumentError(ValueError):
 def site_of(host: str) -> str:
     """The site a host belongs to: its registrable domain (offline public suffix list), or the host itself
     for IP addresses, ``localhost`` and names without a known suffix (``site1.test``)."""
-    from middlewares.protocols.blocklist import registrable_domain
-
-    return registrable_domain(host) or host
+    return listed_site(host) or host
 
 
 def parse_seeds(text: str) -> list[str]:
@@ -215,8 +216,6 @@ class CompliantSpider(scrapy.Spider):
         """SHA-256 of what the decision rested on: the response (headers and body, as the registry hashes
         them) and the policy files of its origin as they were fetched. The policy files' bytes are the ones
         the add-on keeps in its cache and, for every honoured opt-out, in the registry."""
-        from middlewares.state import fetched_from_response
-
         fetched = fetched_from_response(response)
         evidence: dict[str, Any] = {
             "response": {
@@ -281,9 +280,6 @@ class CompliantSpider(scrapy.Spider):
                 )
 
     def parse_sitemap(self, response: Response) -> Iterator[Request]:
-        from scrapy.utils.gz import gunzip
-        from scrapy.utils.sitemap import Sitemap
-
         body = response.body
         if body[:2] == b"\x1f\x8b":
             try:
