@@ -65,6 +65,16 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
         instance.crawl_id = crawler.settings.get("OPTOUT_CRAWL_ID") or instance.crawl_id
         return instance
 
+    # scrapy-redis (0.9) serialises requests only through its queue's private methods; the ledger must hold the
+    # same bytes the queue stores, so these two are the one place that reaches in.
+    def _encode(self, request: Request) -> bytes:
+        data: bytes = self.queue._encode_request(request)
+        return data
+
+    def _decode(self, data: bytes) -> Request:
+        request: Request = self.queue._decode_request(data)
+        return request
+
     @property
     def ledger(self) -> str:
         return self.ledger_of(self.worker)
@@ -110,7 +120,7 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
         if self._enqueue_script is None:
             self._enqueue_script = self.server.register_script(_ENQUEUE)
         seen = "" if request.dont_filter else self.df.request_fingerprint(request)
-        data = self.queue._encode_request(request)
+        data = self._encode(request)
         queued = bool(self._enqueue_script(keys=[self.df.key, self.queue.key], args=[seen, -request.priority, data]))
         if not queued:
             self.df.log(request, self.spider)
@@ -127,7 +137,7 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
             return None
         if self._stats is not None:
             self._stats.inc_value("scheduler/dequeued/redis")
-        request: Request = self.queue._decode_request(data)
+        request: Request = self._decode(data)
         self._taken[hashlib.sha1(data).hexdigest()] = request
         return request
 
@@ -143,7 +153,7 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
         request = super().next_request()  # another queue class: three steps
         if request is None:
             return None
-        data: bytes = self.queue._encode_request(request)
+        data: bytes = self._encode(request)
         self.server.hset(self.ledger, hashlib.sha1(data).hexdigest(), data)
         self.server.sadd(self.holders, self.worker)
         return data
@@ -185,7 +195,7 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
                 continue
             taken = self.server.hvals(moving)
             for data in taken:
-                self.queue.push(self.queue._decode_request(data))
+                self.queue.push(self._decode(data))
             self.server.delete(moving)
             self.server.srem(self.holders, worker)
             recovered += len(taken)
