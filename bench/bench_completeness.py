@@ -135,7 +135,7 @@ def bench_index_cost(n: int, batch: int, rounds: int, pg: bool) -> None:
     print(f"  index_sites() alone: {spread(INDEX_RATES)} records/s")
     if not pg:
         return
-    from tests.registry_helpers import pg_available
+    from tests.support.registry import pg_available
 
     reason = pg_available()
     if reason:
@@ -169,7 +169,7 @@ def build_site_export(out: Path, log_size: int, site_records: int, sites: int) -
     from optout_registry.note import Checkpoint, Signer
     from optout_registry.proof import format_proof
     from optout_registry.record import canonical
-    from tests.registry_helpers import ROBOTS, make_records
+    from tests.support.registry import ROBOTS, make_records
 
     step = log_size // site_records
     positions = [i * step + step // 2 for i in range(site_records)]

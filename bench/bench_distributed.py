@@ -299,7 +299,7 @@ def crawl_table(args: argparse.Namespace) -> None:
 
 def _appender(side: str, registry: str, key: str, batch: int, seconds: float, go: Any, out: Any) -> None:
     from optout_registry import Registry
-    from tests.registry_helpers import make_records
+    from tests.support.registry import make_records
 
     records = make_records(batch)
     done = 0
@@ -352,7 +352,7 @@ def registry_ceiling(side: str, appenders: int, batch: int, seconds: float) -> f
 
 
 def sequencing_table(args: argparse.Namespace) -> None:
-    from tests.registry_helpers import pg_available
+    from tests.support.registry import pg_available
 
     reason = pg_available()
     if reason:

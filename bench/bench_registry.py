@@ -275,7 +275,7 @@ def pg_concurrent(side: str, url: str, records: list[dict[str, Any]], appenders:
 
 
 def bench_postgres(records: list[dict[str, Any]], rounds: int, appenders: int, batch: int) -> None:
-    from tests.registry_helpers import pg_available
+    from tests.support.registry import pg_available
 
     reason = pg_available()
     if reason:
@@ -320,7 +320,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20k / 20k records")
     args = parser.parse_args()
     if args.pg_url:
-        os.environ["OPTOUT_TEST_PG_URL"] = args.pg_url  # read by tests.registry_helpers
+        os.environ["OPTOUT_TEST_PG_URL"] = args.pg_url  # read by tests.support.registry
     n, pg_n = (20_000, 20_000) if args.quick else (args.records, args.pg_records)
     print(command_line())
     records = build_records(max(n, pg_n))

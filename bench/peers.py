@@ -50,6 +50,6 @@ def ratio(ours: Sequence[float], peer: Sequence[float]) -> str:
 
 def fresh_pg_schema() -> AbstractContextManager[str]:
     """The URL of a schema of its own on the tests' PostgreSQL ($OPTOUT_TEST_PG_URL), dropped afterwards."""
-    from tests.registry_helpers import pg_schema_url
+    from tests.support.registry import pg_schema_url
 
     return contextmanager(pg_schema_url)()

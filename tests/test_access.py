@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from middlewares.protocols.access import login_wall_signal, status_signal
 from middlewares.protocols.html import scan_html
 from middlewares.protocols.signals import ALL_PURPOSES, Verdict
-from tests.signal_checks import well_formed
+from tests.support.signals import well_formed
 
 ALL_DENIED = {p: Verdict.DISALLOW for p in ALL_PURPOSES}
 ARTICLE_TEXT = "<p>" + "This is a long and perfectly ordinary news article paragraph. " * 60 + "</p>"

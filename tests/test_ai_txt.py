@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from middlewares.protocols.ai_txt import MAX_BYTES, AiTxt, parse_ai_txt, signals
 from middlewares.protocols.signals import Mode, Purpose, Verdict
-from tests.signal_checks import well_formed
+from tests.support.signals import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 DENY = Verdict.DISALLOW

@@ -17,8 +17,8 @@ from crawler.batch import checked, fast_origin
 from crawler.check import UsageError, validate_url
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.engine import origin_of
-from tests import politeweb
-from tests.batch_support import AGENT, KINDS, batch, build_web, cli, contract, fast_web, one_url
+from tests.support import politeweb
+from tests.support.batch import AGENT, KINDS, batch, build_web, cli, contract, fast_web, one_url
 
 
 def expected(kind: str, url: str) -> set[str]:

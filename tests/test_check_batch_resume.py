@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.batch_support import AGENT, cli, fast_web
-from tests.conftest import ROOT
+from tests.support.batch import AGENT, cli, fast_web
+from tests.support.run import ROOT
 
 ORIGINS, PAGES = 12, 60
 POLICY = ("/robots.txt", "/.well-known/tdmrep.json", "/ai.txt")

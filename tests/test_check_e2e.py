@@ -8,7 +8,7 @@ import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.protocols.blocklist import Blocklist
-from tests.conftest import check, cli_json, protocols, run_cli
+from tests.support.run import check, cli_json, protocols, run_cli
 
 ROBOTS = "text/plain"
 
@@ -373,7 +373,7 @@ def test_cli_says_not_available_for_a_missing_page(web: FixtureWeb) -> None:
 
 
 def test_media_metadata_end_to_end(web: FixtureWeb) -> None:
-    from tests import mediafixtures as mf
+    from tests.support import media as mf
 
     prohibited = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED"
     c2pa = mf.jumbf_manifest("cawg.training-mining", {"cawg.ai_training": {"use": "notAllowed"}})

@@ -17,8 +17,8 @@ import pytest
 from crawler.cli import main
 from optout_registry import cliargs
 from optout_registry.registry import Registry
-from tests.conftest import run_cli
-from tests.registry_helpers import ROBOTS, make_records
+from tests.support.registry import ROBOTS, make_records
+from tests.support.run import run_cli
 
 UNREACHABLE = "http://127.0.0.1:1/"
 

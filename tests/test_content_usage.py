@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from middlewares.protocols import content_usage as cu
 from middlewares.protocols.signals import Mode, Purpose, Verdict
-from tests.signal_checks import well_formed
+from tests.support.signals import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 TRAIN, INPUT, SEARCH = Purpose.TRAIN_AI, Purpose.AI_INPUT, Purpose.SEARCH

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.support.run import run_cli
 
 
 def test_demo_crawls_verifies_and_prints_the_paths(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ import pytest
 
 from crawler.demo import HOSTS, build_web, case_url
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.conftest import ROOT, run_cli
+from tests.support.run import ROOT, run_cli
 
 TEXT = "text/plain"
 

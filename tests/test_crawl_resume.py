@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.conftest import ROOT, run_cli
+from tests.support.run import ROOT, run_cli
 
 SITES = 30
 PAGES = 5  # per site, besides the home page, /private/, /books/, a 404 and on some sites a redirect
@@ -320,7 +320,7 @@ def test_a_registry_that_cannot_be_used_stops_the_crawl_at_start(
 def test_a_reachable_postgresql_registry_records_the_crawl(web: FixtureWeb, tmp_path: Path) -> None:
     """The same check lets a working PostgreSQL registry through, and the crawl's opt-outs land in it."""
     from optout_registry import Registry
-    from tests.registry_helpers import pg_schema_url
+    from tests.support.registry import pg_schema_url
 
     schemas = pg_schema_url()
     url = next(schemas)

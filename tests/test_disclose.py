@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from crawler.crawl import CrawlOptions, crawl_settings
-from tests.conftest import run_cli
+from tests.support.run import run_cli
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

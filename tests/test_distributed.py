@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests import politeweb
-from tests.conftest import ROOT, run_cli
-from tests.fleet_support import REDIS_URL, PrivateRedis
-from tests.registry_helpers import pg_schema_url
+from tests.support import politeweb
+from tests.support.fleet import REDIS_URL, PrivateRedis
+from tests.support.registry import pg_schema_url
+from tests.support.run import ROOT, run_cli
 
 POLICY_FILES = {"/robots.txt", "/.well-known/tdmrep.json", "/ai.txt"}
 TEXT = "text/plain"
@@ -413,7 +413,7 @@ def test_scrapy_crawl_compliant_workers_join_with_two_settings(
 
 
 def test_a_worker_that_cannot_reach_redis_or_the_registry_says_so(tmp_path: Path, pg_url: str) -> None:
-    from tests.fleet_support import free_port
+    from tests.support.fleet import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     args = ["http://127.0.0.1:9/", "--out", str(tmp_path / "w"), "--distributed"]

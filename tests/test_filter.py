@@ -290,7 +290,7 @@ def test_usage_errors(tmp_path, capsys):
 
 
 def test_every_kind_of_page_level_signal_is_read_from_the_archive(web, tmp_path):
-    from tests.mediafixtures import PLUS_VOCAB, make_jpeg, make_png, xmp_packet
+    from tests.support.media import PLUS_VOCAB, make_jpeg, make_png, xmp_packet
 
     o = web.origin("open")
     prohibited = xmp_packet(data_mining=PLUS_VOCAB + "DMI-PROHIBITED-AIMLTRAINING")

@@ -15,7 +15,7 @@ from middlewares.engine import Fetched
 from middlewares.policy import Policy
 from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
 from middlewares.sitecache import SiteCache
-from tests.fleet_support import REDIS_URL, PrivateRedis
+from tests.support.fleet import REDIS_URL, PrivateRedis
 
 
 def store(prefix: str, url: str = REDIS_URL, **kw: object) -> RedisPolicyStore:
@@ -148,7 +148,7 @@ def test_other_origins_do_not_wait(redis_prefix: str) -> None:
 
 
 def test_unreachable_redis_fails_closed_after_the_outage_limit() -> None:
-    from tests.fleet_support import free_port
+    from tests.support.fleet import free_port
 
     async def go() -> None:
         s = RedisPolicyStore(f"redis://127.0.0.1:{free_port()}/0", outage=0.5)

@@ -11,7 +11,7 @@ from scrapy.http import Request
 from scrapy.utils.test import get_crawler
 
 from crawler.fleetqueue import FleetScheduler
-from tests.fleet_support import REDIS_URL, PrivateRedis
+from tests.support.fleet import REDIS_URL, PrivateRedis
 
 
 class Spider(scrapy.Spider):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.decoding import DecodingError, codings, decode
-from tests.conftest import ROOT, check, protocols
+from tests.support.run import ROOT, check, protocols
 
 TEXT = "text/plain"
 BOMB_SIZE = 256 * 1024 * 1024  # decoded; about 0.5 MB on the wire

@@ -17,7 +17,7 @@ from middlewares.protocols import c2pa, iptc, media, tdmrep, xmp
 from middlewares.protocols.c2pa import CborError, cbor_loads
 from middlewares.protocols.signals import Mode, Purpose, Signal, Verdict
 from middlewares.protocols.xmp import XmpDoc, extract_xmp, extract_xmp_packets, parse_xmp
-from tests.mediafixtures import (
+from tests.support.media import (
     PLUS_NS,
     PLUS_VOCAB,
     TDM_NS_HASH,
@@ -39,7 +39,7 @@ from tests.mediafixtures import (
     png_chunk,
     xmp_packet,
 )
-from tests.signal_checks import well_formed
+from tests.support.signals import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 BOTH = pytest.mark.parametrize("mode", [C, S])
@@ -912,7 +912,7 @@ def test_c2pa_reads_at_most_64_entries_of_one_assertion() -> None:
 
 def test_riff_chunks_are_walked_exactly() -> None:
     """Top-level chunks in order, odd sizes padded to even, nothing for a RIFF file that is not WebP."""
-    from tests.mediafixtures import riff_chunk
+    from tests.support.media import riff_chunk
 
     chunks = riff_chunk(b"VP8X", bytes(10)) + riff_chunk(b"XMP ", b"odd") + riff_chunk(b"C2PA", b"ab")
     body = b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks

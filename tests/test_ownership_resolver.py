@@ -1,6 +1,6 @@
 """The service's default resolver (optout_registry/service/ownership.py: public_resolver) and its DNS challenge,
 first against the machine's own resolver (/etc/hosts names and numeric literals only), then against a real,
-authoritative DNS server on 127.0.0.1 (tests/dnsfixture.py) whose A, AAAA and TXT answers travel as DNS packets:
+authoritative DNS server on 127.0.0.1 (tests/support/dns.py) whose A, AAAA and TXT answers travel as DNS packets:
 a claimed domain that resolves to a loopback, private, link-local, shared, documentation or unspecified address
 — even once, among public ones — is refused before anything is fetched from it (the service must not be a way to
 probe the operator's own network); public addresses are tried over https then http; the TXT challenge passes only
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from optout_registry.service.ownership import ChallengeFailed, check_dns, public_resolver
-from tests.dnsfixture import DnsClient, DnsServer, dns_server
+from tests.support.dns import DnsClient, DnsServer, dns_server
 
 # -- the host's own resolver ---------------------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ def test_the_service_refuses_private_addresses_and_accepts_a_dns_proof(tmp_path:
     from optout_registry.service.app import ServiceConfig
     from optout_registry.service.guard import RateLimits
     from optout_registry.service.testing import LiveServer
-    from tests.registry_helpers import ROBOTS, make_records
+    from tests.support.registry import ROBOTS, make_records
 
     url = f"sqlite:///{tmp_path / 'reg.db'}"
     with Registry.open(url, key=tmp_path / "reg.key", batch_size=10) as reg:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.conftest import ROOT
+from tests.support.run import ROOT
 
 ADDON_LINE = 'ADDONS = {"middlewares.OptOutAddon": 0}'
 USER_AGENT = 'USER_AGENT = "plainbot (+http://www.yourdomain.com)"'

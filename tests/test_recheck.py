@@ -19,8 +19,8 @@ import pytest
 
 from crawler.cli import main
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.batch_support import cli, fast_web
-from tests.conftest import ROOT
+from tests.support.batch import cli, fast_web
+from tests.support.run import ROOT
 
 warcio = pytest.importorskip("warcio")
 pa = pytest.importorskip("pyarrow")

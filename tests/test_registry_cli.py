@@ -18,7 +18,7 @@ import pytest
 from crawler.cli import main
 from optout_registry.note import Verifier, open_checkpoint
 from optout_registry.registry import Registry
-from tests.registry_helpers import ROBOTS, make_records, pg_schema_url
+from tests.support.registry import ROBOTS, make_records, pg_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from optout_registry.merkle import EMPTY_ROOT, VerificationError
 from optout_registry.note import Signer
 from optout_registry.registry import IntegrityError, Registry
 from optout_registry.verify import verify_export
-from tests.registry_helpers import ROBOTS, Raw, make_records, pg_schema_url
+from tests.support.registry import ROBOTS, Raw, make_records, pg_schema_url
 
 SITE = "example.net"
 

@@ -17,7 +17,7 @@ import pytest
 
 from optout_registry.record import canonical
 from optout_registry.registry import Registry
-from tests.registry_helpers import make_record, pg_schema_url
+from tests.support.registry import make_record, pg_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WRITER = r"""
 import os, signal, sys, time
 from optout_registry.registry import Registry
-from tests.registry_helpers import make_records
+from tests.support.registry import make_records
 url, key, batch, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 reg = Registry.open(url, key=key, batch_size=batch)
 mode, _, limit = mode.partition(":")

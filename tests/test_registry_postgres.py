@@ -17,7 +17,7 @@ from optout_registry.note import Verifier, open_checkpoint
 from optout_registry.proof import parse_proof
 from optout_registry.record import canonical
 from optout_registry.registry import ForkError, InvalidRecord, Registry, RegistryError
-from tests.registry_helpers import PG_BASE, ROBOTS, Raw, make_record, make_records, pg_schema_url
+from tests.support.registry import PG_BASE, ROBOTS, Raw, make_record, make_records, pg_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def test_many_processes_append_one_consistent_log(url: str, key: Path) -> None:
     appender = r"""
 import json, sys
 from optout_registry.registry import Registry
-from tests.registry_helpers import make_records
+from tests.support.registry import make_records
 url, node = sys.argv[1], int(sys.argv[2])
 batches = [(node * 1000 + b * 30, make_records(30, node * 1000 + b * 30)) for b in range(8)]
 with Registry.open(url, key=sys.argv[3] + ".absent") as reg:   # appending nodes need no private key

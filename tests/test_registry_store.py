@@ -20,7 +20,7 @@ from optout_registry.registry import (
     RegistryError,
     parse_url,
 )
-from tests.registry_helpers import ROBOTS, make_record, make_records
+from tests.support.registry import ROBOTS, make_record, make_records
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from optout_registry.export import export_bundle
 from optout_registry.registry import IntegrityError, Registry
 from optout_registry.tiles import tile_width
 from optout_registry.verify import verify_export
-from tests.registry_helpers import ROBOTS, Raw, make_records, pg_schema_url
+from tests.support.registry import ROBOTS, Raw, make_records, pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -645,7 +645,7 @@ def test_cli_exit_codes(export, tmp_path, capsys):
 
 def test_a_bad_pinned_key_is_one_line(export, capsys):
     """A key that is not a key is bad input (exit 2, one line), not a cascade of failed signatures and proofs."""
-    from tests.conftest import run_cli
+    from tests.support.run import run_cli
 
     assert main([str(export.path), "--vkey", "garbage"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

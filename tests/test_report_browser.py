@@ -6,7 +6,7 @@ equals summary.json, both charts have visible bars, the site table has every row
 off the page sideways, no script error is logged, and the page asks the network for nothing. Screenshots are kept
 under artifacts_dir("report") (the paths are printed) to look at.
 
-Set-up (tests/browser_support.py, shared with the service's browser test): chromium and chromium-driver are
+Set-up (tests/support/browser.py, shared with the service's browser test): chromium and chromium-driver are
 installed with apt-get when missing and running as root; otherwise the tests are skipped with the reason.
 """
 
@@ -26,7 +26,7 @@ import requests
 
 from crawler.report import render_report
 from crawler.runsummary import SiteRow
-from tests.browser_support import BROKEN_WORDS_JS, CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
+from tests.support.browser import BROKEN_WORDS_JS, CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
 
 PROTOCOLS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "access", "fetch"]
 
@@ -303,7 +303,7 @@ def test_the_demo_report(browser: Browser, tmp_path: Path) -> None:
     1400 and 800 px no word in the site table is broken."""
     import json
 
-    from tests.conftest import run_cli
+    from tests.support.run import run_cli
 
     out = tmp_path / "demo"
     assert run_cli("demo", "--out", str(out), timeout=120).returncode == 0

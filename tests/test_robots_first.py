@@ -1,6 +1,7 @@
 """robots.txt first, policy files under its rules and its Crawl-delay (issue 12), end to end: a plain Scrapy
-project with the add-on, `optout crawl` and `optout check`, each against the same loopback web (tests/politeweb.py),
-judged by the servers' own request logs. The distributed fleet runs the same web in tests/test_distributed.py."""
+project with the add-on, `optout crawl` and `optout check`, each against the same loopback web
+(tests/support/politeweb.py), judged by the servers' own request logs. The distributed fleet runs the same web in
+tests/test_distributed.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 from pathlib import Path
 
 from crawler.fixtureweb import FixtureWeb
-from tests import politeweb
-from tests.conftest import run_cli
+from tests.support import politeweb
+from tests.support.run import run_cli
 from tests.test_scrapy_e2e import crawl
 
 

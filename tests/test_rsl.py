@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from middlewares.protocols import rsl
 from middlewares.protocols.html import scan_html
 from middlewares.protocols.signals import Mode, Purpose, Verdict
-from tests.signal_checks import well_formed
+from tests.support.signals import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 TRAIN, INPUT, SEARCH = Purpose.TRAIN_AI, Purpose.AI_INPUT, Purpose.SEARCH

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.conftest import ROOT
+from tests.support.run import ROOT
 
 TEXT = "text/plain"
 

@@ -28,7 +28,7 @@ from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import CHALLENGE_PATH, static_resolver
 from optout_registry.service.testing import LiveServer
 from optout_registry.verify import verify_export
-from tests.registry_helpers import ROBOTS, make_record, make_records, pg_schema_url
+from tests.support.registry import ROBOTS, make_record, make_records, pg_schema_url
 
 ADMIN = "admin-token-for-tests-0123456789"
 OPEN = RateLimits(read_per_s=0, write_per_min=0, export_per_min=0)

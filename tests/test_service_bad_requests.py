@@ -17,7 +17,7 @@ from optout_registry.service.app import ServiceConfig
 from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import static_resolver
 from optout_registry.service.testing import LiveServer
-from tests.registry_helpers import ROBOTS, make_records
+from tests.support.registry import ROBOTS, make_records
 
 COMPLAINT = {"domain": "example.net", "contact": "legal@example.net", "message": "Why these records?"}
 NOT_UTF8 = b'{"domain": "example.net\xff\xfe", "contact": "legal@example.net", "message": "caf\xe9"}'

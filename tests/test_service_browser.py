@@ -27,8 +27,8 @@ from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import CHALLENGE_PATH, static_resolver
 from optout_registry.service.testing import LiveServer
 from optout_registry.verify import verify_export
-from tests.browser_support import BROKEN_WORDS_JS, artifacts_dir, require_chromium, selenium_chrome
-from tests.registry_helpers import ROBOTS, make_records
+from tests.support.browser import BROKEN_WORDS_JS, artifacts_dir, require_chromium, selenium_chrome
+from tests.support.registry import ROBOTS, make_records
 
 HOSTILE_URL = "https://news.example.net/<script>window.__pwned=1</script>"
 HOSTILE_RULE = "<img src=x onerror=window.__pwned=2>"

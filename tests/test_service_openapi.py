@@ -16,7 +16,7 @@ pytest.importorskip("fastapi")
 
 from optout_registry.registry import Registry
 from optout_registry.service.app import ServiceConfig, create_app
-from tests.registry_helpers import ROBOTS, make_records
+from tests.support.registry import ROBOTS, make_records
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from optout_registry.service.app import ServiceConfig
 from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import CHALLENGE_PATH, DomainError, site_key, static_resolver
 from optout_registry.service.testing import LiveServer
-from tests.registry_helpers import ROBOTS, make_records
+from tests.support.registry import ROBOTS, make_records
 
 ADMIN = "admin-token-for-schemathesis-0123"
 HOLDER_DOMAIN = "example.net"

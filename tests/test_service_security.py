@@ -22,7 +22,7 @@ from optout_registry.service.app import ServiceConfig
 from optout_registry.service.guard import RateLimits
 from optout_registry.service.ownership import CHALLENGE_PATH, DomainError, TokenSigner, site_key, static_resolver
 from optout_registry.service.testing import LiveServer
-from tests.registry_helpers import ROBOTS, make_records
+from tests.support.registry import ROBOTS, make_records
 
 SECRET_MARK = "news.other.org"  # appears in every other.org record, and nowhere in example.net's
 OTHER = range(60, 68)

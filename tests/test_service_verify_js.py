@@ -16,7 +16,7 @@ import pytest
 
 from optout_registry.proof import format_proof
 from optout_registry.registry import Registry
-from tests.registry_helpers import make_records
+from tests.support.registry import make_records
 
 VERIFY_JS = Path(__file__).resolve().parent.parent / "optout_registry" / "service" / "static" / "verify.js"
 VKEY8 = "example.org/optout-registry-test+f71aa335+ATU3X3uXFRrwJ0IuNRTfkD9bheb/pT3ZMptMWqCoH/b+"

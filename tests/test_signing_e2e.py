@@ -1,6 +1,6 @@
 """Web Bot Auth end to end on loopback (issue 20): the real Scrapy engine with the add-on signs every request, and
 servers that verify each incoming request against the key directory ``optout disclose`` published, with an
-independent verifier (tests/signing_support.py: the ``http-message-signatures`` library), see only valid signatures:
+independent verifier (tests/support/signing.py: the ``http-message-signatures`` library), see only valid signatures:
 policy files, redirect hops, retries, a Crawl-delay queue, three fleet workers. Then ``optout verify-request``
 (the helper for site owners) on captured requests: valid, tampered, expired; and key rotation."""
 
@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from crawler import keydir
 from middlewares import httpsig
-from tests.conftest import ROOT, run_cli
-from tests.signing_support import Answer, VerifyingWeb
+from tests.support.run import ROOT, run_cli
+from tests.support.signing import Answer, VerifyingWeb
 
 TEXT = "text/plain"
 POLICY_FILES = ("/robots.txt", "/.well-known/tdmrep.json", "/ai.txt")
@@ -156,8 +156,8 @@ def test_unsigned_requests_are_rejected_by_the_verifying_server(vweb: VerifyingW
 
 
 def test_three_fleet_workers_sign_with_the_fleet_key(vweb: VerifyingWeb, tmp_path: Path, redis_prefix: str) -> None:
-    from tests.fleet_support import REDIS_URL
-    from tests.registry_helpers import pg_schema_url
+    from tests.support.fleet import REDIS_URL
+    from tests.support.registry import pg_schema_url
 
     key = new_key(tmp_path / "fleet.pem")
     agent = published(vweb, tmp_path, key)

@@ -19,7 +19,7 @@ import pytest
 from crawler.fixtureweb import FixtureWeb, Route
 from crawler.summary_template import listed_count
 from middlewares.policy import MANDATORY_PROTOCOLS
-from tests.conftest import run_cli
+from tests.support.run import run_cli
 
 OUTPUTS = ("summary.md", "summary.html", "summary.json", "domains.csv")
 
@@ -321,7 +321,7 @@ def test_a_shared_postgresql_registry_as_a_run(demos: tuple[Path, Path], tmp_pat
     """A fleet's shared registry given as a RUN: all its records count (here, a copy of demo b's records in a
     PostgreSQL registry), beside demo a's own; the URL's password never reaches the outputs."""
     from optout_registry.registry import Registry
-    from tests.registry_helpers import pg_schema_url
+    from tests.support.registry import pg_schema_url
 
     a, b = demos
     with contextlib.contextmanager(pg_schema_url)() as url:

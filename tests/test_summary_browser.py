@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crawler.summary_template import SECTIONS
-from tests.browser_support import artifacts_dir
+from tests.support.browser import artifacts_dir
 from tests.test_report_browser import Browser, browser  # noqa: F401 (the module-scoped WebDriver session)
 from tests.test_summary import demo_crawl, summarise
 

@@ -27,8 +27,8 @@ from middlewares.protocols.tdmrep import (
     xmp_signal,
 )
 from middlewares.protocols.xmp import parse_xmp
-from tests.mediafixtures import TDM_NS_HASH, make_epub, opf_epub2, opf_epub3, xmp_packet
-from tests.signal_checks import well_formed
+from tests.support.media import TDM_NS_HASH, make_epub, opf_epub2, opf_epub3, xmp_packet
+from tests.support.signals import well_formed
 
 C, S = Mode.CONSERVATIVE, Mode.STRICT
 BOTH = pytest.mark.parametrize("mode", [C, S])

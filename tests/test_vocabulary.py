@@ -90,7 +90,7 @@ def test_every_protocol_id_a_user_sees_is_from_one_vocabulary(tmp_path: Path) ->
 
     from crawler.demo import HOSTS
     from crawler.fixtureweb import FixtureWeb, Route, page
-    from tests.conftest import run_cli
+    from tests.support.run import run_cli
 
     out = tmp_path / "demo"
     assert run_cli("demo", "--out", str(out), timeout=120).returncode == 0

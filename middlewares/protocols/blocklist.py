@@ -204,7 +204,3 @@ class Blocklist:
             verdicts=verdicts(Verdict.DISALLOW, *ALL_PURPOSES),
             source=self.source,
         )
-
-
-# The old name of listed_site, kept while crawler/spiders/compliant.py still imports it (one caller, being moved).
-registrable_domain = listed_site

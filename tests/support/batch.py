@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from crawler.fixtureweb import FixtureWeb, Route, page
-from tests.conftest import ROOT
+from tests.support.run import ROOT
 
 AGENT = "ExampleBot"
 TEXT = "text/plain"
@@ -101,7 +101,7 @@ def batch(urls_file: str, *args: str, **options: Any) -> tuple[list[dict[str, An
 
 def one_url(urls: list[str], timeout: float = 5.0) -> list[dict[str, Any]]:
     """Today's one-URL path (what ``optout check URL`` prints with --json), one URL after the other."""
-    from tests.conftest import check
+    from tests.support.run import check
 
     return [d.to_json() for d in check(urls, timeout=timeout, agent=AGENT)]
 

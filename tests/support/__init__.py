@@ -1,0 +1,1 @@
+"""What the tests share besides fixtures: fixture webs and servers, record builders, runners and checks."""
