@@ -29,6 +29,9 @@ box anywhere else (BMFF ``uuid`` boxes, PDF, ...). CBOR is decoded by a small bo
 rather than ``cbor2``: it needs no optional dependency, has hard caps on items and depth, and ignores CBOR tags
 instead of giving them meaning (``cbor2`` turns tag 35 into a compiled regex and tag 28/29 into shared, possibly
 cyclic, references — none of which an opt-out reader needs).
+
+Over 500 lines for one concern: finding the manifest store in each container format (JUMBF boxes in JPEG, PNG, WebP,
+PDF) and the bounded CBOR reader it needs, both used only here.
 """
 
 from __future__ import annotations

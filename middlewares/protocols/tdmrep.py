@@ -18,6 +18,9 @@ A value other than ``0``/``1`` is a protocol error and means *unset* (strict). C
 evidently mean a reservation (``"1"``, ``true``, ``"yes"``) as ``1`` and logs the error; values that would
 *grant* something are never guessed. A signal whose value is unset carries no verdicts (it decides nothing) and a
 note explaining why, so the error still reaches the log.
+
+Over 500 lines for one concern: TDMRep's four carriers (tdmrep.json, headers, HTML meta, EPUB/PDF metadata) share
+one value model and one processing order (§2.6), which the policy resolves together.
 """
 
 from __future__ import annotations
