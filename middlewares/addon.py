@@ -26,7 +26,11 @@ EXTENSIONS = {"middlewares.gcfreeze.GcFreeze": 0}
 
 
 class OptOutAddon:
+    """The Scrapy add-on: the opt-out components in place of RobotsTxtMiddleware (see the module docstring)."""
+
     def update_settings(self, settings: Any) -> None:
+        """Remove RobotsTxtMiddleware and switch ``ROBOTSTXT_OBEY`` off, add every opt-out component at its priority
+        and, with ``OPTOUT_SIGNING_KEY``, the signing download handlers."""
         settings.set("ROBOTSTXT_OBEY", False, "addon")
         settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", ROBOTSTXT_MW, None)
         for name, order in DOWNLOADER_MIDDLEWARES.items():

@@ -107,11 +107,13 @@ class OptOutAccessMiddleware(_AccessChecks):
         return cls(crawler)
 
     def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
+        """Release the request's fleet Crawl-delay grant, so that the origin's next request may go."""
         if self.state.fleet_delay is not None:
             self.state.fleet_delay.release(request)
         return response
 
     def process_exception(self, request: Request, exception: BaseException, spider: object = None) -> None:
+        """Release the grant of a failed request too; the exception goes on to Scrapy's other middlewares."""
         if self.state.fleet_delay is not None:
             self.state.fleet_delay.release(request)
 
@@ -122,6 +124,8 @@ class OptOutPolicyFileDecoding:
     (middlewares/decoding.py). Pages are left to HttpCompressionMiddleware, bounded by ``DOWNLOAD_MAXSIZE``."""
 
     def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
+        """A policy file decoded up to one byte past its limit (so an oversized file is still seen as one), or
+        IgnoreRequest when it cannot be decoded; pages pass untouched."""
         limit = request.meta.get(BODY_LIMIT)
         if limit is None:  # a page: every response passes here, so this is all it costs
             return response
@@ -138,6 +142,10 @@ class OptOutPolicyFileDecoding:
 
 
 class OptOutUsageMiddleware:
+    """Decides whether a fetched page may be used for the purpose: the site-level reservations, the response's headers,
+    HTML and media metadata, and the RSL licences it links. A reserved page is dropped or annotated
+    (``OPTOUT_ON_RESERVED``) and recorded."""
+
     def __init__(self, crawler: Crawler) -> None:
         self.state = OptOutState.of(crawler)
         self.licenses: dict[str, LoadedLicense] = {}
@@ -147,6 +155,8 @@ class OptOutUsageMiddleware:
         return cls(crawler)
 
     async def process_response(self, request: Request, response: Response, spider: object = None) -> Response:
+        """The response, with its decision in ``meta["optout_decision"]``; IgnoreRequest when it is reserved and
+        ``OPTOUT_ON_RESERVED = "drop"``. Redirects and error pages pass undecided."""
         if _skip(request) or 300 <= response.status < 400:
             return response
         state = self.state

@@ -52,15 +52,19 @@ class Fetched:
     fetched_at: float = field(default_factory=time.time)
 
     def header(self, name: str) -> list[str]:
+        """All values of a header, by name in any case; empty when the header is absent."""
         return list(self.headers.get(name.lower(), ()))
 
     @property
     def content_type(self) -> str:
+        """The media type of the last Content-Type header, lower-case and without parameters; empty when there is
+        none."""
         values = self.header("content-type")
         return values[-1].split(";")[0].strip().lower() if values else ""
 
     @property
     def ok(self) -> bool:
+        """A 2xx answer: the only kind whose body is the policy or page itself."""
         return self.status is not None and 200 <= self.status < 300
 
     def compacted(self) -> Fetched:
@@ -78,6 +82,8 @@ def origin_of(url: str) -> str:
 
 
 def fetch_failure(what: str, where: str, source: str, fetched: Fetched, purposes: Iterable[Purpose]) -> Signal:
+    """The fail-closed signal for something that could not be fetched: it denies ``purposes``, since an unreadable
+    policy cannot be taken to allow."""
     reason = fetched.error or f"HTTP {fetched.status}"
     return Signal(
         protocol="fetch",
@@ -96,6 +102,7 @@ def _looks_like_html(body: bytes, content_type: str) -> bool:
 
 
 def robots_url(origin: str) -> str:
+    """Where RFC 9309 puts an origin's robots.txt."""
     return origin + "/robots.txt"
 
 
@@ -269,6 +276,8 @@ class SitePolicy:
         return [u for u, _ in pairs]
 
     def access_signals(self, url: str, policy: Policy) -> list[Signal]:
+        """Whether ``url`` may be fetched at all: robots.txt's refusal for the crawler's token, as a list (empty when
+        allowed)."""
         signal = robots.access_signal(self.robots, policy.agent, url, lenient=policy.lenient)
         return [] if signal is None else with_source([signal], self.robots_url)
 
@@ -297,11 +306,16 @@ class SitePolicy:
 
 @dataclass
 class LoadedLicense:
+    """An RSL licence as read once per crawl: its parsed document, the failure signal standing in for an unreadable one,
+    or only a note when there is none."""
+
     document: rsl.RslDocument | None = None
     failure: Signal | None = None
     note: str = ""
 
     def signals(self, url: str, policy: Policy, source: str) -> list[Signal]:
+        """What the licence says about ``url``: an unreadable licence denies AI use, one that was not found says
+        nothing."""
         if self.failure is not None:
             return [self.failure]
         if self.document is None:

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 
 class FleetCrawlDelay:
+    """This worker's side of the fleet-wide Crawl-delay: one lane per origin, a turn from the Redis gate, and the next
+    turn moved on when the request actually reaches the downloader (see the module docstring)."""
+
     def __init__(self, crawler: Crawler, store: RedisPolicyStore) -> None:
         self.store = store
         self.stats = crawler.stats

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 class GcFreeze:
+    """The extension that freezes the start-up objects once the spider is open (see the module docstring)."""
+
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GcFreeze:
         if not crawler.settings.getbool("OPTOUT_GC_FREEZE", default("OPTOUT_GC_FREEZE")):
@@ -34,5 +36,6 @@ class GcFreeze:
         return extension
 
     def spider_opened(self, spider: Any = None) -> None:
+        """Free what start-up left as garbage, then freeze everything still alive."""
         gc.collect()  # whatever start-up left as garbage is freed, not frozen
         gc.freeze()

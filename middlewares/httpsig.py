@@ -50,14 +50,17 @@ class SignatureError(ValueError):
 
 
 def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2), the encoding of JWK members and key ids."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str) -> bytes:
+    """Decode base64url, padded or not."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def raw_public(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key, as a JWK's ``x`` carries them."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -80,6 +83,7 @@ def public_jwk(key: Ed25519PublicKey | Ed25519PrivateKey) -> dict[str, Any]:
 
 
 def public_key_of(jwk: Mapping[str, Any]) -> Ed25519PublicKey:
+    """The public key of an Ed25519 JWK, after checking its shape; SignatureError for anything else."""
     jwk_thumbprint(jwk)  # checks the shape
     try:
         raw = b64url_decode(str(jwk["x"]))
@@ -114,6 +118,7 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
 
 
 def private_pem(key: Ed25519PrivateKey) -> bytes:
+    """The private key as unencrypted PKCS#8 PEM, which :func:`load_private_key` reads back; keep the file private."""
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -261,11 +266,14 @@ class Headers:
             self.values.setdefault(name.strip().lower(), []).append(value.strip())
 
     def get(self, name: str) -> str | None:
+        """All values of a field joined with ``, ``, as RFC 9421 §2.1 signs them; None when the field is absent."""
         lines = self.values.get(name)
         return None if lines is None else ", ".join(lines)
 
 
 def parse_dictionary(headers: Headers, name: str) -> dict[str, Any]:
+    """A header parsed as an RFC 8941 dictionary (``Signature``, ``Signature-Input``); SignatureError when it is missing
+    or malformed."""
     value = headers.get(name)
     if value is None:
         raise SignatureError(f"no {name} header")

@@ -29,6 +29,8 @@ _UNSTAMPABLE: dict[int, dict[str, Any]] = {}
 
 
 def stamp_of(decision: Decision) -> dict[str, Any]:
+    """The compact, JSON-friendly form of a decision stamped on items as ``optout``: the verdict, its reservations,
+    which protocols spoke and the errors."""
     return {
         "url": decision.url,
         "purpose": decision.purpose.value,
@@ -60,6 +62,9 @@ def _stamp_in(item: Any) -> dict[str, Any] | None:
 
 
 class OptOutSpiderMiddleware:
+    """Stamps every item a callback yields with the decision about its response, so the pipeline can tell items from
+    reserved pages; requests pass unstamped."""
+
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> OptOutSpiderMiddleware:
         OptOutState.of(crawler)
@@ -68,6 +73,7 @@ class OptOutSpiderMiddleware:
     async def process_spider_output_async(
         self, response: Response, result: AsyncIterator[Any], spider: object = None
     ) -> AsyncIterator[Any]:
+        """Stamp the items of an asynchronous callback's output."""
         decision = response.meta.get(DECISION_META)
         stamp = stamp_of(decision) if isinstance(decision, Decision) else None
         async for obj in result:
@@ -76,6 +82,7 @@ class OptOutSpiderMiddleware:
             yield obj
 
     def process_spider_output(self, response: Response, result: Iterable[Any], spider: object = None) -> Iterable[Any]:
+        """Stamp the items of a synchronous callback's output."""
         decision = response.meta.get(DECISION_META)
         stamp = stamp_of(decision) if isinstance(decision, Decision) else None
         for obj in result:
@@ -85,6 +92,9 @@ class OptOutSpiderMiddleware:
 
 
 class OptOutItemPipeline:
+    """Drops items whose source page is reserved for the purpose (reserved pages reach the spider under
+    ``OPTOUT_ON_RESERVED = "annotate"``) and counts unstamped items, which it lets through."""
+
     def __init__(self, state: OptOutState) -> None:
         self.state = state
 
@@ -93,6 +103,7 @@ class OptOutItemPipeline:
         return cls(OptOutState.of(crawler))
 
     def process_item(self, item: Any, spider: object = None) -> Any:
+        """The item when its source is allowed or its stamp is missing; DropItem when its stamp says reserved."""
         stamp = _UNSTAMPABLE.pop(id(item), None) or _stamp_in(item)
         if stamp is None:
             self.state.stats.inc_value("optout/items/unstamped")

@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 
 class LazyStartMiddleware:
+    """The spider middleware that passes start requests on only while the engine can take more, loading the policy of
+    the next ``OPTOUT_PREFETCH`` origins meanwhile (see the module docstring)."""
+
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.state = OptOutState.of(crawler)
@@ -56,6 +59,8 @@ class LazyStartMiddleware:
         return cls(crawler)
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The spider's start requests and items in their order, each held back while the downloader or scraper is
+        saturated; nothing is dropped."""
         from twisted.internet import reactor
 
         upcoming: deque[Any] = deque()

@@ -29,4 +29,5 @@ class PerCrawler(Generic[T]):
         return self._objects.get(crawler)
 
     def set(self, crawler: Crawler, value: T) -> None:
+        """Attach ``value`` to the crawler, replacing any earlier one; it is released with the crawler."""
         self._objects[crawler] = value

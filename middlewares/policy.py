@@ -27,6 +27,7 @@ class PolicyError(ValueError):
 
 
 def parse_purpose(value: str | Purpose) -> Purpose:
+    """The purpose a setting or argument names, in any case; PolicyError listing the choices otherwise."""
     try:
         return Purpose(str(getattr(value, "value", value)).strip().lower())
     except ValueError:
@@ -35,6 +36,7 @@ def parse_purpose(value: str | Purpose) -> Purpose:
 
 
 def parse_mode(value: str | Mode) -> Mode:
+    """The reading mode a setting or argument names (conservative or strict); PolicyError otherwise."""
     try:
         return Mode(str(getattr(value, "value", value)).strip().lower())
     except ValueError:
@@ -70,6 +72,8 @@ class Policy:
         disabled: Iterable[str] = (),
         cross_token: bool = True,
     ) -> Policy:
+        """A checked policy from settings or arguments: unknown protocols are refused, and so is switching off the
+        mandatory ones (robots, access, fetch, blocklist)."""
         off = frozenset(p.strip().lower() for p in disabled if p.strip())
         unknown = off - set(PROTOCOLS)
         if unknown:
@@ -86,9 +90,13 @@ class Policy:
 
     @property
     def conservative(self) -> bool:
+        """Whether doubtful or conflicting statements count as reservations (the default), rather than only what each
+        spec strictly says."""
         return self.mode is Mode.CONSERVATIVE
 
     def decide(self, url: str, signals: Iterable[Signal], errors: Iterable[str] = ()) -> Decision:
+        """The answer for ``url``: disabled protocols ignored, TDMRep resolved by its own order, then any signal that
+        denies the purpose is a reservation (most restrictive wins)."""
         observed = [s for s in signals if s.protocol not in self.disabled]
         observed = resolve_tdmrep(observed, self.mode)
         reservations = [s for s in observed if s.denies(self.purpose)]
@@ -141,6 +149,7 @@ class Decision:
 
 
 def signal_json(signal: Signal) -> dict[str, object]:
+    """A signal in the form of the ``check --json`` contract (DESIGN.md), also used in item stamps."""
     out: dict[str, object] = {
         "protocol": signal.protocol,
         "source": signal.source,

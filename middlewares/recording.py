@@ -57,6 +57,9 @@ def header_block(fetched: Fetched) -> bytes:
 
 @dataclass
 class Evidence:
+    """The bytes a decision rests on, as fetched (at most ``MAX_EVIDENCE``): what the registry stores and hashes so that
+    the record can be checked later."""
+
     url: str
     status: int
     body: bytes
@@ -351,6 +354,8 @@ def record_key(record: Mapping[str, Any]) -> str:
 
 
 def spill_path(registry_url: str) -> Path:
+    """Where records the registry could not take are appended (JSON Lines) so that none is lost: beside a SQLite
+    registry, else in the working directory."""
     if registry_url.startswith("sqlite:///"):
         return Path(registry_url[len("sqlite:///") :] + ".unlogged.jsonl")
     return Path("optout-registry.unlogged.jsonl")

@@ -163,6 +163,8 @@ class RedisPolicyStore:
         return f"{self.prefix}{kind}:{name}"
 
     async def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
+        """The fleet's stored answer for ``url`` with its expiry; None when absent, expired or unreadable (a damaged or
+        foreign entry is fetched again, never trusted)."""
         fields = await self._call(lambda r: r.hgetall(self._key("pf", url)))
         if not fields:
             return None
@@ -184,6 +186,8 @@ class RedisPolicyStore:
         return (fetched, expires) if expires > now else None
 
     async def put(self, fetched: Fetched, expires: float) -> None:
+        """Store an answer (compacted) for the whole fleet, written in one transaction with its expiry so that Redis
+        drops it once it is stale."""
         fetched = fetched.compacted()
         key = self._key("pf", fetched.url)
         mapping = {
@@ -205,6 +209,8 @@ class RedisPolicyStore:
         await self._call(write)
 
     async def claim(self, url: str, ttl: float) -> bool:
+        """Try to become the one worker that fetches ``url``: True for the winner only. The claim lapses after ``ttl``
+        seconds, so a worker that dies holding it blocks nobody for long."""
         token = f"{self.worker}:{uuid.uuid4().hex[:8]}"
         won = await self._call(lambda r: r.set(self._key("claim", url), token, nx=True, px=max(1, int(ttl * 1000))))
         if won:
@@ -212,6 +218,8 @@ class RedisPolicyStore:
         return bool(won)
 
     async def release(self, url: str) -> None:
+        """Give up this worker's own claim on ``url`` (a lapsed claim another worker took is left alone); best effort,
+        since an unreleased claim expires anyway."""
         token = self._claims.pop(url, None)
         if token is None:
             return
@@ -241,6 +249,7 @@ class RedisPolicyStore:
         await self._call(lambda r: self._script(_TOUCH)(keys=[key], args=[step, GATE_MEMORY_MS], client=r))
 
     async def close(self) -> None:
+        """Close the Redis connection; a server that is already gone is not an error at shutdown."""
         if self._client is not None:
             try:
                 await self._client.aclose()

@@ -84,6 +84,8 @@ class SigningDownloadHandler:
         return cls(crawler)
 
     def sign(self, request: Request) -> None:
+        """Add the Web Bot Auth signature fields for this exact request (authority and path); a request that cannot be
+        signed is refused with IgnoreRequest, never sent unsigned."""
         host = request.headers.get(b"Host")
         try:
             fields = self.signer.sign(request.method, request.url, host.decode("latin-1") if host else None)
@@ -97,6 +99,7 @@ class SigningDownloadHandler:
         self.stats.inc_value("optout/signing/signed")
 
     async def download_request(self, request: Request) -> Response:
+        """Sign the request, then let the wrapped Scrapy handler download it (old-style Deferred handlers included)."""
         self.sign(request)
         if self._old_style:
             return await maybe_deferred_to_future(self.inner.download_request(request, self.crawler.spider))
@@ -104,6 +107,7 @@ class SigningDownloadHandler:
         return response
 
     async def close(self) -> None:
+        """Close the wrapped handler, whichever way it closes (coroutine, Deferred or plain call)."""
         close = getattr(self.inner, "close", None)
         if close is None:
             return
@@ -115,10 +119,14 @@ class SigningDownloadHandler:
 
 
 class SigningHTTPDownloadHandler(SigningDownloadHandler):
+    """The signing wrapper installed for ``http`` URLs."""
+
     scheme = "http"
 
 
 class SigningHTTPSDownloadHandler(SigningDownloadHandler):
+    """The signing wrapper installed for ``https`` URLs."""
+
     scheme = "https"
 
 

@@ -78,6 +78,7 @@ class PolicyStore:
         return fetched, expires
 
     async def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
+        """The stored answer with its expiry; None when absent or expired."""
         return self.load(url, now)
 
     def site(self, origin: str, policy: Policy) -> SitePolicy | None:
@@ -99,6 +100,7 @@ class PolicyStore:
             return None
 
     async def put(self, fetched: Fetched, expires: float) -> None:
+        """Store an answer (compacted) until ``expires``, replacing the previous one for its URL."""
         fetched = fetched.compacted()
         self.db.execute(
             "INSERT OR REPLACE INTO policy_file VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -115,12 +117,15 @@ class PolicyStore:
         )
 
     async def claim(self, url: str, ttl: float) -> bool:
+        """Always True: one process owns the file, and SiteCache's single flight already keeps each fetch single."""
         return True
 
     async def release(self, url: str) -> None:
+        """Nothing to release: claims always succeed here."""
         return None
 
     async def close(self) -> None:
+        """Close the SQLite database."""
         self.db.close()
 
 
@@ -148,6 +153,8 @@ class SingleFlight:
         self._waiting: dict[str, list[Deferred[Any]]] = {}
 
     async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        """The result of ``work()``, run once for ``key`` however many callers ask while it runs; each gets the same
+        result or the same exception."""
         waiters = self._waiting.get(key)
         if waiters is not None:
             waiter: Deferred[T] = Deferred()
@@ -210,6 +217,8 @@ class SiteCache:
         return entry.site
 
     async def get(self, origin: str) -> SitePolicy:
+        """The origin's policy: from memory when fresh, else loaded once for every caller (store first, then the
+        network). Never raises for the origin's failures, which become fail-closed signals."""
         site = self.cached(origin)
         if site is not None:
             return site
@@ -326,6 +335,7 @@ class SiteCache:
         return fetched, self.clock() + (self.recheck if failed else self.ttl)
 
     async def close(self) -> None:
+        """Close the persistent store, if there is one."""
         if self.store is not None:
             await self.store.close()
 

@@ -59,6 +59,9 @@ def fetched_from_response(response: Response, url: str | None = None, limit: int
 
 
 class OptOutState:
+    """Everything the opt-out components of one crawler share (configuration, policy, origin cache, registry recorder,
+    counters); obtain it with :meth:`of`, which makes one per crawler."""
+
     def __init__(self, crawler: Crawler, config: OptOutConfig) -> None:
         self.crawler = crawler
         self.config = config
