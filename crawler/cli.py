@@ -60,6 +60,7 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``optout`` argument parser with every subcommand."""
     parser = cliargs.OneLineParser(prog="optout", description="Honour copyright and AI opt-outs, and prove it.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_policy(args: argparse.Namespace) -> Policy:
+    """The Policy the common options name; one that cannot be used is a usage error (CliError), not a traceback."""
     try:
         return Policy.build(
             purpose=args.purpose,
@@ -286,6 +288,7 @@ def format_decision(decision: Decision) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``optout check``: whether URLs may be used for the purpose; exit 0 when all may, 1 when one may not."""
     from crawler.check import Checker, UsageError, validate_url
     from crawler.fetcher import RequestsFetcher
 
@@ -334,6 +337,7 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
+    """``optout crawl``: run the compliant spider under the add-on; items, decisions and registry go to --out."""
     import os
 
     from rich.console import Console
@@ -463,12 +467,14 @@ def crawl_exit_status(console: Console, out: Path, result: CrawlResult, distribu
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``optout demo``: crawl a local fixture web showing each kind of opt-out, end to end."""
     from crawler.demo import run_demo
 
     return run_demo(Path(args.out))
 
 
 def cmd_disclose(args: argparse.Namespace) -> int:
+    """``optout disclose``: write the public page about the crawler, as HTML and JSON."""
     from crawler.disclose import DisclosureError, run_disclose
 
     try:
@@ -478,6 +484,7 @@ def cmd_disclose(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_request(args: argparse.Namespace) -> int:
+    """``optout verify-request``: check a request's Web Bot Auth signature as a site would."""
     from crawler.keydir import run_verify_request
     from middlewares.httpsig import SignatureError
 
@@ -488,6 +495,7 @@ def cmd_verify_request(args: argparse.Namespace) -> int:
 
 
 def cmd_filter(args: argparse.Namespace) -> int:
+    """``optout filter``: keep the WARC records whose pages may be used for the purpose."""
     from crawler.warcfilter import FilterError, run_filter
 
     policy = make_policy(args)
@@ -498,6 +506,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_recheck(args: argparse.Namespace) -> int:
+    """``optout recheck``: purge lists for what a corpus took in before its sources opted out."""
     from crawler.recheck import RecheckError, run_recheck
 
     policy = make_policy(args)
@@ -508,6 +517,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    """``optout summary``: the public summary of training content (AI Act Art. 53(1)(d)) from crawl evidence."""
     try:
         return run_summary(args)
     except SummaryError as exc:
@@ -515,6 +525,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``optout`` entry point: run one subcommand and return its exit status; an error is one line on stderr with
+    status 2 (a traceback only with --debug)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -196,14 +196,17 @@ class Registry:
         self.close()
 
     def close(self) -> None:
+        """Close the store; the registry cannot be used afterwards."""
         self._store.close()
 
     @property
     def backend(self) -> str:
+        """The store's kind, ``sqlite`` or ``postgresql``."""
         return self._store.kind
 
     @property
     def location(self) -> str:
+        """Where the store is, for messages: the SQLite file's absolute path, or the PostgreSQL URL without password."""
         return self._store.location
 
     # -- keys -------------------------------------------------------------------------------------------------
@@ -340,12 +343,16 @@ class Registry:
         return TileReader(self.size if size is None else size, self._store.read_tile, cache_tiles=1024)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """The Merkle audit path of entry ``index`` in the tree of ``size`` entries (default: the latest checkpoint);
+        RegistryError when the entry is not in that tree."""
         reader = self.reader(size)
         if not 0 <= index < reader.size:
             raise RegistryError(f"index {index} is not in the log (size {reader.size})")
         return inclusion_proof(index, reader.size, reader.hash_at)
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """The proof that the tree of ``old`` entries is a prefix of the tree at ``new`` (default: the latest
+        checkpoint): what shows that the log only ever grew."""
         reader = self.reader(new)
         if not 0 < old <= reader.size:
             raise RegistryError(f"no consistency proof from size {old} to {reader.size}")
@@ -362,12 +369,15 @@ class Registry:
         return format_proof(index, self.inclusion_proof(index, size), note)
 
     def leaf(self, index: int) -> bytes:
+        """The stored bytes of entry ``index``, whose hash is its Merkle leaf; RegistryError when there is no such
+        entry."""
         leaf = self._store.leaf(index)
         if leaf is None:
             raise RegistryError(f"no entry {index}")
         return leaf
 
     def evidence(self, sha256_hex: str) -> bytes | None:
+        """Stored evidence by the SHA-256 (hex) a record cites; None when it is unknown, not stored or not hex."""
         try:
             key = bytes.fromhex(sha256_hex)
         except ValueError:
@@ -495,6 +505,8 @@ class Registry:
         return SiteProof(size, note, sites_note, key, count, root, site_map.prove(key), indices)
 
     def stats(self) -> dict[str, Any]:
+        """What ``optout registry stats`` reports: the backend and key, the tree size and root, entry, pending and
+        checkpoint counts, and the evidence stored."""
         latest = self._store.latest_checkpoint()
         count, size = self._store.evidence_stats()
         out: dict[str, Any] = {

@@ -91,6 +91,7 @@ class VerifyReport:
     lines: list[str] = field(default_factory=list)
 
     def text(self) -> str:
+        """The report as people read it: each check's line, each problem, then a final VALID or NOT VALID line."""
         out = list(self.lines)
         out += [f"PROBLEM: {p}" for p in self.problems]
         verdict = "VALID" if self.ok else f"NOT VALID ({len(self.problems)} problem(s))"
@@ -699,6 +700,8 @@ def _read_arg(value: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m optout_registry.verify``: check an export offline against a pinned verifier key; exit 0 when valid, 1
+    when not, 2 for unusable arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m optout_registry.verify",
         description="Verify a registry export offline against a pinned verifier key.",

@@ -32,6 +32,8 @@ MAX_LINE_CHARS = 4096
 
 @dataclass(frozen=True)
 class AiTxtRule:
+    """One ``Allow``/``Disallow`` line of an ai.txt group."""
+
     allow: bool
     pattern: str  # as written (after the leading-character fix-ups above)
     line: int
@@ -40,6 +42,8 @@ class AiTxtRule:
 
 @dataclass
 class AiTxtGroup:
+    """One ai.txt group: the tokens it names and its rules in file order."""
+
     agents: list[str] = field(default_factory=list)  # lower-case product tokens; "*" for everyone
     rules: list[AiTxtRule] = field(default_factory=list)
     line: int = 0
@@ -47,6 +51,9 @@ class AiTxtGroup:
 
 @dataclass
 class AiTxt:
+    """A parsed ai.txt file (Spawning's robots.txt-like syntax): its groups, and notes on what the parser could not read
+    as written."""
+
     groups: list[AiTxtGroup] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

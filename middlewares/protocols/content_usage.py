@@ -291,9 +291,11 @@ class UsageRule:
 
     @property
     def length(self) -> int:
+        """Specificity for longest-match precedence, counted as for robots.txt rules; 0 for a rule without a path."""
         return compile_pattern(self.path).length if self.path else 0
 
     def matches(self, normalised_path: str) -> bool:
+        """Whether the rule covers a path already normalised; a rule without a path covers every path."""
         return not self.path or compile_pattern(self.path).matches(normalised_path)
 
 

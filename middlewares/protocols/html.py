@@ -59,6 +59,7 @@ class Tag:
         return self._attrs
 
     def get(self, name: str, default: str = "") -> str:
+        """One attribute's value; ``default`` when the tag does not have it."""
         return self.attrs.get(name, default)
 
     def mentions(self, text: str) -> bool:
@@ -127,18 +128,21 @@ class HtmlHead:
 
     @property
     def metas(self) -> tuple[Tag, ...]:
+        """Every ``<meta>`` tag in document order; walks all tags once, so prefer :meth:`metas_mentioning` for a few."""
         if self._metas is None:
             self._metas = tuple(_tags(*self._prepared(), "meta"))
         return self._metas
 
     @property
     def links(self) -> tuple[Tag, ...]:
+        """Every ``<link>`` tag in document order; walks all tags once, so prefer :meth:`links_mentioning` for a few."""
         if self._links is None:
             self._links = tuple(_tags(*self._prepared(), "link"))
         return self._links
 
     @property
     def title(self) -> str:
+        """The ``<title>`` text, entity-decoded, trimmed and cut to 500 characters; empty when there is none."""
         if self._title is None:
             text, _, skipped = self._prepared()
             found = _TITLE.search(text)
@@ -173,6 +177,8 @@ class HtmlHead:
 
     @property
     def text_length(self) -> int:
+        """How much visible text the page holds, computed once: the access checks tell a login wall's short page from a
+        full page by it."""
         if self._text_length is None:
             self._text_length = _visible_text_length(self._body)
         return self._text_length

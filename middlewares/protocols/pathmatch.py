@@ -118,6 +118,8 @@ class Pattern:
 
 @lru_cache(maxsize=4096)
 def compile_pattern(text: str) -> Pattern:
+    """A robots.txt-style path pattern, compiled once and shared: the same patterns recur across groups, files and
+    origins."""
     return Pattern(text)
 
 

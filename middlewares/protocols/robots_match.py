@@ -39,6 +39,7 @@ class Rule:
 
     @property
     def directive(self) -> str:
+        """``Allow`` or ``Disallow``, as the reasons users read spell it."""
         return "Allow" if self.allow else "Disallow"
 
     @property
@@ -51,6 +52,8 @@ class Rule:
         return self._compiled.matches(path)
 
     def describe(self) -> str:
+        """The rule and its line as users read it in a reason (``line 4: Disallow: /private/``); an implied rule shows
+        the pattern actually written."""
         return f"line {self.line}: {self.directive}: {self.via or self.pattern}"
 
 
@@ -134,6 +137,7 @@ class SelectedGroup:
         return self._label_by_line.get(rule.line, self.agent)
 
     def describe(self) -> str:
+        """Which ``User-agent`` group applied, and on which lines, for the reasons users read."""
         if not self.groups:
             return "no User-agent group applies"
         lines = [g.line for g in self.groups]
@@ -153,6 +157,8 @@ class RobotsMatch:
     reason: str = ""
 
     def describe(self) -> str:
+        """Why the path is allowed or not, in one phrase: the deciding rule and its group, the fixed reason, or that
+        nothing matched."""
         if self.rule is not None:
             return f"{self.rule.describe()} (User-agent: {self.group.label_for(self.rule)})"
         if self.reason:
@@ -363,6 +369,8 @@ def is_valid_token(value: str) -> bool:
 
 
 def lenient_keys(value: str) -> set[str]:
+    """The tokens a ``User-agent`` value names under the lenient reading: each comma-separated item up to its first
+    ``/`` or blank, lower-case (``ExampleBot/1.0`` names examplebot)."""
     keys: set[str] = set()
     for item in value.split(","):
         item = item.strip()
@@ -377,6 +385,8 @@ def lenient_keys(value: str) -> set[str]:
 
 
 def strict_key(value: str) -> str:
+    """The token a ``User-agent`` value names under RFC 9309's strict reading: the value itself, lower-case, when it is
+    ``*`` or a valid token; empty otherwise."""
     value = value.strip()
     if value == "*" or is_valid_token(value):
         return value.lower()

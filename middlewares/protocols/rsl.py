@@ -283,6 +283,8 @@ def _add(out: list[str], uri: str, base_url: str) -> None:
 
 @dataclass
 class RslPayment:
+    """A ``<payment>`` of an RSL licence: its type, any amounts, and the standard or custom terms it points to."""
+
     type: str  # lower-case, "" when absent
     amounts: list[tuple[str, str]] = field(default_factory=list)  # (amount text, currency)
     standard: list[str] = field(default_factory=list)
@@ -298,10 +300,13 @@ class RslPayment:
         return False
 
     def applies_to(self, purpose: Purpose) -> bool:
+        """Whether the payment concerns ``purpose``: ``training`` and ``inference`` payments concern one purpose each,
+        any other type every purpose."""
         only = PURPOSE_PAYMENT_TYPES.get(self.type)
         return only is None or only is purpose
 
     def describe(self) -> str:
+        """The payment in a few words (type and up to three amounts), for the reasons users read."""
         text = f"payment type={self.type or '(none)'}"
         if self.amounts:
             text += " " + ", ".join(f"{a} {c}".strip() for a, c in self.amounts[:3])
@@ -317,6 +322,8 @@ def _is_zero(text: str) -> bool:
 
 @dataclass
 class RslLicense:
+    """One ``<license>``: what it permits and prohibits (lower-case tokens by ``type``) and the payments it asks for."""
+
     permits: dict[str, set[str]] = field(default_factory=dict)  # type -> tokens (lower-case)
     prohibits: dict[str, set[str]] = field(default_factory=dict)
     payments: list[RslPayment] = field(default_factory=list)
@@ -324,6 +331,8 @@ class RslLicense:
 
 @dataclass
 class RslContent:
+    """One ``<content>`` element: the URL it licenses, its licence server and its licences."""
+
     url: str
     server: str = ""
     licenses: list[RslLicense] = field(default_factory=list)
@@ -331,6 +340,9 @@ class RslContent:
 
 @dataclass
 class RslDocument:
+    """A parsed RSL file: its ``<content>`` elements, the namespace it was written in and notes on what was not
+    understood."""
+
     contents: list[RslContent] = field(default_factory=list)
     namespace: str = RSL_NAMESPACE
     notes: list[str] = field(default_factory=list)

@@ -66,12 +66,15 @@ class Signal:
         return Signal(self.protocol, self.where, self.value, self.rule, self.verdicts, source, self.note)
 
     def verdict(self, purpose: Purpose) -> Verdict:
+        """The verdict for one purpose; UNKNOWN when the statement does not speak to it."""
         return self.verdicts.get(purpose, Verdict.UNKNOWN)
 
     def denies(self, purpose: Purpose) -> bool:
+        """Whether the statement reserves ``purpose``: only an explicit DISALLOW does."""
         return self.verdicts.get(purpose) is Verdict.DISALLOW
 
     def denied_purposes(self) -> list[str]:
+        """The names of the purposes it reserves, in a fixed order, for JSON and registry records."""
         return [p.value for p in ALL_PURPOSES if self.denies(p)]
 
 

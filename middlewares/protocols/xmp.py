@@ -69,6 +69,8 @@ class XmpDoc:
         return list(self.props.get((namespace_uri, local_name), ()))
 
     def namespaces(self) -> set[str]:
+        """The namespace URIs the packet's properties use, so a caller can skip a packet that says nothing in its
+        vocabulary."""
         return {ns for ns, _ in self.props}
 
 
