@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from crawler.fixtureweb import FixtureWeb
+from tests.support.browser import browser  # noqa: F401  (a fixture: one headless Chromium per test module)
 from tests.support.fleet import redis_prefix  # noqa: F401  (a fixture)
 
 # .ci/run sets this: there, a test that would skip because PostgreSQL, Redis, redis-server, Chromium, node or an

@@ -18,7 +18,7 @@ from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares import pacing
 from middlewares.addon import SPIDER_MIDDLEWARES
 from middlewares.pacing import POLL, LazyStartMiddleware
-from tests.test_scrapy_e2e import crawl
+from tests.support.scrapyproject import crawl
 
 
 def test_start_requests_wait_while_the_engine_needs_to_back_out(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 from warcio.warcwriter import WARCWriter  # noqa: E402
 
-from tests.test_filter import DATE, capture  # noqa: E402
+from tests.support.warc import DATE, capture  # noqa: E402
 
 AGENT = "OptOutBot"
 TEXT = "text/plain"

@@ -12,89 +12,16 @@ installed with apt-get when missing and running as root; otherwise the tests are
 
 from __future__ import annotations
 
-import base64
-import socket
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import requests
-
 from crawler.report import render_report
 from crawler.runsummary import SiteRow
-from tests.support.browser import BROKEN_WORDS_JS, CHROMEDRIVER, CHROMIUM, FLAGS, artifacts_dir, require_chromium
+from tests.support.browser import BROKEN_WORDS_JS, Browser, artifacts_dir
 
 PROTOCOLS = ["robots", "tdmrep", "content-usage", "content-signal", "robots-tag", "ai-txt", "rsl", "access", "fetch"]
-
-
-class Browser:
-    """The few WebDriver commands these tests need."""
-
-    def __init__(self, base: str, session: str) -> None:
-        self.base = f"{base}/session/{session}"
-
-    def cmd(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        reply = requests.request(method, self.base + path, json=body, timeout=120)
-        value = reply.json().get("value")
-        if reply.status_code != 200:
-            raise AssertionError(f"webdriver {path}: {value}")
-        return value
-
-    def open(self, path: Path) -> float:
-        started = time.monotonic()
-        self.cmd("POST", "/url", {"url": path.resolve().as_uri()})
-        return time.monotonic() - started
-
-    def js(self, script: str, *args: Any) -> Any:
-        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
-
-    def screenshot(self, path: Path) -> Path:
-        path.write_bytes(base64.b64decode(self.cmd("GET", "/screenshot")))
-        print(f"screenshot: {path}")
-        return path
-
-    def console_errors(self) -> list[str]:
-        entries = self.cmd("POST", "/se/log", {"type": "browser"}) or []
-        return [e["message"] for e in entries if e.get("level") == "SEVERE"]
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    require_chromium("the browser tests")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    driver = subprocess.Popen(
-        [str(CHROMEDRIVER), f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(base + "/status", timeout=2).json()["value"]["ready"]:
-                    break
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            time.sleep(0.1)
-        profile = tmp_path_factory.mktemp("chromium-profile")
-        caps = {
-            "browserName": "chrome",
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {"binary": str(CHROMIUM), "args": [*FLAGS, f"--user-data-dir={profile}"]},
-        }
-        reply = requests.post(base + "/session", json={"capabilities": {"alwaysMatch": caps}}, timeout=120).json()
-        session = reply["value"]["sessionId"]
-        browser = Browser(base, session)
-        browser.cmd("POST", "/window/rect", {"width": 1300, "height": 1000})
-        yield browser
-        requests.delete(f"{base}/session/{session}", timeout=30)
-    finally:
-        driver.terminate()
-        driver.wait(timeout=10)
 
 
 def synthetic(out: Path, sites: int) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from crawler.fixtureweb import FixtureWeb
 from tests.support import politeweb
 from tests.support.run import run_cli
-from tests.test_scrapy_e2e import crawl
+from tests.support.scrapyproject import crawl
 
 
 def test_scrapy_addon_reads_robots_first(web: FixtureWeb, tmp_path: Path) -> None:

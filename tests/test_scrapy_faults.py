@@ -15,7 +15,7 @@ import pytest
 
 from crawler.fixtureweb import FixtureWeb, Route, page
 from middlewares.engine import ROBOTS_LIMIT
-from tests.test_scrapy_e2e import crawl, registry_records
+from tests.support.scrapyproject import crawl, registry_records
 
 TEXT = "text/plain"
 ALLOW_ALL = "User-agent: *\nAllow: /\n"

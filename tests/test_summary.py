@@ -20,20 +20,13 @@ from crawler.fixtureweb import FixtureWeb, Route
 from crawler.summary_template import listed_count
 from middlewares.policy import MANDATORY_PROTOCOLS
 from tests.support.run import run_cli
+from tests.support.summary import demo_crawl, summarise
 
 OUTPUTS = ("summary.md", "summary.html", "summary.json", "domains.csv")
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def summarise(*args: str) -> dict[str, Any]:
-    out = Path(args[args.index("--out") + 1])
-    proc = run_cli("summary", *args, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    return json.loads((out / "summary.json").read_text())
 
 
 def by_domain(*folders: Path) -> dict[str, list[int]]:
@@ -59,16 +52,6 @@ def registry_protocols(db: Path) -> Counter[str]:
 
     with Registry.open(f"sqlite:///{db}", create=False) as reg:
         return Counter(e.record["rule"]["protocol"] for e in reg.records())
-
-
-def demo_crawl(out: Path) -> Path:
-    """``optout demo``: its crawl must answer every fixture URL as expected. Its later steps (bundle export and
-    verification, the disclosure page) are not what a summary reads, and are tested in tests/test_crawl_demo.py."""
-    proc = run_cli("demo", "--out", str(out), timeout=120)
-    assert "UNEXPECTED" not in proc.stdout and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
-    for name in ("run.json", "items.jsonl", "decisions.jsonl", "registry.db", "summary.json"):
-        assert (out / name).exists(), proc.stdout + proc.stderr
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +234,7 @@ warcio = pytest.importorskip("warcio")
 def test_a_filter_run_contributes_what_it_kept(tmp_path: Path) -> None:
     """``optout filter`` over a WARC (live robots.txt and tdmrep.json from the fixture web), then its folder and its
     registry summarised: the kept bytes are the bodies the fixture allows, the opt-outs the registry's records."""
-    from tests.test_filter import AGENT, TEXT, pages, write_warc
+    from tests.support.warc import AGENT, TEXT, pages, write_warc
 
     with FixtureWeb() as web:
         web.site("open", {"/robots.txt": Route(body="User-agent: *\nAllow: /\n", content_type=TEXT)})

@@ -1,4 +1,4 @@
-"""summary.html of ``optout summary`` in headless Chromium (the WebDriver set-up of tests/test_report_browser.py):
+"""summary.html of ``optout summary`` in headless Chromium (the WebDriver set-up of tests/support/browser.py):
 the template's headings are there in order and visible, the provider's blanks stand out, the tables show the
 figures of summary.json, nothing runs off the page sideways, nothing is asked of the network and no script error
 is logged. Screenshots go to artifacts_dir("summary")."""
@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from crawler.summary_template import SECTIONS
-from tests.support.browser import artifacts_dir
-from tests.test_report_browser import Browser, browser  # noqa: F401 (the module-scoped WebDriver session)
-from tests.test_summary import demo_crawl, summarise
+from tests.support.browser import Browser, artifacts_dir
+from tests.support.summary import demo_crawl, summarise
 
 CHECK = """
 const heads = Array.from(document.querySelectorAll('h2[id], h3[id]')).map(h => [h.id, h.textContent,
@@ -28,7 +27,7 @@ return {
 """
 
 
-def test_the_summary_renders(browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+def test_the_summary_renders(browser: Browser, tmp_path: Path) -> None:
     demo = demo_crawl(tmp_path / "demo")
     out = tmp_path / "summary"
     data = summarise(str(demo), "--out", str(out), "--provider", "Example AI", "--model", "example-1.0")

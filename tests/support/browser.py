@@ -7,17 +7,25 @@
   fresh ``--user-data-dir`` per session keeps runs independent.
 * Screenshots go to ``artifacts_dir(name)``: $OPTOUT_ARTIFACTS/<name> if set, else <tmp>/optout-artifacts/<name>.
 
-(tests/test_report_browser.py drives the same binaries over plain WebDriver HTTP with the same install logic.)
+``Browser`` and the module-scoped ``browser`` fixture drive the same binaries over plain WebDriver HTTP (the
+report and summary tests); the service's browser test uses Selenium.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
+import requests
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -116,3 +124,69 @@ for (const root of document.querySelectorAll(arguments[0])) {
 }
 return broken;
 """
+
+
+class Browser:
+    """The few WebDriver commands these tests need."""
+
+    def __init__(self, base: str, session: str) -> None:
+        self.base = f"{base}/session/{session}"
+
+    def cmd(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        reply = requests.request(method, self.base + path, json=body, timeout=120)
+        value = reply.json().get("value")
+        if reply.status_code != 200:
+            raise AssertionError(f"webdriver {path}: {value}")
+        return value
+
+    def open(self, path: Path) -> float:
+        started = time.monotonic()
+        self.cmd("POST", "/url", {"url": path.resolve().as_uri()})
+        return time.monotonic() - started
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def screenshot(self, path: Path) -> Path:
+        path.write_bytes(base64.b64decode(self.cmd("GET", "/screenshot")))
+        print(f"screenshot: {path}")
+        return path
+
+    def console_errors(self) -> list[str]:
+        entries = self.cmd("POST", "/se/log", {"type": "browser"}) or []
+        return [e["message"] for e in entries if e.get("level") == "SEVERE"]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    require_chromium("the browser tests")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    driver = subprocess.Popen(
+        [str(CHROMEDRIVER), f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(base + "/status", timeout=2).json()["value"]["ready"]:
+                    break
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        caps = {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {"binary": str(CHROMIUM), "args": [*FLAGS, f"--user-data-dir={profile}"]},
+        }
+        reply = requests.post(base + "/session", json={"capabilities": {"alwaysMatch": caps}}, timeout=120).json()
+        session = reply["value"]["sessionId"]
+        browser = Browser(base, session)
+        browser.cmd("POST", "/window/rect", {"width": 1300, "height": 1000})
+        yield browser
+        requests.delete(f"{base}/session/{session}", timeout=30)
+    finally:
+        driver.terminate()
+        driver.wait(timeout=10)
