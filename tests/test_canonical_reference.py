@@ -34,6 +34,7 @@ from optout_registry.record import (
     SCHEMA_VERSION,
     RecordError,
 )
+from tests.support.registry import spec_sample
 
 # ---------------------------------------------------------------------------------------------------------------
 # The previous implementation (optout_registry/record.py before issue 18), unchanged but for this module's imports
@@ -45,7 +46,6 @@ _TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s]+\Z")
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Generic JSON-value rules (what makes JCS unambiguous)
@@ -276,26 +276,7 @@ def reference_canonical(record: Mapping[str, Any]) -> bytes:
 # ---------------------------------------------------------------------------------------------------------------
 # The new path against the previous one
 
-SAMPLE = {
-    "v": 1,
-    "type": "optout.honoured",
-    "id": "0192f3a4-5b6c-7d8e-9f00-112233445566",
-    "salt": "q83vEjRWeJCrze8SNFZ4kA",
-    "observed_at": "2026-11-22T23:59:59.123456Z",
-    "crawler": {"operator": "example-crawler.com", "agent_token": "ExampleBot", "node": "node-7"},
-    "target": {"url": "https://news.example.net/2026/11/article.html", "site": "example.net"},
-    "mechanism": "robots.txt",
-    "purposes": ["AI_TRAIN", "TDM"],
-    "rule": {"group": "ExampleBot", "directive": "Disallow", "pattern": "/2026/", "line": 4},
-    "decision": "not_fetched",
-    "evidence": {
-        "url": "https://news.example.net/robots.txt",
-        "fetched_at": "2026-11-22T23:40:02Z",
-        "status": 200,
-        "sha256": "e2f2df61401cb6e1b79a4b048190dcddef22ccb60941cc1ed0a78c7cc7d103dc",
-        "length": 41,
-    },
-}
+SAMPLE = spec_sample()
 
 
 def outcome(fn: Any, record: Any) -> bytes | str:

@@ -29,6 +29,7 @@ from optout_registry.record import (
     registrable_domain,
     validate,
 )
+from tests.support.registry import spec_sample
 
 SAMPLE = (
     b'{"crawler":{"agent_token":"ExampleBot","node":"node-7","operator":"example-crawler.com"},'
@@ -49,26 +50,8 @@ def sample() -> dict:
 
 
 def test_sample_record_exact_bytes_and_leaf_hash():
-    record = {
-        "v": 1,
-        "type": "optout.honoured",
-        "id": "0192f3a4-5b6c-7d8e-9f00-112233445566",
-        "salt": "q83vEjRWeJCrze8SNFZ4kA",
-        "observed_at": "2026-11-22T23:59:59.123456Z",
-        "crawler": {"operator": "example-crawler.com", "agent_token": "ExampleBot", "node": "node-7"},
-        "target": {"url": "https://news.example.net/2026/11/article.html", "site": "example.net"},
-        "mechanism": "robots.txt",
-        "purposes": ["AI_TRAIN", "TDM"],
-        "rule": {"group": "ExampleBot", "directive": "Disallow", "pattern": "/2026/", "line": 4},
-        "decision": "not_fetched",
-        "evidence": {
-            "url": "https://news.example.net/robots.txt",
-            "fetched_at": "2026-11-22T23:40:02Z",
-            "status": 200,
-            "sha256": hashlib.sha256(ROBOTS).hexdigest(),
-            "length": 41,  # as published in REGISTRY.md §8, although the body above is 40 bytes
-        },
-    }
+    record = spec_sample()
+    assert record["evidence"]["sha256"] == hashlib.sha256(ROBOTS).hexdigest()  # the spec's robots.txt body
     assert canonical(record) == SAMPLE
     assert rfc8785.dumps(record) == SAMPLE
     assert leaf_hash(SAMPLE).hex() == SAMPLE_LEAF_HASH

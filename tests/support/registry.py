@@ -124,3 +124,27 @@ class Raw:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def spec_sample() -> dict[str, Any]:
+    """The sample record of REGISTRY.md §8, whose exact leaf bytes and leaf hash the spec publishes."""
+    return {
+        "v": 1,
+        "type": "optout.honoured",
+        "id": "0192f3a4-5b6c-7d8e-9f00-112233445566",
+        "salt": "q83vEjRWeJCrze8SNFZ4kA",
+        "observed_at": "2026-11-22T23:59:59.123456Z",
+        "crawler": {"operator": "example-crawler.com", "agent_token": "ExampleBot", "node": "node-7"},
+        "target": {"url": "https://news.example.net/2026/11/article.html", "site": "example.net"},
+        "mechanism": "robots.txt",
+        "purposes": ["AI_TRAIN", "TDM"],
+        "rule": {"group": "ExampleBot", "directive": "Disallow", "pattern": "/2026/", "line": 4},
+        "decision": "not_fetched",
+        "evidence": {
+            "url": "https://news.example.net/robots.txt",
+            "fetched_at": "2026-11-22T23:40:02Z",
+            "status": 200,
+            "sha256": "e2f2df61401cb6e1b79a4b048190dcddef22ccb60941cc1ed0a78c7cc7d103dc",
+            "length": 41,
+        },
+    }
