@@ -163,13 +163,18 @@ class Hashed:
         return {"run": run, "file": name, "sha256": self.sha.hexdigest(), "bytes": self.size}
 
 
+def open_input(path: Path) -> IO[bytes]:
+    """A RUN's file opened for reading, or a SummaryError saying in one line why it cannot be."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise SummaryError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def json_lines(path: Path, run: str, files: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The JSON objects of a JSON Lines file (a torn or foreign line is skipped, as the crawl's reader does); the
     file's hash is appended to ``files`` once it has been read to its end."""
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise SummaryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    f = open_input(path)
     with f:
         hashed = Hashed(f)
         for line in hashed:
@@ -302,10 +307,7 @@ def read_kept(path: Path, run: str, ev: Evidence, files: list[dict[str, Any]]) -
         from warcio.archiveiterator import ArchiveIterator
     except ImportError:
         raise SummaryError("reading an optout filter folder needs warcio: pip install 'optout[warc]'") from None
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise SummaryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    f = open_input(path)
     with f:
         hashed = Hashed(f)
         try:
