@@ -428,7 +428,7 @@ def run_demo(out: Path) -> int:
     registry_url = f"sqlite:///{(out / 'registry.db').resolve()}"
     console.print("Next steps:")
     for line in next_steps(out, registry_url, exported):
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)  # commands stay whole for copying
     for problem in problems:
         console.print(f"[bold red]problem:[/] {problem}")
     return 1 if problems else 0
@@ -447,6 +447,7 @@ def next_steps(out: Path, registry_url: str, site: str) -> list[str]:
         f'  3. verify the bundle yourself: optout registry verify {bundle} --vkey "$(optout registry key --registry '
         f'{registry_url})"',
         "  4. check a URL of your own: optout check https://example.com/some/page --purpose train-ai",
+        f"  5. the AI Act public summary of this crawl: optout summary {out} --out {out.parent / 'summary'}",
     ]
 
 

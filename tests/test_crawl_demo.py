@@ -37,6 +37,11 @@ def test_demo_crawls_verifies_and_prints_the_paths(tmp_path: Path) -> None:
     assert (out / "report.html").resolve().as_uri() in text
     assert f"optout serve --registry sqlite:///{(out / 'registry.db').resolve()}" in text
     assert "optout check https://" in text
+    # ... and the AI Act public summary of this crawl: the printed command runs as printed
+    [line] = [ln for ln in text.splitlines() if "optout summary " in ln]
+    summarised = run_cli(*line.split("optout ", 1)[1].split(), timeout=120)
+    assert summarised.returncode == 0, summarised.stdout + summarised.stderr
+    assert (tmp_path / "summary" / "summary.json").exists()
 
 
 def test_demo_is_twelve_sites_each_exportable(tmp_path: Path) -> None:
