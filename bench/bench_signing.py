@@ -75,7 +75,7 @@ def micro(rounds: int, n: int) -> None:
     from middlewares.signing import SigningDownloadHandler
 
     handler = SigningDownloadHandler.__new__(SigningDownloadHandler)  # what the crawl runs, without a crawler
-    handler.signer, handler.stats = signer, SimpleNamespace(inc_value=lambda *a, **k: None)
+    handler._setup(signer, SimpleNamespace(inc_value=lambda *a, **k: None))
     requests = [Request(url) for url in URLS]
 
     def scrapy_request() -> None:
@@ -113,19 +113,21 @@ def micro(rounds: int, n: int) -> None:
 
 class SignedCount:
     """Loaded on both sides of the crawl comparison alike: writes how many requests the crawl signed and how many
-    responses it got, so that the figure is known to come from a crawl that signed every request."""
+    responses it got, so that the figure is known to come from a crawl that signed every request. Read when the
+    engine has stopped: the signing handler adds its last count when the spider closes, possibly after this
+    extension's own spider_closed receiver has run."""
 
     def __init__(self, crawler) -> None:  # type: ignore[no-untyped-def]
         from scrapy import signals
 
         self.crawler = crawler
-        crawler.signals.connect(self.closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.closed, signal=signals.engine_stopped)
 
     @classmethod
     def from_crawler(cls, crawler) -> SignedCount:  # type: ignore[no-untyped-def]
         return cls(crawler)
 
-    def closed(self, spider: object) -> None:
+    def closed(self) -> None:
         stats = self.crawler.stats
         counts = {
             "signed": stats.get_value("optout/signing/signed", 0),

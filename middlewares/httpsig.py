@@ -18,12 +18,14 @@ fields on every call; a crawler signs every request, and the fixed parts of our 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -156,6 +158,13 @@ def authority(url: str | SplitResult, host: str | None = None) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
+def authority_of(scheme: str, netloc: str, host: str | None = None) -> str:
+    """:func:`authority` from a parsed URL's scheme and netloc, cached: a crawl sends many requests to each
+    authority, and the download handler derives it for every one."""
+    return authority(SplitResult(scheme, netloc, "", "", ""), host)
+
+
 def target_path(url: str | SplitResult) -> str:
     """RFC 9421 §2.2.6: the absolute path as sent, ``/`` when empty."""
     return (urlsplit(url) if isinstance(url, str) else url).path or "/"
@@ -194,28 +203,41 @@ class Signer:
         member = sf_string(self.agent)
         self.agent_header = f"{self.label}={member}"
         agent_id = f'"signature-agent";key="{self.label}"'
-        self._agent_line = f"{agent_id}: {member}\n"
-        self._components = f'("@method" "@authority" "@path" {agent_id})'
-        self._keyid = f';keyid="{self.keyid}";alg="{ALG}"'
+        # The constant parts of @signature-params around created, expires and the nonce, and the Signature-Agent
+        # line of the signature base, serialized once: per request only the variable parts are formatted.
+        components = f'("@method" "@authority" "@path" {agent_id})'
+        keyid = f';keyid="{self.keyid}";alg="{ALG}"'
+        self._params_head = f"{components};created="
+        self._params_mid = f'{keyid};nonce="' if self.nonce else keyid
+        self._params_tail = f'";tag="{TAG}"' if self.nonce else f';tag="{TAG}"'
+        self._base_tail = f'\n{agent_id}: {member}\n"@signature-params": '
+        self._input_head = f"{self.label}="
+        self._signature_head = f"{self.label}=:".encode("ascii")
+        self._sign = self.key.sign
 
     def sign(self, method: str, url: str, host: str | None = None, now: float | None = None) -> dict[str, str]:
         """The three header fields for one request: ``Signature-Agent``, ``Signature-Input``, ``Signature``."""
-        created = int(time.time() if now is None else now)
-        params = f"{self._components};created={created};expires={created + self.lifetime}{self._keyid}"
-        if self.nonce:
-            params += f';nonce="{b64url(os.urandom(32))}"'
-        params += f';tag="{TAG}"'
         parts = urlsplit(url)
-        base = (
-            f'"@method": {method}\n"@authority": {authority(parts, host)}\n"@path": {target_path(parts)}\n'
-            f'{self._agent_line}"@signature-params": {params}'
-        )
-        signature = base64.b64encode(self.key.sign(base.encode("ascii"))).decode("ascii")
+        signature_input, signature = self.sign_target(method, authority(parts, host), target_path(parts), now)
         return {
             "Signature-Agent": self.agent_header,
-            "Signature-Input": f"{self.label}={params}",
-            "Signature": f"{self.label}=:{signature}:",
+            "Signature-Input": signature_input.decode("ascii"),
+            "Signature": signature.decode("ascii"),
         }
+
+    def sign_target(self, method: str, authority: str, path: str, now: float | None = None) -> tuple[bytes, bytes]:
+        """The ``Signature-Input`` and ``Signature`` values, as bytes, for a request whose ``@authority`` and
+        ``@path`` are already derived (:func:`authority`, :func:`target_path`): what :meth:`sign` and the download
+        handler both call. A fresh ``created``, ``expires`` and nonce every call; UnicodeEncodeError for a
+        component that is not ASCII."""
+        created = int(time.time() if now is None else now)
+        params = f"{self._params_head}{created};expires={created + self.lifetime}{self._params_mid}"
+        if self.nonce:  # unpadded base64url of 32 random bytes: 43 characters
+            params += base64.urlsafe_b64encode(os.urandom(32))[:43].decode("ascii")
+        params += self._params_tail
+        base = f'"@method": {method}\n"@authority": {authority}\n"@path": {path}{self._base_tail}{params}'
+        signature = binascii.b2a_base64(self._sign(base.encode("ascii")), newline=False)
+        return (self._input_head + params).encode("ascii"), self._signature_head + signature + b":"
 
 
 # -- verification ------------------------------------------------------------------------------------------------
