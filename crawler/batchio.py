@@ -80,7 +80,9 @@ def detect_format(path: str, given: str | None = None) -> str:
     return "text"
 
 
-def _open_text(path: str) -> IO[str]:
+def open_text(path: str) -> IO[str]:
+    """A text input (plain, ``.gz`` or ``-`` for stdin) decoded as UTF-8 with or without a BOM, undecodable bytes
+    replaced: the reader of ``check --urls`` and ``recheck`` inputs; InputError if it cannot be opened."""
     if path == "-":
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="replace", newline="")
     try:
@@ -154,7 +156,7 @@ class Reader:
 
     def _text(self) -> Iterator[Chunk]:
         """One URL a line; blank lines and lines starting with ``#`` are not rows."""
-        with _open_text(self.path) as handle:
+        with open_text(self.path) as handle:
             index = 0
             urls: list[str | None] = []
             try:
@@ -173,7 +175,7 @@ class Reader:
                 yield Chunk(index, urls, [None] * len(urls))
 
     def _csv(self) -> Iterator[Chunk]:
-        with _open_text(self.path) as handle:
+        with open_text(self.path) as handle:
             dialect = "excel-tab" if self.path.lower().removesuffix(".gz").endswith(".tsv") else "excel"
             reader = csv.reader(handle, dialect=dialect)
             try:
@@ -212,7 +214,7 @@ class Reader:
                 yield chunk
 
     def _jsonl(self) -> Iterator[Chunk]:
-        with _open_text(self.path) as handle:
+        with open_text(self.path) as handle:
             index, chunk = 0, Chunk(0, [], [])
             seen: dict[str, None] = {}
             try:

@@ -33,7 +33,6 @@ outputs are written from the state file at the end, so no entry appears twice.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import sys
@@ -46,7 +45,7 @@ from queue import SimpleQueue
 from typing import IO, Any
 
 from crawler.batch import Answer, Pool, Scheduler, SharedChecker, SyncStore, checked, widen_pools
-from crawler.batchio import InputError
+from crawler.batchio import InputError, open_text
 from crawler.batchrun import open_recorder, wait_recorded
 from crawler.batchstate import BatchState, StateError
 from crawler.check import UsageError
@@ -155,12 +154,6 @@ def entry_of(data: object) -> tuple[str, str, str, str | None] | None:
     if isinstance(data.get("row"), int):
         return url, str(data["row"]), "row", _when(when)
     return url, url, "url", _when(when)
-
-
-def read_lines(path: str) -> Iterator[str]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
-        yield from f
 
 
 @dataclass
@@ -319,22 +312,23 @@ class RecheckRun:
         row = 0
         for path in self.inputs:
             try:
-                for number, text in enumerate(read_lines(path), 1):
-                    entry: Entry | None = None
-                    if text.strip():
-                        summary.rows += 1
-                        try:
-                            found = entry_of(json.loads(text))
-                            if found is not None:
-                                url, origin = checked(found[0])
-                                entry = Entry(url, origin, found[1], found[2], found[3], f"{path}:{number}")
-                                summary.allowed_then += 1
-                        except (ValueError, UsageError) as exc:
-                            self._problem(f"{path}:{number}: {str(exc)[:200]}")
-                            summary.bad_lines += 1
-                    yield row, entry
-                    row += 1
-            except (OSError, EOFError, UnicodeDecodeError) as exc:  # a damaged .gz: what was read counts
+                with open_text(path) as lines:
+                    for number, text in enumerate(lines, 1):
+                        entry: Entry | None = None
+                        if text.strip():
+                            summary.rows += 1
+                            try:
+                                found = entry_of(json.loads(text))
+                                if found is not None:
+                                    url, origin = checked(found[0])
+                                    entry = Entry(url, origin, found[1], found[2], found[3], f"{path}:{number}")
+                                    summary.allowed_then += 1
+                            except (ValueError, UsageError) as exc:
+                                self._problem(f"{path}:{number}: {str(exc)[:200]}")
+                                summary.bad_lines += 1
+                        yield row, entry
+                        row += 1
+            except (InputError, OSError, EOFError, UnicodeDecodeError) as exc:  # a damaged .gz: what was read counts
                 self._problem(f"cannot read {path} on: {exc}")
 
     def _problem(self, text: str) -> None:
