@@ -25,10 +25,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from optout_registry.service.leaves import leaf_site
 from optout_registry.service.models import CheckpointOut
 from optout_registry.service.params import b64
 from optout_registry.service.state import ServiceState
+from optout_registry.store_common import leaf_site
 
 T = TypeVar("T")
 AUTHENTICATE = {"WWW-Authenticate": "Bearer"}

@@ -1,7 +1,7 @@
 """A domain's own view, for its verified holder (or the operator): records, proofs, evidence, export, complaints.
 
 Every route checks the caller against the site key first (dependencies.require), and every leaf it serves is
-re-read for its own ``target.site`` (dependencies.owned_leaf, leaves.leaf_site): the index only says where to
+re-read for its own ``target.site`` (dependencies.owned_leaf, store_common.leaf_site): the index only says where to
 look. Answers carry ``Cache-Control: private, no-store``.
 """
 
@@ -31,7 +31,6 @@ from optout_registry.service.dependencies import (
     service_of,
     snapshot,
 )
-from optout_registry.service.leaves import leaf_site
 from optout_registry.service.models import ComplaintList, RecordProof, RecordsPage, SiteStats, error_responses
 from optout_registry.service.params import (
     API,
@@ -53,6 +52,7 @@ from optout_registry.service.params import (
     query_text,
 )
 from optout_registry.service.state import ServiceState
+from optout_registry.store_common import leaf_site
 
 router = APIRouter(prefix=f"{API}/sites/{{domain}}")
 
