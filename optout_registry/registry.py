@@ -236,9 +236,11 @@ class Registry:
 
     # -- writing ----------------------------------------------------------------------------------------------
 
-    def _prepare(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """Validate and canonicalise every record; any refusal raises before the database is touched."""
-        leaves = []
+    def _prepare(self, records: Iterable[Mapping[str, Any]]) -> tuple[list[bytes], list[str | None] | None]:
+        """Validate and canonicalise every record; any refusal raises before the database is touched. Returns the
+        leaves and, where the store indexes sites as it appends (SQLite), each record's site key."""
+        leaves: list[bytes] = []
+        valid: list[Mapping[str, Any]] = []
         for i, rec in enumerate(records):
             try:
                 if type(rec) is not dict and not isinstance(rec, Mapping):  # the ABC check costs ~0.3 µs a record
@@ -251,7 +253,14 @@ class Registry:
                     f"record #{i} refused, nothing was stored: {len(leaf)} bytes canonical, max {MAX_LEAF_BYTES}"
                 )
             leaves.append(leaf)
-        return leaves
+            valid.append(rec)
+        return leaves, self._sites_of(valid) if self._store.integrates_on_append else None
+
+    @staticmethod
+    def _sites_of(records: list[Mapping[str, Any]]) -> list[str | None] | None:
+        """Each validated record's site key: the ``target.site`` its leaf bytes hold, read from the dict the leaf
+        was just written from (a decode of the leaf would cost more)."""
+        return [site_of_record(rec) for rec in records]
 
     @staticmethod
     def _evidence_rows(evidence: Iterable[bytes] | Mapping[str, bytes] | None) -> list[tuple[bytes, bytes]]:
@@ -278,7 +287,7 @@ class Registry:
         once. SQLite: each batch of ``batch_size`` records is one transaction with its own signed checkpoint.
         PostgreSQL: the records are sequenced; ``checkpoint()`` integrates them into the tree.
         """
-        leaves = self._prepare(records)
+        leaves, sites = self._prepare(records)
         rows = self._evidence_rows(evidence)
         if not leaves:
             if rows:
@@ -291,7 +300,8 @@ class Registry:
         for start in range(0, len(leaves), self.batch_size):
             chunk = leaves[start : start + self.batch_size]
             hashes = [leaf_hash(leaf) for leaf in chunk] if self._store.integrates_on_append else []
-            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign)
+            chunk_sites = None if sites is None else sites[start : start + self.batch_size]
+            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, chunk_sites)
             indices.extend(range(first, first + len(chunk)))
         return indices
 
@@ -436,9 +446,9 @@ class Registry:
         return self._signer().sign_note(text)
 
     def index_sites(self) -> int:
-        """Bring the per-site index (site trees, site_index) up to the latest checkpoint; return the size it
-        covers. PostgreSQL's integrator keeps it there already; SQLite builds it here, from the stored entries,
-        instead of in the append transaction (docs/completeness.md). Exports and site queries call it."""
+        """Bring the per-site index (site trees and runs) up to the latest checkpoint; return the size it covers.
+        Appends keep it there already (SQLite's append transaction, PostgreSQL's integrator); this catches up a
+        registry written before it existed, from the stored entries. Exports and site queries call it."""
         self._store.ensure_sites()
         return self._store.sites_upto()
 
@@ -499,7 +509,7 @@ class Registry:
         if len(indices) != count:
             raise IntegrityError(
                 f"the site index lists {len(indices)} entries of {key} up to {size}, its site tree counts {count} "
-                "(site_index rows deleted or added)"
+                "(site_run rows deleted or added)"
             )
         sites_note = self.sites_note(size, cp.root, site_map)
         return SiteProof(size, note, sites_note, key, count, root, site_map.prove(key), indices)

@@ -127,18 +127,18 @@ class _SelfCheck:
         return rep
 
     def _check_site_totals(self, size: int, rep: CheckReport) -> None:
-        """Cheap: the site trees cover a prefix of the signed log (all of it in PostgreSQL, up to the last
-        ``ensure_sites`` in SQLite), and both their counts and the site_index rows add up to that prefix.
+        """Cheap: the site trees cover a prefix of the signed log (all of it, once caught up), and both their counts
+        and the indices the site runs list add up to that prefix.
 
-        Every valid record names a site, so a deleted or added site_index row, or a site tree rolled back, shows
-        here at start-up (check --full then says which site)."""
+        Every valid record names a site, so a deleted, shortened or added site_run row, or a site tree rolled
+        back, shows here at start-up (check --full then says which site)."""
         upto = self.store.sites_upto()
         total, rows = self.store.site_totals()
         if upto > size:
             rep.fail(f"site trees cover {upto} entries but the latest checkpoint covers only {size}")
         if total != upto or rows != upto:
             rep.fail(
-                f"site index holds {rows} rows and the site trees count {total} entries, but they cover {upto} "
+                f"site index lists {rows} entries and the site trees count {total}, but they cover {upto} "
                 "entries (site index rows deleted or added)"
             )
         elif upto:
@@ -252,7 +252,7 @@ class _SelfCheck:
 class _SiteReplay:
     """check --full's recomputation of the per-site index from the entries alone (docs/completeness.md, "How an
     auditor recomputes it"): site trees in log order, the site map at every signed sites note, and the stored
-    site_tree and site_index rows compared with the result."""
+    site_tree and site_run rows compared with the result."""
 
     def __init__(
         self, checker: _SelfCheck, rep: CheckReport, roots: dict[int, bytes], verifier: Verifier | None

@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS checkpoint(size bigint PRIMARY KEY, root bytea NOT NU
 CREATE TABLE IF NOT EXISTS anchor(size bigint NOT NULL REFERENCES checkpoint(size), tsa text NOT NULL,
                                   tsr bytea NOT NULL, gen_time text NOT NULL, PRIMARY KEY(size, tsa));
 CREATE TABLE IF NOT EXISTS evidence(sha256 bytea PRIMARY KEY, body bytea NOT NULL);
-CREATE TABLE IF NOT EXISTS site_index(site text NOT NULL, idx bigint NOT NULL, PRIMARY KEY(site, idx));
 CREATE TABLE IF NOT EXISTS seq_coord(id int PRIMARY KEY CHECK (id = 1), next bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS int_coord(id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, root bytea NOT NULL);
 INSERT INTO seq_coord(id, next) VALUES (1, 0) ON CONFLICT DO NOTHING;
@@ -85,9 +84,19 @@ CREATE OR REPLACE FUNCTION optout_count_evidence() RETURNS trigger LANGUAGE plpg
 BEGIN UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'evidence_rows'; RETURN NULL; END $$;
 CREATE OR REPLACE TRIGGER evidence_counted AFTER INSERT ON evidence
   FOR EACH ROW EXECUTE FUNCTION optout_count_evidence();
-CREATE OR REPLACE TRIGGER site_index_append_only BEFORE UPDATE OR DELETE ON site_index
-  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
 CREATE OR REPLACE TRIGGER site_note_append_only BEFORE UPDATE OR DELETE ON site_note
+  FOR EACH ROW EXECUTE FUNCTION optout_append_only();
+"""
+
+# The site index as runs, one row per site and integration (docs/completeness.md). A registry written before it
+# (one site_index row per entry) drops that derived index and rebuilds it from the entries at the next
+# integration; the signed sites notes stay, and the rebuilt trees must give the same maps.
+_SITE_RUN_SCHEMA = """
+DROP TABLE IF EXISTS site_index;
+DELETE FROM site_tree;
+DELETE FROM meta WHERE key = 'sites_upto';
+CREATE TABLE site_run(site text NOT NULL, first bigint NOT NULL, idxs bytea NOT NULL, PRIMARY KEY(site, first));
+CREATE OR REPLACE TRIGGER site_run_append_only BEFORE UPDATE OR DELETE ON site_run
   FOR EACH ROW EXECUTE FUNCTION optout_append_only();
 """
 
@@ -141,13 +150,14 @@ class PostgresStore(CheckpointReads):
                     )
                     if not self._one("SELECT to_regclass('int_coord') IS NOT NULL"):
                         self._conn.execute(_SCHEMA)
-            if not self._one("SELECT to_regclass('site_note') IS NOT NULL"):
-                with self._conn.transaction():
-                    self._conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
-                    )
-                    if not self._one("SELECT to_regclass('site_note') IS NOT NULL"):
-                        self._conn.execute(_SITE_SCHEMA)
+            for table, ddl in (("site_note", _SITE_SCHEMA), ("site_run", _SITE_RUN_SCHEMA)):
+                if not self._one("SELECT to_regclass(%s) IS NOT NULL", (table,)):
+                    with self._conn.transaction():
+                        self._conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
+                        )
+                        if not self._one("SELECT to_regclass(%s) IS NOT NULL", (table,)):
+                            self._conn.execute(ddl)
             self.set_meta_default("schema", SCHEMA_VERSION)
         except psycopg.Error as exc:
             self._conn.close()
@@ -183,11 +193,16 @@ class PostgresStore(CheckpointReads):
     # -- sequencing ---------------------------------------------------------------------------------------------
 
     def append(
-        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+        self,
+        leaves: list[bytes],
+        leaf_hashes: list[bytes],
+        evidence: list[tuple[bytes, bytes]],
+        sign: SignFn,
+        sites: list[str | None] | None = None,
     ) -> int:
         """Sequence one batch: contiguous indices, durable on return. Not integrated (no checkpoint) yet."""
         # The integrator recomputes hashes and sites from the stored bytes; nodes neither sign nor are trusted.
-        del leaf_hashes, sign
+        del leaf_hashes, sign, sites
         psycopg = self._psycopg
         with self._lock:
             try:
@@ -356,12 +371,10 @@ class PostgresStore(CheckpointReads):
     # -- per-site trees (docs/completeness.md), written by the integrator -------------------------------------
 
     def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
-        tree_rows, index_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+        tree_rows, run_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
         conn = self._conn
         with conn.cursor() as cur:
-            with cur.copy("COPY site_index(site, idx) FROM STDIN") as copy:
-                for row in index_rows:
-                    copy.write_row(row)
+            cur.executemany("INSERT INTO site_run(site, first, idxs) VALUES (%s, %s, %s)", run_rows)
             cur.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(
             "INSERT INTO meta(key, value) VALUES ('sites_upto', %s) "

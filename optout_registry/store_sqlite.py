@@ -38,8 +38,8 @@ CREATE TABLE IF NOT EXISTS checkpoint(size INTEGER PRIMARY KEY, root BLOB NOT NU
 CREATE TABLE IF NOT EXISTS anchor(size INTEGER NOT NULL REFERENCES checkpoint(size), tsa TEXT NOT NULL,
                                   tsr BLOB NOT NULL, gen_time TEXT NOT NULL, PRIMARY KEY(size, tsa)) STRICT;
 CREATE TABLE IF NOT EXISTS evidence(sha256 BLOB PRIMARY KEY, body BLOB NOT NULL) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS site_index(site TEXT NOT NULL, idx INTEGER NOT NULL,
-                                      PRIMARY KEY(site, idx)) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_run(site TEXT NOT NULL, first INTEGER NOT NULL, idxs BLOB NOT NULL,
+                                    PRIMARY KEY(site, first)) STRICT, WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS entry_no_update BEFORE UPDATE ON entry
     BEGIN SELECT RAISE(ABORT, 'entry is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entry_no_delete BEFORE DELETE ON entry
@@ -66,10 +66,10 @@ CREATE TABLE IF NOT EXISTS site_tree(site TEXT PRIMARY KEY, count INTEGER NOT NU
     STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS site_note(size INTEGER PRIMARY KEY, map_root BLOB NOT NULL, sites INTEGER NOT NULL,
                                      note TEXT NOT NULL) STRICT;
-CREATE TRIGGER IF NOT EXISTS site_index_no_change BEFORE UPDATE ON site_index
-    BEGIN SELECT RAISE(ABORT, 'site_index is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS site_index_no_delete BEFORE DELETE ON site_index
-    BEGIN SELECT RAISE(ABORT, 'site_index is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS site_run_no_change BEFORE UPDATE ON site_run
+    BEGIN SELECT RAISE(ABORT, 'site_run is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS site_run_no_delete BEFORE DELETE ON site_run
+    BEGIN SELECT RAISE(ABORT, 'site_run is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS site_note_no_update BEFORE UPDATE ON site_note
     BEGIN SELECT RAISE(ABORT, 'site_note is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS site_note_no_delete BEFORE DELETE ON site_note
@@ -77,6 +77,16 @@ CREATE TRIGGER IF NOT EXISTS site_note_no_delete BEFORE DELETE ON site_note
 INSERT OR IGNORE INTO meta(key, value) SELECT 'evidence_rows', count(*) FROM evidence;
 CREATE TRIGGER IF NOT EXISTS evidence_counted AFTER INSERT ON evidence
     BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'evidence_rows'; END;
+"""
+
+# A registry written before site_run (one site_index row per entry) drops that derived index and rebuilds it from
+# the entries (ensure_sites); the signed sites notes stay, and the rebuilt trees must give the same maps.
+_DROP_ROW_INDEX = """
+DROP TRIGGER IF EXISTS site_index_no_change;
+DROP TRIGGER IF EXISTS site_index_no_delete;
+DROP TABLE site_index;
+DELETE FROM site_tree;
+DELETE FROM meta WHERE key = 'sites_upto';
 """
 
 _UPSERT_TILE = (
@@ -124,14 +134,33 @@ class SqliteStore(CheckpointReads):
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            if create:
-                self._conn.executescript(_SCHEMA)
+            if create or not self._has_table("site_run"):
+                self._upgrade()
             self._conn.execute("SELECT 1 FROM entry LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
             raise RegistryError(f"cannot open SQLite registry {path}: {exc}") from None
         self._lock = threading.RLock()
         self._builder: TileBuilder | None = None  # the TileBuilder at the latest checkpoint size, or None to rebuild
         self.set_meta_default("schema", SCHEMA_VERSION)
+
+    def _has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self._conn.execute(sql, (name,)).fetchone() is not None
+
+    def _upgrade(self) -> None:
+        """Create what is missing, replacing a pre-site_run index in the same transaction (several processes may
+        open the file at once)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._has_table("site_index"):
+                for statement in _DROP_ROW_INDEX.strip().split(";\n"):
+                    self._conn.execute(statement)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.executescript(_SCHEMA)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -159,13 +188,18 @@ class SqliteStore(CheckpointReads):
     # -- write path ---------------------------------------------------------------------------------------------
 
     def append(
-        self, leaves: list[bytes], leaf_hashes: list[bytes], evidence: list[tuple[bytes, bytes]], sign: SignFn
+        self,
+        leaves: list[bytes],
+        leaf_hashes: list[bytes],
+        evidence: list[tuple[bytes, bytes]],
+        sign: SignFn,
+        sites: list[str | None] | None = None,
     ) -> int:
         """Append one batch in one transaction and return the index of its first entry.
 
-        The site trees are not touched here (``ensure_sites`` brings them up to date when a site is proved): at
-        100,000 records/s every microsecond a record costs is 10 % of the budget, and the per-record hashing and
-        index rows cost several (docs/completeness.md, "Storage and when things are written").
+        ``sites`` (each leaf's site key) advance the site trees and runs in the same transaction, so the signed
+        checkpoint and the site index never disagree. When the index is behind the log (a registry written
+        before it, or a caller that gave no sites) it is left for ``ensure_sites`` to catch up in log order.
         """
         with self._lock:
             conn = self._conn
@@ -184,6 +218,8 @@ class SqliteStore(CheckpointReads):
                 touched = self._builder.add(leaf_hashes)
                 conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
+                if sites is not None and self._sites_upto_locked() == size:
+                    self._write_sites(size, sites, leaf_hashes, new_size)
                 root = self._builder.root()
                 note = sign(new_size, root)
                 conn.execute(
@@ -299,20 +335,25 @@ class SqliteStore(CheckpointReads):
             row = self._conn.execute("SELECT body FROM evidence WHERE sha256 = ?", (sha,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    # -- per-site trees (docs/completeness.md), written in the append transaction -----------------------------
+    # -- per-site trees (docs/completeness.md), written in the append transaction -------------------------------
 
     def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
-        tree_rows, index_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+        tree_rows, run_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
         conn = self._conn
-        conn.executemany("INSERT INTO site_index(site, idx) VALUES (?, ?)", index_rows)
+        conn.executemany("INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", run_rows)
         conn.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
 
+    def _sites_upto_locked(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
+        return int(row[0]) if row else 0
+
     def sites_upto(self) -> int:
-        return int(self.get_meta("sites_upto") or 0)
+        with self._lock:
+            return self._sites_upto_locked()
 
     def ensure_sites(self, chunk: int = 100_000) -> None:
-        """Bring the site trees and site_index up to the latest checkpoint from the stored entries, ``chunk``
+        """Bring the site trees and runs up to the latest checkpoint from the stored entries, ``chunk``
         entries a transaction (appenders wait for one chunk at most). Sites are read from the leaf bytes, leaf
         hashes from the level-0 tiles the signed root is made of (a tile that disagrees with its entry makes that
         record fail the holder's check, and check --full names the tile)."""
@@ -322,8 +363,7 @@ class SqliteStore(CheckpointReads):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     size = self._size_locked()
-                    row = conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
-                    done = int(row[0]) if row else 0
+                    done = self._sites_upto_locked()
                     if done > size:
                         raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
                     if done < size:

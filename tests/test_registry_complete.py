@@ -24,6 +24,7 @@ from optout_registry.export import export_bundle
 from optout_registry.merkle import EMPTY_ROOT, VerificationError
 from optout_registry.note import Signer
 from optout_registry.registry import IntegrityError, Registry
+from optout_registry.store_common import pack_run
 from optout_registry.verify import verify_export
 from tests.support.registry import ROBOTS, Raw, make_records, pg_schema_url
 
@@ -55,7 +56,7 @@ def reg_url(url: str, tmp_path: Path) -> tuple[str, Path, str]:
     with Registry.open(url, key=key, origin="crawler.example/log", batch_size=7) as reg:
         reg.append(_log(), evidence=[ROBOTS])
         reg.checkpoint()
-        assert reg.index_sites() == 30  # SQLite builds it on demand, PostgreSQL's integrator already has
+        assert reg.index_sites() == 30  # appends keep it up to date (SQLite's transaction, PostgreSQL's integrator)
         vkey = reg.vkey
     return url, key, vkey
 
@@ -321,9 +322,9 @@ def test_previous_export_whose_records_changed_is_refused(reg_url: tuple[str, Pa
 def test_site_index_rows_deleted(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
     url, key, _ = reg_url
     raw = Raw(url)
-    raw.tamper("DELETE FROM site_index WHERE site = 'example.net' AND idx < 5")
+    raw.set_site_indices(SITE, [idx for idx in raw.site_indices(SITE) if idx >= 5])
     raw.close()
-    with pytest.raises(IntegrityError, match="site index holds 25 rows and the site trees count 30 entries"):
+    with pytest.raises(IntegrityError, match="site index lists 25 entries and the site trees count 30"):
         Registry.open(url, key=key)
     problems = _full(url, key)
     assert any("site index of example.net: 5 missing (e.g. [0, 1, 2, 3, 4])" in p for p in problems), problems
@@ -335,22 +336,22 @@ def test_site_index_rows_deleted(reg_url: tuple[str, Path, str], tmp_path: Path)
 def test_site_index_row_of_another_site_added(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
     url, key, _ = reg_url
     raw = Raw(url)
-    raw.tamper("INSERT INTO site_index(site, idx) VALUES ('example.net', 7)")  # entry 7 is other.org's
+    # entry 7 is other.org's
+    raw.tamper("INSERT INTO site_run(site, first, idxs) VALUES ('example.net', 7, ?)", (pack_run([7]),))
     raw.close()
-    with pytest.raises(IntegrityError, match="site index holds 31 rows"):
+    with pytest.raises(IntegrityError, match="site index lists 31 entries"):
         Registry.open(url, key=key)
     assert any("site index of example.net: 1 extra (e.g. [7])" in p for p in _full(url, key))
 
 
 def test_site_index_rewritten_consistently_with_its_tree(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
-    """The attacker drops example.net's last record from site_index and rewrites its site tree to match: the
+    """The attacker drops example.net's last record from its runs and rewrites its site tree to match: the
     counts agree, but the totals no longer cover the log, and the entries give another tree."""
     url, key, _ = reg_url
     raw = Raw(url)
-    raw.tamper("DELETE FROM site_index WHERE site = 'example.net' AND idx = 29")
-    rows = raw.q(
-        "SELECT e.idx, e.leaf FROM entry e JOIN site_index s ON s.idx = e.idx WHERE s.site = ? ORDER BY e.idx", (SITE,)
-    )
+    kept = [idx for idx in raw.site_indices(SITE) if idx != 29]
+    raw.set_site_indices(SITE, kept)
+    rows = [(idx, raw.q("SELECT leaf FROM entry WHERE idx = ?", (idx,))[0][0]) for idx in kept]
     hashes = [(int(i), hashlib.sha256(b"\x00" + bytes(leaf)).digest()) for i, leaf in rows]
     frontier: list[bytes] = []
     for n, (i, h) in enumerate(hashes):
@@ -360,7 +361,7 @@ def test_site_index_rewritten_consistently_with_its_tree(reg_url: tuple[str, Pat
         (len(hashes), sitemap.frontier_pack(frontier)),
     )
     raw.close()
-    with pytest.raises(IntegrityError, match="site index holds 29 rows and the site trees count 29 entries"):
+    with pytest.raises(IntegrityError, match="site index lists 29 entries and the site trees count 29"):
         Registry.open(url, key=key)
     problems = _full(url, key)
     assert any("site tree of example.net: stored count 16, the entries give 17" in p for p in problems), problems
@@ -372,7 +373,8 @@ def test_site_index_rewritten_after_a_sites_note_was_signed(reg_url: tuple[str, 
     url, key, _ = reg_url
     _export(url, key, tmp_path / "first")  # signs and stores the sites note of this checkpoint
     raw = Raw(url)
-    raw.tamper("UPDATE site_index SET site = 'other.org' WHERE site = 'example.net' AND idx = 29")
+    raw.set_site_indices(SITE, [idx for idx in raw.site_indices(SITE) if idx != 29])
+    raw.tamper("INSERT INTO site_run(site, first, idxs) VALUES ('other.org', 29, ?)", (pack_run([29]),))
     raw.close()
     problems = _full(url, key)
     assert any("site index of example.net: 1 missing (e.g. [29])" in p for p in problems), problems
@@ -429,7 +431,7 @@ def test_dropped_tail_entry(reg_url: tuple[str, Path, str]) -> None:
 def test_check_full_cli_names_the_site(reg_url: tuple[str, Path, str], capsys: pytest.CaptureFixture[str]) -> None:
     url, key, _ = reg_url
     raw = Raw(url)
-    raw.tamper("DELETE FROM site_index WHERE site = 'example.net' AND idx < 5")
+    raw.set_site_indices(SITE, [idx for idx in raw.site_indices(SITE) if idx >= 5])
     raw.close()
     code = main(["registry", "check", "--full", "--registry", url, "--key", str(key)])
     _, err = capsys.readouterr()
@@ -537,24 +539,71 @@ def test_concurrent_postgres_appenders_keep_every_site_complete(pg_url: str, tmp
             assert [i for i, _ in entries] == sorted(i for i, _ in entries)  # log order
 
 
-# -- SQLite builds the index on demand ---------------------------------------------------------------------------
+# -- SQLite keeps the index in the append transaction ------------------------------------------------------------
 
 
-def test_sqlite_index_is_built_on_demand_in_chunks(tmp_path: Path) -> None:
+def test_sqlite_append_keeps_the_site_index_as_runs(tmp_path: Path) -> None:
     with Registry.open(tmp_path / "r.db", batch_size=10) as reg:
         reg.append(make_records(25) + make_records(5, site="other.org"))
-        assert reg._store.sites_upto() == 0  # appends do not touch it
-        reg._store.ensure_sites(chunk=7)  # several transactions
-        assert reg._store.sites_upto() == 30 and reg._store.site_totals() == (30, 30)
-        reg.append(make_records(3, 25))  # not indexed yet: a site query still finds them (read directly)
-        assert [e.index for e in reg.records(site=SITE)][-3:] == [30, 31, 32]
-        assert reg.index_sites() == 33
+        assert reg._store.sites_upto() == 30 and reg._store.site_totals() == (30, 30)  # no catch-up needed
+        raw = Raw(str(tmp_path / "r.db"))
+        # one row per site and batch: [0-9], [10-19], [20-24] of example.net and [25-29] of other.org
+        assert raw.q("SELECT site, first, length(idxs) FROM site_run ORDER BY first") == [
+            (SITE, 0, 80),
+            (SITE, 10, 80),
+            (SITE, 20, 40),
+            ("other.org", 25, 40),
+        ]
+        raw.close()
+        assert [e.index for e in reg.records(site=SITE)] == list(range(25))
         assert reg.self_check(full=True).ok
 
 
+def test_sqlite_row_index_of_an_earlier_version_is_rebuilt(tmp_path: Path) -> None:
+    """A registry written by the version that kept one site_index row per entry: on open the derived index is
+    dropped and rebuilt from the entries (in chunks), and the sites note signed before still matches."""
+    url, key = str(tmp_path / "r.db"), tmp_path / "log.key"
+    with Registry.open(url, key=key, batch_size=10) as reg:
+        reg.append(make_records(25) + make_records(5, site="other.org"))
+        vkey = reg.vkey
+    first = _export(url, key, tmp_path / "first")  # signs this checkpoint's sites note
+    raw = Raw(url)
+    rows = [(site, idx) for site in (SITE, "other.org") for idx in raw.site_indices(site)]
+    raw.conn.executescript(
+        """DROP TABLE site_run;
+        CREATE TABLE site_index(site TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY(site, idx)) STRICT, WITHOUT ROWID;
+        CREATE TRIGGER site_index_no_delete BEFORE DELETE ON site_index
+            BEGIN SELECT RAISE(ABORT, 'site_index is append-only'); END;"""
+    )
+    raw.conn.executemany("INSERT INTO site_index(site, idx) VALUES (?, ?)", rows)
+    raw.close()
+    with Registry.open(url, key=key, batch_size=10) as reg:
+        assert reg._store.sites_upto() == 0  # dropped with the old table, to be rebuilt
+        reg.append(make_records(3, 25))  # appended while behind: left for the catch-up, in log order
+        assert reg._store.sites_upto() == 0
+        reg._store.ensure_sites(chunk=7)  # several transactions
+        assert reg._store.sites_upto() == 33 and reg._store.site_totals() == (33, 33)
+        assert reg.self_check(full=True).ok
+    second = _export(url, key, tmp_path / "second")
+    report = verify_export(second, vkey, previous_export=first, allow_missing_evidence=True)
+    assert report.ok, report.problems
+    assert not Raw(url).q("SELECT name FROM sqlite_master WHERE name = 'site_index'")
+
+
+def test_damaged_site_run_is_named(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, _ = reg_url
+    raw = Raw(url)
+    raw.tamper("UPDATE site_run SET idxs = substr(idxs, 1, 12) WHERE site = 'example.net' AND first = 0")
+    raw.close()
+    with Registry.open(url, key=key, check=False) as reg, pytest.raises(IntegrityError, match="site_run at 0 holds 12"):
+        export_bundle(reg, SITE, tmp_path / "out")
+    problems = _full(url, key)
+    assert any("site index of example.net" in p and "missing" in p for p in problems), problems
+
+
 def test_sqlite_index_built_after_an_entry_was_rewritten(tmp_path: Path) -> None:
-    """The index takes leaf hashes from the tiles the signed root is made of, so built after an entry was
-    rewritten it still holds the original hash, and the export refuses."""
+    """The site trees hold the hash of the entry as it was logged, so after the entry was rewritten the export
+    refuses."""
     url, key = str(tmp_path / "r.db"), tmp_path / "log.key"
     with Registry.open(url, key=key) as reg:
         reg.append(make_records(6) + make_records(300, 6, site="other.org"))  # entry 2 is not in the last tile

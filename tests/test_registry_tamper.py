@@ -133,7 +133,6 @@ def test_consistent_rollback_is_caught_by_the_holders_checkpoint(
     url, key, vkey, note = setup
     raw = Raw(url)
     raw.tamper("DELETE FROM entry WHERE idx >= 500")
-    raw.tamper("DELETE FROM site_index WHERE idx >= 500")
     raw.tamper("DELETE FROM checkpoint WHERE size > 500")
     for level, n, data in raw.q("SELECT level, n, data FROM tile"):
         width = tile_width(level, n, 500)
@@ -146,7 +145,7 @@ def test_consistent_rollback_is_caught_by_the_holders_checkpoint(
         raw.tamper("UPDATE int_coord SET size = 500, root = ?", (root,))
         raw.tamper("UPDATE seq_coord SET next = 500")
     # …and the derived site index, which the registry rebuilds from the entries on the next open.
-    for table in ("site_tree", "site_index", "site_note"):
+    for table in ("site_tree", "site_run", "site_note"):
         raw.tamper(f"DELETE FROM {table}")
     raw.tamper("DELETE FROM meta WHERE key = 'sites_upto'")
     raw.close()

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
+from optout_registry.store_common import pack_run, run_indices
+
 PG_BASE = os.environ.get("OPTOUT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 ROBOTS = b"User-agent: ExampleBot\nDisallow: /2026/\n"
@@ -107,6 +109,19 @@ class Raw:
             return [tuple(r) for r in cur.fetchall()]
         except Exception:
             return []
+
+    def site_indices(self, site: str) -> list[int]:
+        """The log indices a site's runs list, as stored."""
+        rows = self.q("SELECT first, idxs FROM site_run WHERE site = ? ORDER BY first", (site,))
+        return [idx for first, blob in rows for idx in run_indices(int(first), bytes(blob))]
+
+    def set_site_indices(self, site: str, indices: list[int]) -> None:
+        """Rewrite a site's runs so that they list exactly ``indices`` (the attacker's edit of the index)."""
+        self.tamper("DELETE FROM site_run WHERE site = ?", (site,))
+        if indices:
+            self.tamper(
+                "INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", (site, indices[0], pack_run(indices))
+            )
 
     def tamper(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         """Run a statement the triggers would refuse (SQLite: drop the triggers for the duration)."""
