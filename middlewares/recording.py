@@ -134,6 +134,10 @@ class Recorder:
         self._resume_from: int | None = None
         self._recorded: Counter[str] = Counter()
         self._closed = False
+        # The writer gathers records for ``interval`` before it writes them; this cuts the wait short at close and
+        # once a full batch is queued (``_next_flush``: the queued count that makes one, kept by the reactor thread).
+        self._flush = threading.Event()
+        self._next_flush = batch
         # Every record names its site (registrable domain): build the suffix trie here, before the spider opens and
         # gc.freeze() runs, rather than on the writer thread's first record, after it.
         suffixes.warm()
@@ -157,6 +161,9 @@ class Recorder:
         if chosen:
             self.queue.put((decision, action, chosen, site, response, time.time()))
             self.queued += len(chosen)
+            if self.queued >= self._next_flush:
+                self._next_flush = self.queued + self.batch
+                self._flush.set()
         return len(chosen)
 
     @property
@@ -175,6 +182,7 @@ class Recorder:
     def close(self, timeout: float = 60.0) -> None:
         """Flush everything, sign a checkpoint and close the registry (blocks: call from a thread)."""
         self.queue.put(None)
+        self._flush.set()
         self._thread.join(timeout)
 
     # -- writer thread -------------------------------------------------------------------------------------------
@@ -213,18 +221,23 @@ class Recorder:
             registry.close()
 
     def _collect(self) -> None:
-        """Wait for the next batch; sets ``_closed`` once the producer has closed."""
+        """Wait for the next batch: what is queued within ``interval`` of its first record, or sooner once a full
+        batch is queued or the producer closes (then sets ``_closed``).
+
+        Gathered for the whole interval rather than written as it comes: each write is a transaction with its own
+        signed checkpoint (SQLite), and a crawl refusing a few URLs at a time would otherwise pay a signature for
+        every two or three records; nor is the writer woken by every record it then waits for."""
         try:
             item = self.queue.get(timeout=self.interval)
         except queue.Empty:
             return
+        self._flush.wait(self.interval)
+        self._flush.clear()
         while True:
             if item is None:
                 self._closed = True
                 return
             self._pending += self._build(item)
-            if len(self._pending) >= self.batch:
-                return
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
