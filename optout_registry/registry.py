@@ -51,7 +51,7 @@ from optout_registry.keys import (  # noqa: F401
     read_private_key,
     write_private_key,
 )
-from optout_registry.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hash
+from optout_registry.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof
 from optout_registry.note import Checkpoint, Signer
 from optout_registry.proof import format_proof
 from optout_registry.record import RecordError, canonical, parse_leaf, registrable_domain
@@ -297,9 +297,11 @@ class Registry:
         if self._store.integrates_on_append:
             self._signer()  # fail on a key problem before anything is written
         indices: list[int] = []
+        sha256 = hashlib.sha256
         for start in range(0, len(leaves), self.batch_size):
             chunk = leaves[start : start + self.batch_size]
-            hashes = [leaf_hash(leaf) for leaf in chunk] if self._store.integrates_on_append else []
+            # leaf_hash inlined: once per record
+            hashes = [sha256(b"\x00" + leaf).digest() for leaf in chunk] if self._store.integrates_on_append else []
             chunk_sites = None if sites is None else sites[start : start + self.batch_size]
             first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, chunk_sites)
             indices.extend(range(first, first + len(chunk)))

@@ -92,10 +92,15 @@ CREATE OR REPLACE TRIGGER site_note_append_only BEFORE UPDATE OR DELETE ON site_
 # (one site_index row per entry) drops that derived index and rebuilds it from the entries at the next
 # integration; the signed sites notes stay, and the rebuilt trees must give the same maps.
 _SITE_RUN_SCHEMA = """
-DROP TABLE IF EXISTS site_index;
-DELETE FROM site_tree;
-DELETE FROM meta WHERE key = 'sites_upto';
-CREATE TABLE site_run(site text NOT NULL, first bigint NOT NULL, idxs bytea NOT NULL, PRIMARY KEY(site, first));
+DO $$ BEGIN
+  IF to_regclass('site_index') IS NOT NULL THEN
+    DROP TABLE site_index;
+    DELETE FROM site_tree;
+    DELETE FROM meta WHERE key = 'sites_upto';
+  END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS site_run(site text NOT NULL, first bigint NOT NULL, idxs bytea NOT NULL,
+                                    PRIMARY KEY(site, first));
 CREATE OR REPLACE TRIGGER site_run_append_only BEFORE UPDATE OR DELETE ON site_run
   FOR EACH ROW EXECUTE FUNCTION optout_append_only();
 """
@@ -156,6 +161,9 @@ class PostgresStore(CheckpointReads):
                         self._conn.execute(
                             "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
                         )
+                        # An advisory lock does not refresh the catalog cache; taking a table lock does, so the
+                        # check below sees a table another node created while we waited.
+                        self._conn.execute("LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE")
                         if not self._one("SELECT to_regclass(%s) IS NOT NULL", (table,)):
                             self._conn.execute(ddl)
             self.set_meta_default("schema", SCHEMA_VERSION)
