@@ -57,7 +57,7 @@ from optout_registry.proof import format_proof
 from optout_registry.record import RecordError, canonical, parse_leaf, registrable_domain
 from optout_registry.recordfields import ObservedRange, evidence_refs  # noqa: F401
 from optout_registry.selfcheck import FULL_TILE_BYTES, CheckReport, run_self_check  # noqa: F401
-from optout_registry.sitemap import SiteMap, fold, frontier_unpack, site_of_record, sites_note_body
+from optout_registry.sitemap import SiteMap, fold, frontier_unpack, site_key, site_of_record, sites_note_body
 from optout_registry.store_postgres import PostgresStore
 from optout_registry.store_sqlite import SqliteStore
 from optout_registry.storeapi import SignFn, Store
@@ -259,8 +259,13 @@ class Registry:
     @staticmethod
     def _sites_of(records: list[Mapping[str, Any]]) -> list[str | None] | None:
         """Each validated record's site key: the ``target.site`` its leaf bytes hold, read from the dict the leaf
-        was just written from (a decode of the leaf would cost more)."""
-        return [site_of_record(rec) for rec in records]
+        was just written from (a decode of the leaf would cost more). The schema requires a non-empty string there;
+        ASCII sites, nearly all, are lower-cased inline (``site_key`` does the rest)."""
+        sites: list[str | None] = []
+        for rec in records:
+            site = rec["target"]["site"]
+            sites.append(site.lower() if site.isascii() else site_key(site))
+        return sites
 
     @staticmethod
     def _evidence_rows(evidence: Iterable[bytes] | Mapping[str, bytes] | None) -> list[tuple[bytes, bytes]]:
