@@ -132,6 +132,10 @@ class SqliteStore(CheckpointReads):
             self._conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            # A batch of 10,000 records writes ~5 MB, past the default 1,000-page (4 MB) threshold, so every
+            # commit also copied the WAL into the database and synced it; 32 MB between checkpoints measured
+            # ~3.5 % more appends per second (bench_registry's records) for a larger WAL file.
+            self._conn.execute("PRAGMA wal_autocheckpoint=8192")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             if create or not self._has_table("site_run"):
