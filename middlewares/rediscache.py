@@ -91,6 +91,9 @@ class CacheUnavailable(RuntimeError):
 class RedisPolicyStore:
     """The fleet-wide store: same interface as the SQLite PolicyStore, plus the Crawl-delay gate."""
 
+    # Other workers store answers here too: one may store the answer we are about to fetch just before our claim.
+    shared = True
+
     def __init__(self, url: str, *, prefix: str = "optout:", outage: float = 60.0, worker: str | None = None) -> None:
         try:  # the [redis] extra, imported where it is used so that installs without it can still load this module
             import redis.asyncio  # noqa: F401

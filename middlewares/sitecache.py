@@ -53,6 +53,9 @@ class PolicyStore:
     fleet-wide Redis store (middlewares/rediscache.py); here one process owns the file, so a claim always
     succeeds and SiteCache's in-process single flight is all the coordination there is."""
 
+    # No one else stores answers here: what was not there before a claim is not there after it either.
+    shared = False
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
@@ -317,7 +320,8 @@ class SiteCache:
         try:
             # Another worker may have stored its answer and released its claim between our look and our claim
             # (likely: workers that waited for the same robots.txt all reach the next file at the same moment).
-            stored = await store.get(url, self.clock())
+            # A store of our own cannot have changed: a second look would cost a query per file for nothing.
+            stored = await store.get(url, self.clock()) if store.shared else None
             if stored is not None:
                 return stored
             fetched, expires = await self._fetch(url, limit, delay, after)

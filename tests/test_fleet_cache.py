@@ -14,7 +14,7 @@ import pytest
 from middlewares.engine import Fetched
 from middlewares.policy import Policy
 from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
-from middlewares.sitecache import SiteCache
+from middlewares.sitecache import PolicyStore, SiteCache
 from tests.support.fleet import REDIS_URL, PrivateRedis
 
 
@@ -245,6 +245,34 @@ def test_an_answer_stored_just_before_our_claim_is_not_fetched_again(redis_prefi
     answer = run(go())
     assert answer.status == 200 and answer.body == b"[]"
     assert fetches == []
+
+
+def test_a_store_of_our_own_is_looked_at_once_per_file(tmp_path: Path) -> None:
+    """The SQLite store has no other writer, so the look after the claim (above) would be a query for nothing: one
+    look per file, then the fetch, then the answer stored."""
+    url = "http://once.test/ai.txt"
+    looks: list[str] = []
+
+    class Counting(PolicyStore):
+        async def get(self, url: str, now: float) -> tuple[Fetched, float] | None:
+            looks.append(url)
+            return await super().get(url, now)
+
+    async def fetch(url: str, limit: int, delay: float, after: float) -> Fetched:
+        return Fetched(url, 404)
+
+    async def go() -> Fetched:
+        cache = SiteCache(Policy.build(agent="ExampleBot"), fetch, ttl=3600, recheck=60,
+                          store=Counting(tmp_path / "cache.db"))  # fmt: skip
+        answer, _ = await cache._file(url, 1024)
+        await cache.close()
+        return answer
+
+    assert run(go()).status == 404
+    assert looks == [url]
+    reopened = PolicyStore(tmp_path / "cache.db")
+    assert reopened.load(url, time.time()) is not None
+    reopened.db.close()
 
 
 def test_a_cache_outage_mid_load_is_one_line_in_the_decision(redis_prefix: str) -> None:
