@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
-from twisted.internet.defer import Deferred, FirstError, gatherResults
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from middlewares.engine import Fetched, SitePolicy, robots_url
@@ -274,18 +274,11 @@ class SiteCache:
             reply = [fetched for fetched, _ in loaded]
 
     async def _files(self, wanted: list[tuple[str, int, float, float]]) -> list[tuple[Fetched, float]]:
-        """Several files at once (as Deferreds, which work under any Twisted reactor, asyncio or not); with a
-        Crawl-delay the fetcher spaces them."""
-        if len(wanted) == 1:
-            return [await self._file(*wanted[0])]
-        pending = [deferred_from_coro(self._file(*args)) for args in wanted]
-        try:
-            return await maybe_deferred_to_future(gatherResults(pending, consumeErrors=True))
-        except FirstError as exc:  # its text carries a whole Twisted traceback: pass on the error itself
-            error = exc.subFailure.value
-            if error is None:
-                raise
-            raise error from None
+        """Several files of one origin, one after the other: each can go on the connection the previous answer left
+        open (at once, all but one would usually open a connection of their own to the origin: a TCP and, over
+        HTTPS, a TLS handshake more, which takes about as long as the wait it saves), and none needs the task and
+        Deferred of a concurrent fetch. With a Crawl-delay the fetcher spaces them anyway."""
+        return [await self._file(*args) for args in wanted]
 
     async def _file(self, url: str, limit: int, delay: float = 0.0, after: float = 0.0) -> tuple[Fetched, float]:
         """A file's answer and when it expires: from memory, else from the store, else fetched (once)."""
