@@ -30,7 +30,7 @@ from datetime import datetime
 from functools import cache
 from operator import attrgetter
 from types import UnionType
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, NamedTuple, NewType, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -94,14 +94,16 @@ def _json(depth: int, key: Any) -> Any:
     only above :data:`MAX_DEPTH` (one type per level, as msgspec has no recursive aliases on Python 3.11)."""
     if depth >= MAX_DEPTH:
         return Union[None, bool, Int, Str]  # noqa: UP007 - msgspec reads the typing form on 3.11 too
-    inner = _json(depth + 1, key)
+    # A NewType hashes by identity: without it typing hashed the nested tree once per reference, two per level,
+    # 2**depth times (about 40 ms of every process's start-up). msgspec validates a NewType as its supertype.
+    inner = NewType(f"JsonAtDepth{depth + 1}", _json(depth + 1, key))  # type: ignore[misc]
     return Union[  # noqa: UP007
         None,
         bool,
         Int,
         Str,
-        Annotated[list[inner], Meta(max_length=MAX_ITEMS)],  # type: ignore[valid-type]
-        Annotated[dict[key, inner], Meta(max_length=MAX_ITEMS)],  # type: ignore[valid-type]
+        Annotated[list[inner], Meta(max_length=MAX_ITEMS)],
+        Annotated[dict[key, inner], Meta(max_length=MAX_ITEMS)],
     ]
 
 
@@ -421,15 +423,23 @@ def _member(path: str, key: object) -> str:
     return f"{path}.{key}" if isinstance(key, str) and _PLAIN_KEY.match(key) else f"{path}[{key!r}]"
 
 
+def _bare(tp: Any) -> Any:
+    """``tp`` without its Annotated metadata and NewType names (what msgspec checks a value against)."""
+    while True:
+        if get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        elif isinstance(tp, NewType):
+            tp = tp.__supertype__
+        else:
+            return tp
+
+
 def _plain_type(tp: Any, value: Any) -> Any:
-    """The member of ``tp`` (Annotated/Union stripped) that a value of this Python type would be checked by."""
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
+    """The member of ``tp`` (Annotated/Union/NewType stripped) that a value of this Python type is checked by."""
+    tp = _bare(tp)
     if get_origin(tp) in (Union, UnionType):
         for member in get_args(tp):
-            inner = member
-            while get_origin(inner) is Annotated:
-                inner = get_args(inner)[0]
+            inner = _bare(member)
             origin = get_origin(inner) or inner
             if (origin is dict and isinstance(value, dict)) or (origin is list and isinstance(value, (list, tuple))):
                 return inner
