@@ -152,8 +152,10 @@ class SqliteStore(CheckpointReads):
         return self._conn.execute(sql, (name,)).fetchone() is not None
 
     def _upgrade(self) -> None:
-        """Create what is missing, replacing a pre-site_run index in the same transaction (several processes may
-        open the file at once)."""
+        """Replace a pre-site_run index in one transaction (several processes may open the file at once), then
+        create what is missing: a new file in one transaction (one sync rather than one per statement saves
+        ~100 ms), an existing one statement by statement (``IF NOT EXISTS`` writes nothing when nothing is
+        missing, where an empty write transaction would still sync)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             if self._has_table("site_index"):
@@ -164,7 +166,8 @@ class SqliteStore(CheckpointReads):
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
-        self._conn.executescript(_SCHEMA)
+        new_file = not self._has_table("entry")
+        self._conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;" if new_file else _SCHEMA)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
