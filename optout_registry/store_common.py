@@ -54,15 +54,16 @@ class CheckpointReads:
             rows = self._conn.execute("SELECT site, count, frontier FROM site_tree").fetchall()
         return {str(s): (int(c), bytes(f)) for s, c, f in rows}
 
-    def load_site_trees(self, sites: list[str]) -> dict[str, tuple[int, bytes]]:
-        """(count, packed frontier) of the given sites, in chunks (SQLite limits the number of parameters)."""
-        out: dict[str, tuple[int, bytes]] = {}
+    def load_site_trees(self, sites: list[str]) -> dict[str, tuple[int, list[bytes]]]:
+        """(count, frontier) of the given sites that have a tree, in chunks (SQLite limits the number of
+        parameters); ValueError when a stored frontier does not fit its count."""
+        out: dict[str, tuple[int, list[bytes]]] = {}
         for i in range(0, len(sites), 500):
             chunk = sites[i : i + 500]
             marks = ", ".join([self._param] * len(chunk))
             sql = f"SELECT site, count, frontier FROM site_tree WHERE site IN ({marks})"
             for s, c, f in self._conn.execute(sql, chunk).fetchall():
-                out[str(s)] = (int(c), bytes(f))
+                out[str(s)] = (int(c), frontier_unpack(bytes(f), int(c)))
         return out
 
     def site_indices(self, site: str, upto: int) -> list[int]:
@@ -188,14 +189,16 @@ def tile_leaf_hashes(read_tile: Callable[[int, int], bytes | None], start: int, 
 
 
 def advance_sites(
-    load: Callable[[list[str]], dict[str, tuple[int, bytes]]],
+    load: Callable[[list[str]], dict[str, tuple[int, list[bytes]]]],
     first: int,
     sites: Sequence[str | None],
     leaf_hashes: Sequence[bytes],
 ) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, bytes]]]:
     """Append entries ``first, first+1, …`` to their sites' trees (docs/completeness.md).
 
-    ``load`` returns the stored (count, packed frontier) of the sites asked for (absent = new site). Returns the
+    ``load`` returns the (count, frontier) of the sites asked for (absent = new site) in a dict that this updates:
+    each touched site's frontier list is advanced in place and its new state stored back, so a caller may keep
+    the dict as a cache across batches (and must drop it when the transaction does not commit). Returns the
     site_tree rows to upsert, (site, count, packed frontier), and one site_run row per site touched, (site, its
     first index here, its indices packed by ``pack_run``): a row per site and batch rather than per entry, because
     at 100,000 records/s an index row per entry alone cost 15 % of the append budget. The hashing is one SHA-256
@@ -210,13 +213,13 @@ def advance_sites(
                 by_site[site] = [first + i]
             else:
                 got.append(first + i)
-    stored = load(sorted(by_site)) if by_site else {}
+    touched = sorted(by_site)
+    state = load(touched) if by_site else {}
     tree_rows: list[tuple[str, int, bytes]] = []
     run_rows: list[tuple[str, int, bytes]] = []
-    for site in sorted(by_site):
+    for site in touched:
         indices = by_site[site]
-        count, packed = stored.get(site, (0, b""))
-        frontier = frontier_unpack(packed, count)
+        count, frontier = state.get(site) or (0, [])
         for idx in indices:
             h = sha256(b"\x03" + idx.to_bytes(8, "big") + leaf_hashes[idx - first]).digest()
             c = count
@@ -225,6 +228,7 @@ def advance_sites(
                 c >>= 1
             frontier.append(h)
             count += 1
+        state[site] = (count, frontier)
         tree_rows.append((site, count, frontier_pack(frontier)))
         run_rows.append((site, indices[0], pack_run(indices)))
     return tree_rows, run_rows

@@ -89,6 +89,8 @@ DELETE FROM site_tree;
 DELETE FROM meta WHERE key = 'sites_upto';
 """
 
+_TREES_CACHED = 200_000  # site trees kept in memory between batches (a frontier is ~20 hashes at most)
+
 _UPSERT_TILE = (
     "INSERT INTO tile(level, n, data) VALUES (?, ?, ?) ON CONFLICT(level, n) DO UPDATE SET data = excluded.data"
 )
@@ -145,6 +147,10 @@ class SqliteStore(CheckpointReads):
             raise RegistryError(f"cannot open SQLite registry {path}: {exc}") from None
         self._lock = threading.RLock()
         self._builder: TileBuilder | None = None  # the TileBuilder at the latest checkpoint size, or None to rebuild
+        # Site trees touched lately, (count, frontier) as of log size _trees_at (-1: nothing known): a batch reads
+        # the trees it advances from here instead of selecting and unpacking them again.
+        self._trees: dict[str, tuple[int, list[bytes]]] = {}
+        self._trees_at = -1
         self.set_meta_default("schema", SCHEMA_VERSION)
 
     def _has_table(self, name: str) -> bool:
@@ -225,7 +231,8 @@ class SqliteStore(CheckpointReads):
                 touched = self._builder.add(leaf_hashes)
                 conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
-                if sites is not None and self._sites_upto_locked() == size:
+                indexed = sites is not None and self._sites_upto_locked() == size
+                if sites is not None and indexed:
                     self._write_sites(size, sites, leaf_hashes, new_size)
                 root = self._builder.root()
                 note = sign(new_size, root)
@@ -234,8 +241,11 @@ class SqliteStore(CheckpointReads):
                     (new_size, root, note, _now()),
                 )
                 conn.execute("COMMIT")
+                if indexed:
+                    self._trees_at = new_size
             except BaseException as exc:
                 self._builder = None
+                self._trees_at = -1
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.IntegrityError):
@@ -345,11 +355,19 @@ class SqliteStore(CheckpointReads):
     # -- per-site trees (docs/completeness.md), written in the append transaction -------------------------------
 
     def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
-        tree_rows, run_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+        if self._trees_at != first or len(self._trees) > _TREES_CACHED:  # another writer, a rollback, or too many
+            self._trees.clear()
+        tree_rows, run_rows = advance_sites(self._cached_trees, first, sites, leaf_hashes)
         conn = self._conn
         conn.executemany("INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", run_rows)
         conn.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
+
+    def _cached_trees(self, sites: list[str]) -> dict[str, tuple[int, list[bytes]]]:
+        missing = [site for site in sites if site not in self._trees]
+        if missing:
+            self._trees.update(self.load_site_trees(missing))
+        return self._trees
 
     def _sites_upto_locked(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'sites_upto'").fetchone()
@@ -378,7 +396,10 @@ class SqliteStore(CheckpointReads):
                         sites = [leaf_site(leaf) for _, leaf in self.leaves(done, end)]
                         self._write_sites(done, sites, tile_leaf_hashes(self.read_tile, done, end), end)
                     conn.execute("COMMIT")
+                    if done < size:
+                        self._trees_at = end
                 except BaseException:
+                    self._trees_at = -1
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise

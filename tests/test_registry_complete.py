@@ -664,3 +664,27 @@ def test_site_keys_taken_at_append_equal_those_read_from_the_leaves(url: str, tm
         "bücher.example": 3,
         "École.example": 3,
     }
+
+
+def test_sqlite_tree_cache_follows_other_writers_and_rollbacks(tmp_path: Path) -> None:
+    """Each SQLite store keeps the site trees it advanced in memory between batches. Another writer on the same
+    file, or a batch that rolls back after advancing them, must make it read them again: the trees then still
+    equal check --full's recomputation from the entries."""
+    path, key = tmp_path / "r.db", tmp_path / "log.key"
+    with Registry.open(path, key=key, batch_size=4) as one, Registry.open(path, key=key, batch_size=4) as two:
+        one.append(make_records(6))
+        two.append(make_records(5, 6) + make_records(3, site="other.org"))  # moves example.net past one's cache
+        one.append(make_records(4, 11))
+
+        def refuse(size: int, root: bytes) -> str:
+            raise RuntimeError("signing failed")
+
+        one._sign = refuse  # type: ignore[method-assign]  # the batch advances the cached trees, then rolls back
+        with pytest.raises(RuntimeError, match="signing failed"):
+            one.append(make_records(2, 15))
+        del one._sign
+        one.append(make_records(2, 15) + make_records(1, 3, site="other.org"))
+        two.append(make_records(3, 17))
+        assert one.self_check(full=True).ok
+        trees = one._store.site_trees()
+    assert {site: count for site, (count, _) in trees.items()} == {"example.net": 20, "other.org": 4}
