@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from itemadapter import ItemAdapter
 from scrapy import Request
 from scrapy.exceptions import DropItem
 
@@ -43,11 +42,19 @@ def stamp_of(decision: Decision) -> dict[str, Any]:
     }
 
 
+def _adapter(item: Any) -> Any:
+    """An ItemAdapter, imported on first need: most spiders yield plain dicts, and itemadapter's import pulls in
+    pydantic where it is installed (~45 ms of start-up)."""
+    from itemadapter import ItemAdapter
+
+    return ItemAdapter(item)
+
+
 def _stamp(item: Any, stamp: dict[str, Any]) -> None:
     if type(item) is dict:  # most spiders yield plain dicts: no adapter needed
         item[STAMP] = stamp
         return
-    adapter = ItemAdapter(item)
+    adapter = _adapter(item)
     try:
         adapter[STAMP] = stamp
     except KeyError:  # an Item class without an `optout` field: keep the stamp aside for the pipeline
@@ -57,7 +64,7 @@ def _stamp(item: Any, stamp: dict[str, Any]) -> None:
 def _stamp_in(item: Any) -> dict[str, Any] | None:
     if type(item) is dict:
         return item.get(STAMP)
-    adapter = ItemAdapter(item)
+    adapter = _adapter(item)
     return adapter.get(STAMP) if STAMP in adapter.field_names() else None
 
 
