@@ -12,16 +12,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.project import data_path
 
 from middlewares.defaults import DAY, default
-from middlewares.httpsig import MAX_LIFETIME, SignatureError, Signer, load_private_key
 from middlewares.policy import DEFAULT_AGENT, Policy, PolicyError
 from middlewares.protocols.blocklist import Blocklist
+
+if TYPE_CHECKING:
+    from middlewares.httpsig import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +210,9 @@ def signer_from_settings(settings: Any) -> Signer | None:
     path = settings.get("OPTOUT_SIGNING_KEY")
     if not path:
         return None
+    # Imported here: a crawl that does not sign does not load the signing and structured-field modules.
+    from middlewares.httpsig import MAX_LIFETIME, SignatureError, Signer, load_private_key
+
     agent = settings.get("OPTOUT_SIGNATURE_AGENT")
     if not agent:
         raise ConfigError(

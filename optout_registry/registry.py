@@ -58,7 +58,6 @@ from optout_registry.record import RecordError, canonical, parse_leaf, registrab
 from optout_registry.recordfields import ObservedRange, evidence_refs  # noqa: F401
 from optout_registry.selfcheck import FULL_TILE_BYTES, CheckReport, run_self_check  # noqa: F401
 from optout_registry.sitemap import SiteMap, fold, frontier_unpack, site_key, site_of_record, sites_note_body
-from optout_registry.store_postgres import PostgresStore
 from optout_registry.store_sqlite import SqliteStore
 from optout_registry.storeapi import SignFn, Store
 from optout_registry.tiles import TileReader
@@ -176,6 +175,8 @@ class Registry:
                 raise RegistryError(f"unknown sqlite URL option(s): {', '.join(sorted(unknown))}")
             store = SqliteStore(Path(target), synchronous=options.get("synchronous", "FULL"), create=create)
         else:
+            from optout_registry.store_postgres import PostgresStore  # not imported by SQLite users (start-up)
+
             store = PostgresStore(target, create=create)
         key_path = Path(os.fspath(key)) if key is not None else default_key_path(kind, target)
         try:

@@ -17,7 +17,7 @@ header and HTML); pass them to :func:`.tdmrep.effective` after the file, header 
 
 from __future__ import annotations
 
-from . import c2pa, iptc, tdmrep
+from . import tdmrep
 from .signals import Mode, Signal
 from .xmp import extract_xmp_packets, parse_xml_document, parse_xmp, sniff
 
@@ -46,6 +46,8 @@ def _collect(body: bytes, content_type: str | None, mode: Mode) -> list[Signal]:
     kind = sniff(body)
     if kind == "html" or (media_type in _SKIPPED_TYPES and kind not in _BINARY_KINDS):
         return []
+    from . import c2pa, iptc  # here, not at import: only media responses need them (start-up of every crawl)
+
     out: list[Signal] = []
     if kind == "zip":
         if is_epub(body, content_type):
