@@ -36,40 +36,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_registry import batches, build_records
+from bench.bench_registry import batches, build_records, index_disabled
 from bench.peers import alternate, command_line, fresh_pg_schema, ratio, spread
 from optout_registry.registry import Registry
 
 SIDES = ["with-index", "without-index"]
 INDEX_RATES: list[float] = []  # records/s of index_sites() alone, one per "with-index" round
-
-
-@contextmanager
-def index_disabled(side: str) -> Iterator[None]:
-    """For the "without-index" side only: SQLite's appends are given no sites and PostgreSQL's integrator skips
-    its site-tree work (bench-only patches)."""
-    from optout_registry.store_postgres import PostgresStore
-
-    if side == "with-index":
-        yield
-        return
-    saved = [(PostgresStore, name, getattr(PostgresStore, name)) for name in ("_write_sites", "_catch_up_sites")]
-    saved.append((Registry, "_sites_of", Registry.__dict__["_sites_of"]))
-    for owner, name, _ in saved[:2]:
-        setattr(owner, name, lambda self, *a, **k: None)
-    Registry._sites_of = staticmethod(lambda records: None)  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        for owner, name, fn in saved:
-            setattr(owner, name, fn)
 
 
 def sqlite_round(records: list[dict[str, Any]], batch: int, side: str) -> float:
