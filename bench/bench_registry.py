@@ -10,7 +10,7 @@ same records to a fresh store, timed with time.perf_counter, on every side in tu
                      tiles, per-site index, entries, one signed checkpoint per transaction -- the call a user makes
     optout-noindex   the same call given no sites (a bench-only patch), so no per-site index is written. The issue's
                      gates: >= 100k records/s here, and the index costing <= 20 % of it (optout / optout-noindex
-                     >= 0.8, the median of the per-round ratios)
+                     >= 0.8, the ratio of the medians)
     optout-previous  the same call with the record path before issue 18 (hand-written recursive validation, stdlib
                      json with sorted keys), kept in tests/test_canonical_reference.py
     optout-rfc8785   the same call with the previous validation and the ``rfc8785`` reference writer
@@ -211,12 +211,11 @@ def bench_sqlite(records: list[dict[str, Any]], rounds: int, batch: int) -> None
     for peer in SQLITE_SIDES[1:]:
         print(f"  optout / {peer:<16} {ratio(rates['optout'], rates[peer])}")
     bare, full = statistics.median(rates["optout-noindex"]), statistics.median(rates["optout"])
-    share = statistics.median(a / b for a, b in zip(rates["optout"], rates["optout-noindex"], strict=True))
     print(
         f"  gate >= {GATE:,} records/s on Registry.append without the per-site index (median of the rounds): "
         f"{'PASS' if bare >= GATE else 'FAIL'} ({bare:,.0f}/s)\n"
-        f"  gate: the per-site index costs <= 20 % of that (issue 18), with it / without it median {share:.3f}: "
-        f"{'PASS' if share >= 0.8 else 'FAIL'} ({full:,.0f}/s with it)"
+        f"  gate: the per-site index costs <= 20 % of that (issue 18), optout / optout-noindex {full / bare:.3f} "
+        f"(the ratio of the medians, as above): {'PASS' if full >= 0.8 * bare else 'FAIL'} ({full:,.0f}/s with it)"
     )
     print("  the record path alone (validation + JCS; one pass over the records just before each append round):")
     for side, values in alone.items():
