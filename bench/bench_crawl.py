@@ -13,9 +13,8 @@ link-following spider, with the same settings, crawls it in a fresh subprocess p
       robots.txt, then tdmrep.json and ai.txt per origin, usage checks on every response, items stamped and
       checked, every refused URL recorded with its evidence (``--norec``: registry off instead).
 
-Like with like: the add-on brings an extension that sets the garbage collector's thresholds for the crawl and calls
-``gc.freeze()`` once the spider is open (middlewares/gcfreeze.py), which any Scrapy project could use; both sides
-get it (``--gc freeze``, the default) or neither does (``--gc default``).
+Like with like: the add-on brings an extension that calls ``gc.freeze()`` once the spider is open, which any Scrapy
+project could use; both sides get it (``--gc freeze``, the default) or neither does (``--gc default``).
 
 Throughput is pages delivered to the spider per second of crawl (``item_scraped_count`` over
 ``elapsed_time_seconds``, start-up and shutdown included); CPU is the crawler process's user+system time per page;
@@ -226,8 +225,6 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
             settings["EXTENSIONS"] = {"middlewares.gcfreeze.GcFreeze": 0}
     else:
         settings["OPTOUT_GC_FREEZE"] = gc_freeze
-        if not gc_freeze:
-            settings["OPTOUT_GC_THRESHOLD"] = ""  # Python's own thresholds, as on the other side
         settings["ADDONS"] = {"middlewares.OptOutAddon": 0}
         registry = f"sqlite:///{workdir}/registry.db" if variant == "optout" else ""
         settings["OPTOUT_REGISTRY_URL"] = registry
@@ -456,7 +453,7 @@ def main() -> None:
     mode = "paired" if args.paired else "sequential, alternating"
     print(
         f"{origins} origins x {pages} pages = {origins * pages} pages per crawl; {repeat} rounds, {mode}; "
-        f"GC extension (thresholds, gc.freeze): {'both sides' if args.gc == 'freeze' else 'neither side'}"
+        f"gc.freeze: {'both sides' if args.gc == 'freeze' else 'neither side'}"
     )
     if args.paired:
         paired(variants, origins, pages, repeat)

@@ -20,8 +20,8 @@ limit), no sitemaps, items to JSON Lines, log to a file at INFO:
                 evidence into one PostgreSQL registry), the fleet scheduler (requests a worker took kept in Redis
                 until done), run files.
 
-Like with like, as in bench_crawl.py: the add-on's GC extension (thresholds and ``gc.freeze``, usable by any Scrapy
-project) on both sides (``--gc freeze``, the default) or on neither (``--gc default``); and both stop the same way: the
+Like with like, as in bench_crawl.py: ``gc.freeze`` (the add-on's extension, usable by any Scrapy project) on
+both sides (``--gc freeze``, the default) or on neither (``--gc default``); and both stop the same way: the
 fleet's FleetIdle extension (crawler/fleet.py: a worker stops once the shared queue is empty and no worker has
 been busy for the same 1 s grace), given to the peer too, because a plain scrapy-redis worker either stops at its
 first look at an empty shared queue (a second worker may stop at once, having found the seeds already taken) or,
@@ -212,8 +212,6 @@ def crawl_fleet(workers: int, seeds: Path, workdir: Path, prefix: str, gc_freeze
         args = ["--redis", REDIS_URL, "--registry", registry, "--crawl-id", f"{prefix}crawl"]
         args += ["--seeds-file", str(seeds), "--depth", "0", "--no-sitemaps", "-s", f"OPTOUT_CACHE_PREFIX={prefix}"]
         args += ["-s", "OPTOUT_FLEET_GRACE=1", "-s", f"OPTOUT_GC_FREEZE={gc_freeze}"]
-        if not gc_freeze:  # Python's own GC thresholds, as on the peer's side
-            args += ["-s", "OPTOUT_GC_THRESHOLD="]
         cmds = [[*CLI, "crawl", "--distributed", *args, "--out", str(workdir / f"w{i}")] for i in range(workers)]
         wall, cpu, rss = run_workers(cmds, workdir, env)
         subprocess.run(

@@ -111,13 +111,6 @@ SETTINGS: MappingProxyType[str, Setting] = MappingProxyType(
             "`gc.freeze()` once the spider is open, so full garbage collections skip the start-up objects",
             readme=True,
         ),
-        "OPTOUT_GC_THRESHOLD": Setting(
-            (10_000, 20, 20),
-            "the garbage collector's thresholds for the crawl (`gc.set_threshold`; Python's are 700, 10, 10); "
-            "empty leaves them alone",
-            shown="`(10000, 20, 20)`",
-            readme=True,
-        ),
         "OPTOUT_SIGNING_KEY": Setting(None, "Ed25519 key file every request is signed with (Web Bot Auth)"),
         "OPTOUT_SIGNATURE_AGENT": Setting(None, "https origin serving the key directory `optout disclose` writes"),
         "OPTOUT_SIGNING_EXPIRES": Setting(300, "seconds a request signature stays valid"),
