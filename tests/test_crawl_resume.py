@@ -237,8 +237,10 @@ def test_killed_early_and_again_in_the_middle(reference: Outcome, tmp_path: Path
         assert_fetched_again_only_if_open(web, origins, kills)
     assert_same_as(resumed, reference)
     assert [r["reason"] for r in resumed.runs] == ["killed", "killed", "finished"]
-    # resumed, not restarted: much of what the second run had fetched was committed, and is not fetched again
-    assert len(kills[1][1]) > fetched_before / 3
+    # resumed, not restarted (which would have committed nothing): a good part of what the first two runs fetched
+    # was committed by the second kill, and is not fetched again. How much depends on the journal's 0.2 s lag
+    # against the crawl's speed: about half here, 52 of 159 once in CI with both cores busy.
+    assert len(kills[1][1]) > fetched_before / 4
 
 
 # -- refusals at start -------------------------------------------------------------------------------------------
