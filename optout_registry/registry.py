@@ -51,7 +51,7 @@ from optout_registry.keys import (  # noqa: F401
     read_private_key,
     write_private_key,
 )
-from optout_registry.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof
+from optout_registry.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hashes
 from optout_registry.note import Checkpoint, Signer
 from optout_registry.proof import format_proof
 from optout_registry.record import RecordError, canonical, parse_leaf, registrable_domain
@@ -260,13 +260,8 @@ class Registry:
     @staticmethod
     def _sites_of(records: list[Mapping[str, Any]]) -> list[str | None] | None:
         """Each validated record's site key: the ``target.site`` its leaf bytes hold, read from the dict the leaf
-        was just written from (a decode of the leaf would cost more). The schema requires a non-empty string there;
-        ASCII sites, nearly all, are lower-cased inline (``site_key`` does the rest)."""
-        sites: list[str | None] = []
-        for rec in records:
-            site = rec["target"]["site"]
-            sites.append(site.lower() if site.isascii() else site_key(site))
-        return sites
+        was just written from (a decode of the leaf would cost more). The schema requires a non-empty string there."""
+        return [site_key(rec["target"]["site"]) for rec in records]
 
     @staticmethod
     def _evidence_rows(evidence: Iterable[bytes] | Mapping[str, bytes] | None) -> list[tuple[bytes, bytes]]:
@@ -303,11 +298,9 @@ class Registry:
         if self._store.integrates_on_append:
             self._signer()  # fail on a key problem before anything is written
         indices: list[int] = []
-        sha256 = hashlib.sha256
         for start in range(0, len(leaves), self.batch_size):
             chunk = leaves[start : start + self.batch_size]
-            # leaf_hash inlined: once per record
-            hashes = [sha256(b"\x00" + leaf).digest() for leaf in chunk] if self._store.integrates_on_append else []
+            hashes = leaf_hashes(chunk) if self._store.integrates_on_append else []
             chunk_sites = None if sites is None else sites[start : start + self.batch_size]
             first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, chunk_sites)
             indices.extend(range(first, first + len(chunk)))

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from optout_registry.errors import ForkError, IntegrityError, RegistryError
-from optout_registry.merkle import leaf_hash
+from optout_registry.merkle import leaf_hashes
 from optout_registry.messages import first_line as _first_line
 from optout_registry.messages import redact_url as _redact
 from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
@@ -298,7 +298,7 @@ class PostgresStore(CheckpointReads):
             if len(rows) != end - size or (rows and (rows[0][0] != size or rows[-1][0] != end - 1)):
                 raise IntegrityError(f"entries {size}..{end - 1} are not contiguous ({len(rows)} found)")
             leaves = [bytes(leaf) for _, leaf in rows]
-            hashes = [leaf_hash(leaf) for leaf in leaves]
+            hashes = leaf_hashes(leaves)
             touched = self._builder.add(hashes)
             with conn.cursor() as cur:
                 cur.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
@@ -399,7 +399,7 @@ class PostgresStore(CheckpointReads):
         while done < size:
             end = min(size, done + INTEGRATE_CHUNK)
             rows = list(self.leaves(done, end))
-            self._write_sites(done, [leaf_site(leaf) for _, leaf in rows], [leaf_hash(leaf) for _, leaf in rows], end)
+            self._write_sites(done, [leaf_site(leaf) for _, leaf in rows], leaf_hashes(leaf for _, leaf in rows), end)
             done = end
 
     def sites_upto(self) -> int:

@@ -81,13 +81,13 @@ CREATE TRIGGER IF NOT EXISTS evidence_counted AFTER INSERT ON evidence
 
 # A registry written before site_run (one site_index row per entry) drops that derived index and rebuilds it from
 # the entries (ensure_sites); the signed sites notes stay, and the rebuilt trees must give the same maps.
-_DROP_ROW_INDEX = """
-DROP TRIGGER IF EXISTS site_index_no_change;
-DROP TRIGGER IF EXISTS site_index_no_delete;
-DROP TABLE site_index;
-DELETE FROM site_tree;
-DELETE FROM meta WHERE key = 'sites_upto';
-"""
+_DROP_ROW_INDEX = (
+    "DROP TRIGGER IF EXISTS site_index_no_change",
+    "DROP TRIGGER IF EXISTS site_index_no_delete",
+    "DROP TABLE site_index",
+    "DELETE FROM site_tree",
+    "DELETE FROM meta WHERE key = 'sites_upto'",
+)
 
 _TREES_CACHED = 200_000  # site trees kept in memory between batches (a frontier is ~20 hashes at most)
 
@@ -165,7 +165,7 @@ class SqliteStore(CheckpointReads):
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             if self._has_table("site_index"):
-                for statement in _DROP_ROW_INDEX.strip().split(";\n"):
+                for statement in _DROP_ROW_INDEX:
                     self._conn.execute(statement)
             self._conn.execute("COMMIT")
         except BaseException:
@@ -231,9 +231,10 @@ class SqliteStore(CheckpointReads):
                 touched = self._builder.add(leaf_hashes)
                 conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
-                indexed = sites is not None and self._sites_upto_locked() == size
-                if sites is not None and indexed:
+                indexed = False
+                if sites is not None and self._sites_upto_locked() == size:
                     self._write_sites(size, sites, leaf_hashes, new_size)
+                    indexed = True
                 root = self._builder.root()
                 note = sign(new_size, root)
                 conn.execute(

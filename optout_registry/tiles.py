@@ -14,7 +14,6 @@ after the tile has grown.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -25,6 +24,7 @@ from .merkle import (
     consistency_proof,
     inclusion_proof,
     node_hash,
+    parent_level,
     subtree_decomposition,
 )
 
@@ -71,12 +71,10 @@ def tile_width(level: int, n: int, size: int) -> int:
 
 
 def _perfect_root(hashes: Sequence[bytes]) -> bytes:
-    """Root of a power-of-two number of hashes (a perfect subtree). ``node_hash`` inlined: a full tile costs 255 of
-    them, about one per logged record."""
-    sha256 = hashlib.sha256
+    """Root of a power-of-two number of hashes (a perfect subtree)."""
     level = list(hashes)
     while len(level) > 1:
-        level = [sha256(b"\x01" + left + right).digest() for left, right in zip(level[::2], level[1::2], strict=True)]
+        level = parent_level(level)
     return level[0]
 
 
