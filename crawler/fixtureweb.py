@@ -22,6 +22,8 @@ from typing import Any
 
 from scrapy.resolver import CachingThreadedResolver
 
+GATE_TIMEOUT = 120.0
+
 
 @dataclass
 class Route:
@@ -33,6 +35,9 @@ class Route:
     # When set, these bytes are sent as the whole answer (status line, headers, body) and the connection is
     # closed: malformed status lines or header lines that http.server would not write.
     raw: bytes | None = None
+    # When set, the answer waits until the event is set (at most GATE_TIMEOUT): a test holds pages back until
+    # every party it needs is in place, instead of hoping the timing works out.
+    gate: threading.Event | None = None
 
     def payload(self) -> bytes:
         return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
@@ -87,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
         route = server.routes.get(self.path) or server.routes.get(self.path.split("?", 1)[0])
         if route is None:
             route = Route(404, "not found", content_type="text/plain")
+        if route.gate is not None:
+            route.gate.wait(GATE_TIMEOUT)
         if route.delay:
             time.sleep(route.delay)
         if route.raw is not None:

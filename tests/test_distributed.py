@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,10 +41,13 @@ def pg_url() -> Iterator[str]:
     yield from pg_schema_url()
 
 
-def build_fleet_web(web: FixtureWeb, origins: int = 22, pages: int = 4, slow: float = 0.0) -> dict[str, Any]:
+def build_fleet_web(
+    web: FixtureWeb, origins: int = 22, pages: int = 4, slow: float = 0.0, gate: threading.Event | None = None
+) -> dict[str, Any]:
     """``origins`` sites: s00 disallows /private/ for our token, s01..s03 ask for a Crawl-delay, s04 reserves
     /premium/ in tdmrep.json, s05 answers robots.txt with 503, s06 sends X-Robots-Tag noai on one page; the rest
-    are open. Every index links to its own pages and to the next site's index."""
+    are open. Every index links to its own pages and to the next site's index. With ``gate``, pages (not policy
+    files) are answered once it is set."""
     names = [f"s{i:02d}" for i in range(origins)]
     for name in names:
         web.site(name)
@@ -75,13 +79,13 @@ def build_fleet_web(web: FixtureWeb, origins: int = 22, pages: int = 4, slow: fl
             expect["never"] |= {(name, p) for p in ["/", *links]}
             expect["reserved"].add(base + "/")
         if name == "s06":
-            routes["/p0.html"] = Route(body=page("noai"), headers=[("X-Robots-Tag", "noai")], delay=slow)
+            routes["/p0.html"] = Route(body=page("noai"), headers=[("X-Robots-Tag", "noai")], delay=slow, gate=gate)
             expect["reserved"].add(base + "/p0.html")
         routes.setdefault("/robots.txt", Route(body=robots, content_type=TEXT))
         body = "".join(f"<a href='{base}{p}'>{p}</a> " for p in links) + f"<a href='{nxt}/'>next</a>"
-        routes["/"] = Route(body=page(f"{name} home", body), delay=slow)
+        routes["/"] = Route(body=page(f"{name} home", body), delay=slow, gate=gate)
         for p in links:
-            routes.setdefault(p, Route(body=page(f"{name} {p}", "<p>text</p>"), delay=slow))
+            routes.setdefault(p, Route(body=page(f"{name} {p}", "<p>text</p>"), delay=slow, gate=gate))
         web.site(name, routes)
         expect["pages"] |= {(name, p) for p in ["/", *links]} - expect["never"]
     expect["seeds"] = [web.origin(n) + "/" for n in names if n != "s05"]
@@ -182,7 +186,10 @@ def assert_crawl_delay_held(web: FixtureWeb, names: set[str], *, fetched: bool =
 
 
 def test_four_workers_crawl_one_web_compliantly(web: FixtureWeb, tmp_path: Path, redis_prefix: str, pg_url: str):
-    expect = build_fleet_web(web)
+    # Pages wait until two workers hold requests, each worker taking at most 4 at a time: on a loaded machine the
+    # first worker up could otherwise crawl this small web alone before the others have imported Scrapy.
+    gate = threading.Event()
+    expect = build_fleet_web(web, gate=gate)
     fleet = Fleet(tmp_path, REDIS_URL, pg_url, redis_prefix, expect["seeds"])
     integrator = subprocess.Popen(
         [sys.executable, "-m", "crawler.cli", "registry", "checkpoint", "--every", "1",
@@ -190,9 +197,12 @@ def test_four_workers_crawl_one_web_compliantly(web: FixtureWeb, tmp_path: Path,
         cwd=ROOT, env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        fleet.start(4)
+        fleet.start(4, "-s", "CONCURRENT_REQUESTS=4")
+        busy_workers(f"{redis_prefix}crawl", fleet.workers, 2)
+        gate.set()
         results = fleet.wait()
     finally:
+        gate.set()
         fleet.kill_all()
         integrator.send_signal(signal.SIGTERM)
         note, integrator_err = integrator.communicate(timeout=60)
@@ -275,8 +285,8 @@ def wait_for_pages(web: FixtureWeb, n: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def busy_worker(crawl_id: str, workers: list[subprocess.Popen[str]], timeout: float = 60) -> int:
-    """The index of a worker that has requests in flight (its in-flight hash in Redis is not empty)."""
+def busy_workers(crawl_id: str, workers: list[subprocess.Popen[str]], n: int = 1, timeout: float = 90) -> list[int]:
+    """The indices of ``n`` or more workers that have requests in flight (in-flight hashes in Redis not empty)."""
     import redis
 
     from crawler.fleet import worker_name
@@ -285,11 +295,11 @@ def busy_worker(crawl_id: str, workers: list[subprocess.Popen[str]], timeout: fl
     client = redis.Redis.from_url(REDIS_URL)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for i, proc in enumerate(workers):
-            if client.hlen(f"{crawl_id}:inflight:{host}:{proc.pid}"):
-                return i
+        busy = [i for i, proc in enumerate(workers) if client.hlen(f"{crawl_id}:inflight:{host}:{proc.pid}")]
+        if len(busy) >= n:
+            return busy
         time.sleep(0.01)
-    pytest.fail(f"no worker had a request in flight: {list(client.scan_iter(crawl_id + ':*'))}")
+    pytest.fail(f"fewer than {n} workers had a request in flight: {list(client.scan_iter(crawl_id + ':*'))}")
 
 
 def assert_fleet_outcome(web: FixtureWeb, fleet: Fleet, expect: dict[str, Any], results: list[Any]) -> None:
@@ -316,7 +326,7 @@ def test_a_worker_killed_mid_crawl(web: FixtureWeb, tmp_path: Path, redis_prefix
     try:
         fleet.start(4)
         wait_for_pages(web, 30)
-        dead = busy_worker(f"{redis_prefix}crawl", fleet.workers)
+        dead = busy_workers(f"{redis_prefix}crawl", fleet.workers)[0]
         victim = fleet.workers[dead]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
