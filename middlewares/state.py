@@ -51,9 +51,10 @@ def slot_key(origin: str) -> str:
 def fetched_from_response(response: Response, url: str | None = None, limit: int | None = None) -> Fetched:
     """A Scrapy response in the engine's terms (header names lower-cased, one list entry per field line)."""
     headers: dict[str, list[str]] = {}
-    for key, values in response.headers.items():
-        name = key.decode("latin-1").lower()
-        headers[name] = [v.decode("latin-1") for v in values]
+    # Scrapy's Headers is a dict of title-cased bytes names to lists of bytes values; its own items() normalises
+    # every name again and copies every list, which cost more than the rest of this per-page conversion.
+    for key, values in dict.items(response.headers):
+        headers[key.decode("latin-1").lower()] = [v.decode("latin-1") for v in values]
     body = response.body if limit is None else response.body[:limit]
     return Fetched(url or response.url, response.status, headers, body, final_url=response.url)
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from protego import Protego
 
+from middlewares.protocols import robots_match
 from middlewares.protocols.robots import (
     ALLOW_ALL,
     DISALLOW_ALL,
@@ -781,6 +782,23 @@ PATH = st.builds(lambda tail: "/" + tail, st.text("ab/$*?", max_size=9))
 def test_match_equals_reference(rules: list[tuple[bool, str]], path: str) -> None:
     body = "User-agent: *\n" + "".join(f"{'Allow' if a else 'Disallow'}: {p}\n" for a, p in rules)
     assert parse_robots(body).match("bot", "http://h" + path).allowed is ref_allowed(rules, path)
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.lists(st.tuples(st.booleans(), PATTERN), max_size=8), st.lists(PATH, min_size=1, max_size=12), st.booleans())
+def test_one_file_matched_many_times_equals_reference(
+    rules: list[tuple[bool, str]], paths: list[str], few_buckets: bool
+) -> None:
+    """One parsed file asked about many paths, as in a crawl: the rules each path start was narrowed to (kept per
+    group, robots_match.SelectedGroup.candidates) give the reference answer for every later path too, including
+    once the group has no room left for more path starts."""
+    body = "User-agent: *\n" + "".join(f"{'Allow' if a else 'Disallow'}: {p}\n" for a, p in rules)
+    robots = parse_robots(body)
+    with pytest.MonkeyPatch.context() as mp:
+        if few_buckets:
+            mp.setattr(robots_match, "MAX_BUCKETS", 2)
+        for path in paths + paths[::-1]:
+            assert robots.match("bot", "http://h" + path).allowed is ref_allowed(rules, path), path
 
 
 @settings(max_examples=200, deadline=1000)

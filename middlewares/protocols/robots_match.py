@@ -105,6 +105,11 @@ class Group:
 # second item, so one inline str.startswith settles literal rules and rules out most wildcard ones without a call.
 _Entry = tuple[str | None, str, Pattern, bool, Rule]
 
+BUCKET_CHARS = 4
+"""How much of a path picks the rules it is matched against (:meth:`SelectedGroup.candidates`)."""
+MAX_BUCKETS = 4096
+"""Distinct path starts remembered per group; beyond them a path is matched against every rule."""
+
 
 @dataclass(slots=True)
 class SelectedGroup:
@@ -118,9 +123,8 @@ class SelectedGroup:
     request_rate: tuple[int, float] | None
     labels: list[str] = field(default_factory=list, repr=False)
     _entries: tuple[_Entry, ...] = field(default=(), repr=False)
-    _wild: tuple[_Entry, ...] = field(default=(), repr=False)
-    _prefixes: tuple[str, ...] = field(default=(), repr=False)
     _label_by_line: dict[int, str] = field(default_factory=dict, repr=False)
+    _buckets: dict[str, tuple[_Entry, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def explicit(self) -> bool:
@@ -131,6 +135,22 @@ class SelectedGroup:
     def rules(self) -> list[Rule]:
         """The merged rules in file order."""
         return sorted((r for g in self.groups for r in g.rules), key=lambda r: r.line)
+
+    def candidates(self, path: str) -> tuple[_Entry, ...]:
+        """The rules that could match ``path``, in priority order: those whose text before any ``*`` agrees with the
+        path's first :data:`BUCKET_CHARS` characters. Each distinct start of a path is worked out once, so a URL is
+        matched against a handful of rules however long the file (a site's rules mostly start differently)."""
+        key = path[:BUCKET_CHARS]
+        found = self._buckets.get(key)
+        if found is None:
+            if len(self._buckets) >= MAX_BUCKETS:  # a crawl of endlessly varied paths: no worse than no buckets
+                return self._entries
+            n = len(key)
+            found = tuple(
+                e for e in self._entries if (e[1].startswith(key) if len(e[1]) >= n else key.startswith(e[1]))
+            )
+            self._buckets[key] = found
+        return found
 
     def label_for(self, rule: Rule) -> str:
         """The ``User-agent`` value of the group the rule was written in."""
@@ -277,9 +297,8 @@ class RobotsTxt:
             return RobotsMatch(True, None, selected, path, "/robots.txt is always allowed (RFC 9309 §2.2.2)")
         if self._fixed is not None:
             return RobotsMatch(self._fixed, None, selected, path, self._reason)
-        entries = selected._entries if path.startswith(selected._prefixes) else selected._wild
         startswith = path.startswith
-        for literal, lead, pattern, allow, rule in entries:
+        for literal, lead, pattern, allow, rule in selected.candidates(path):
             if startswith(lead) and (literal is not None or pattern.matches(path)):
                 return RobotsMatch(allow, rule, selected, path)
         return RobotsMatch(True, None, selected, path)
@@ -310,17 +329,10 @@ def _merge(agent: str, groups: list[Group], labels: list[str]) -> SelectedGroup:
     # First match decides: longest pattern first, Allow before Disallow on equal length (RFC 9309 §2.2.2).
     rules.sort(key=lambda r: (-r.length, not r.allow, r.line))
     entries: list[_Entry] = []
-    wild: list[_Entry] = []
-    prefixes: list[str] = []
     for r in rules:
         text = r.pattern
         literal = None if ("*" in text or text.endswith("$")) else normalise_path(text)
-        entry = (literal, r._compiled.lead if literal is None else literal, r._compiled, r.allow, r)
-        entries.append(entry)
-        if literal is None:
-            wild.append(entry)
-        else:
-            prefixes.append(literal)
+        entries.append((literal, r._compiled.lead if literal is None else literal, r._compiled, r.allow, r))
     return SelectedGroup(
         agent=agent,
         groups=groups,
@@ -329,8 +341,6 @@ def _merge(agent: str, groups: list[Group], labels: list[str]) -> SelectedGroup:
         request_rate=min(rates, key=lambda rr: rr[0] / rr[1] if rr[1] else math.inf) if rates else None,
         labels=labels,
         _entries=tuple(entries),
-        _wild=tuple(wild),
-        _prefixes=tuple(prefixes),
         _label_by_line=label_by_line,
     )
 

@@ -219,11 +219,16 @@ def header_signals(values: list[str], token: str, *, is_image: bool, mode: Mode)
     return out
 
 
+def meta_words(token: str) -> tuple[str, ...]:
+    """The meta names :func:`meta_signals` reads for ``token``: a head mentioning neither holds none of its tags."""
+    return ("robots", token.strip().lower())
+
+
 def meta_signals(head: HtmlHead, token: str, *, mode: Mode) -> list[Signal]:
     """Signals of ``<meta name="robots">`` (all crawlers) and ``<meta name="<token>">`` (only us, vector 69); name
     and content are case-insensitive. The page is HTML, so ``noimageai`` is reported for its images only."""
     out: list[Signal] = []
-    wanted = {"robots", token.strip().lower()}
+    wanted = set(meta_words(token))
     # Cheap pre-filter: most meta tags (Open Graph, viewport) name neither; skip parsing their attributes.
     for tag in head.metas_mentioning(*wanted):
         if not tag.may_match(_EFFECT_WORDS):

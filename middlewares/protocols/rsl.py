@@ -254,10 +254,14 @@ def license_urls_from_headers(link_values: list[str], base_url: str) -> list[str
     return out
 
 
+HTML_WORDS = ("license",)
+"""What :func:`license_urls_from_html` looks for in a head: a head without it links no licence."""
+
+
 def license_urls_from_html(head: HtmlHead, base_url: str) -> list[str]:
     """Licence URLs from ``<link rel="license" type="application/rsl+xml" href="…">`` in the page head."""
     out: list[str] = []
-    for tag in head.links_mentioning("license"):
+    for tag in head.links_mentioning(*HTML_WORDS):
         attrs = getattr(tag, "attrs", None) or {}
         if not _is_rsl_link(str(attrs.get("rel", "")), str(attrs.get("type", ""))):
             continue

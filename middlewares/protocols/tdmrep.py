@@ -364,6 +364,10 @@ def header_signal(reservation_values: list[str], policy_values: list[str], *, mo
 # --- Technique C: HTML <meta> ------------------------------------------------------------------------------------
 
 
+HTML_WORDS = ("tdm-",)
+"""What :func:`html_signal` looks for in a head: a head without it holds no TDMRep meta tag."""
+
+
 def html_signal(head: HtmlHead, *, mode: Mode) -> Signal | None:
     """``<meta name="tdm-reservation" content=...>`` (name compared case-insensitively); conservative mode also
     reads the ``http-equiv`` spelling, which some sites use to mimic the header."""
@@ -371,7 +375,7 @@ def html_signal(head: HtmlHead, *, mode: Mode) -> Signal | None:
     policies: list[str] = []
     lines: list[int] = []
     notes: list[str] = []
-    for tag in head.metas_mentioning("tdm-"):
+    for tag in head.metas_mentioning(*HTML_WORDS):
         attrs = tag.attrs
         name = attrs.get("name", "").strip().lower()
         if not name and mode is Mode.CONSERVATIVE:
