@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from optout_registry.errors import IntegrityError
-from optout_registry.sitemap import frontier_pack, frontier_unpack, site_key, site_of_record
+from optout_registry.sitemap import ENTRY_INPUT, ENTRY_PREFIX, frontier_pack, frontier_unpack, site_key, site_of_record
 
 
 class CheckpointReads:
@@ -205,6 +205,7 @@ def advance_sites(
     per entry plus, on average, one node hash: the frontier is the compact range.
     """
     sha256 = hashlib.sha256
+    entry_input = ENTRY_INPUT
     by_site: dict[str, list[int]] = {}
     for i, site in enumerate(sites):
         if site is not None:
@@ -221,9 +222,11 @@ def advance_sites(
         indices = by_site[site]
         count, frontier = state.get(site) or (0, [])
         for idx in indices:
-            h = sha256(b"\x03" + idx.to_bytes(8, "big") + leaf_hashes[idx - first]).digest()
+            # sitemap.entry_hash and frontier_append with merkle.node_hash inlined: this runs once per logged
+            # record. Leaf hashes here are SHA-256 digests (merkle.leaf_hashes), so ENTRY_INPUT needs no check.
+            h = sha256(entry_input(ENTRY_PREFIX, idx, leaf_hashes[idx - first])).digest()
             c = count
-            while c & 1:  # sitemap.frontier_append with merkle.node_hash inlined: runs once per logged record
+            while c & 1:
                 h = sha256(b"\x01" + frontier.pop() + h).digest()
                 c >>= 1
             frontier.append(h)
