@@ -85,6 +85,7 @@ class HtmlHead:
         "_lower",
         "_lower_utf8",
         "_metas",
+        "_occurring",
         "_password",
         "_skipped",
         "_text",
@@ -107,6 +108,7 @@ class HtmlHead:
         self._text = text
         self._lower: str | None = None
         self._lower_utf8: bytes | None = None
+        self._occurring: dict[str, bool] = {}
         self._skipped: _Skipped | None = None
         self._text_length: int | None = None
         self._password: bool | None = None
@@ -186,10 +188,10 @@ class HtmlHead:
     def mentions_any(self, words: tuple[str, ...]) -> bool:
         """Does any of ``words`` (lower-case) occur anywhere in the lower-cased head? When none does, every
         ``metas_mentioning``/``links_mentioning`` of these words is empty, which is the answer for most pages, so
-        callers can skip asking each. (``in`` per word beats one alternation regex, which ``re`` tries at every
-        position: 1.4 against 4.7 µs for four words on a typical head.)"""
-        lower = self._prepared()[1]
-        return any(word in lower for word in words)
+        callers can skip asking each. The answers are remembered, so a head that does mention one costs its readers
+        nothing more. (One alternation regex instead took 4.7 µs for four words on a typical head: ``re`` tries
+        every alternative at every position.)"""
+        return any(self._occurs(word) for word in words)
 
     def metas_mentioning(self, *words: str) -> list[Tag]:
         """Meta tags whose attributes contain any of ``words`` (lower-case), in document order."""
@@ -230,9 +232,12 @@ class HtmlHead:
         """Does ``word`` occur anywhere in the lower-cased head? Most words asked about do not, and this page-wide
         negative is answered several times faster on bytes (:func:`bytesearch.contains`) than ``str.find`` can
         answer it; UTF-8 being self-synchronising, the bytes contain the word exactly where the text does."""
-        if self._lower_utf8 is None:
-            self._lower_utf8 = self._prepared()[1].encode("utf-8", "surrogatepass")
-        return contains(self._lower_utf8, word.encode("utf-8", "surrogatepass"))
+        found = self._occurring.get(word)
+        if found is None:
+            if self._lower_utf8 is None:
+                self._lower_utf8 = self._prepared()[1].encode("utf-8", "surrogatepass")
+            found = self._occurring[word] = contains(self._lower_utf8, word.encode("utf-8", "surrogatepass"))
+        return found
 
     def meta_values(self, name: str) -> list[Tag]:
         """Meta tags whose ``name`` equals ``name`` case-insensitively."""
