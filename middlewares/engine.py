@@ -404,7 +404,7 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
     head: HtmlHead | None = None
     if _looks_like_html(fetched.body, ctype):
         head = scan_html(fetched.body)
-        if head.mentions_any(_head_words(policy.agent)):  # most pages mention none: one pass instead of three
+        if head.mentions_any(_head_words(policy.agent)):  # a head without any of their words has nothing for them
             sig = tdmrep.html_signal(head, mode=mode)
             if sig is not None:
                 found.append(sig)
