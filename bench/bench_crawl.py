@@ -26,7 +26,9 @@ A second table crawls the same 10,000 pages spread over 100 and over 10,000 orig
 memory and speed behave as the number of origins grows.
 
 With ``--against CHECKOUT`` the baseline is the add-on of another checkout instead of Scrapy: a before/after of a
-change (``git worktree add ../before <commit>`` makes one).
+change (``git worktree add ../before <commit>`` makes one). The crawl child also takes ``optout~usage``,
+``optout~pipeline`` and ``optout~items`` (the add-on without that component), which bench_instructions.py uses to
+price each component.
 
 Run: python bench/bench_crawl.py [--quick] [--repeat 5] [--origins 20] [--paired] [--gc freeze|default] [--norec]
      [--no-scaling] [--profile] [--against CHECKOUT]   (the default run takes about 8 minutes on 2 vCPUs)
@@ -199,9 +201,29 @@ def plain_spider(origins: int) -> Any:
     return PlainSpider
 
 
+LEAVE_OUT = {
+    "usage": (("DOWNLOADER_MIDDLEWARES", "middlewares.downloader.OptOutUsageMiddleware"),),
+    "pipeline": (("ITEM_PIPELINES", "middlewares.items.OptOutItemPipeline"),),
+    # the stamping spider middleware only with the pipeline: alone, the pipeline would count every unstamped item
+    "items": (
+        ("SPIDER_MIDDLEWARES", "middlewares.items.OptOutSpiderMiddleware"),
+        ("ITEM_PIPELINES", "middlewares.items.OptOutItemPipeline"),
+    ),
+}
+"""``optout~NAME``: the add-on without one of its per-page components, so that what that component costs is the
+difference (bench_instructions.py prints it). Not a configuration anyone should run."""
+
+
 def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from scrapy.crawler import CrawlerProcess
+
+    variant, _, left_out = variant.partition("~")
+    if left_out:
+        import middlewares.addon
+
+        for setting, component in LEAVE_OUT[left_out]:
+            del getattr(middlewares.addon, setting)[component]
 
     settings: dict[str, Any] = {
         "LOG_LEVEL": "WARNING",

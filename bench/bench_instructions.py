@@ -17,6 +17,11 @@ not in it. Work driven by the clock happens more often per page than in a real c
 much slower: the registry writer's batches (one every ``OPTOUT_REGISTRY_FLUSH``), each a transaction with a signed
 checkpoint, are smaller and more numerous here, so their fixed cost is overstated.
 
+With ``--variants scrapy,optout,optout~usage,optout~pipeline,optout~items`` each per-page component of the add-on
+is left out in turn (bench_crawl.LEAVE_OUT: the usage middleware, the item pipeline, and the pipeline with the
+spider middleware that stamps items), and what it costs a page is the difference from the whole add-on, its hook
+dispatch included.
+
 Run: python bench/bench_instructions.py [--origins 20] [--pages 2000] [--variants scrapy,optout] [--per-origin 200]
      [--against CHECKOUT]   (the add-on of another checkout as a third variant, e.g. ``git worktree add``)
 """
@@ -108,6 +113,13 @@ def main() -> None:
                     f"{variant} / scrapy: whole crawl {whole / base[0]:.3f}, per page {page / base[2]:.3f}, "
                     f"start-up +{(start - base[1]) / 1e9:.2f} G{extra}"
                 )
+
+    if "optout" in rows:
+        for variant, (_, _, page, _) in rows.items():
+            if variant.startswith("optout~"):
+                cost = rows["optout"][2] - page
+                share = f" ({cost / rows['scrapy'][2]:.1%} of Scrapy's page)" if "scrapy" in rows else ""
+                print(f"{variant.partition('~')[2]}: {cost / 1e6:.3f} M instructions a page{share}")
 
 
 if __name__ == "__main__":
