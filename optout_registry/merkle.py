@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "NODE_PREFIX",
     "RightEdge",
     "VerificationError",
     "consistency_proof",
@@ -41,7 +42,7 @@ __all__ = [
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 _LEAF_PREFIX = b"\x00"
-_NODE_PREFIX = b"\x01"
+NODE_PREFIX = b"\x01"  # RFC 6962 interior node; public for the one loop that must inline node_hash
 
 HashAt = Callable[[int, int], bytes]
 
@@ -57,7 +58,7 @@ def leaf_hash(data: bytes) -> bytes:
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 || left || right): an interior node of RFC 6962 §2.1."""
-    return hashlib.sha256(_NODE_PREFIX + left + right).digest()
+    return hashlib.sha256(NODE_PREFIX + left + right).digest()
 
 
 def leaf_hashes(leaves: Iterable[bytes]) -> list[bytes]:
@@ -71,7 +72,7 @@ def parent_level(hashes: Sequence[bytes]) -> list[bytes]:
     """``node_hash`` of each pair of an even-length level (one level up a perfect subtree), without a call per node:
     a full tile costs 255 of them, about one per logged record."""
     sha256 = hashlib.sha256
-    return [sha256(_NODE_PREFIX + left + right).digest() for left, right in zip(hashes[::2], hashes[1::2], strict=True)]
+    return [sha256(NODE_PREFIX + left + right).digest() for left, right in zip(hashes[::2], hashes[1::2], strict=True)]
 
 
 def _fold_right(hashes: Sequence[bytes]) -> bytes:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from optout_registry.errors import IntegrityError
+from optout_registry.merkle import NODE_PREFIX
 from optout_registry.sitemap import ENTRY_INPUT, ENTRY_PREFIX, frontier_pack, frontier_unpack, site_key, site_of_record
 
 
@@ -227,7 +228,7 @@ def advance_sites(
             h = sha256(entry_input(ENTRY_PREFIX, idx, leaf_hashes[idx - first])).digest()
             c = count
             while c & 1:
-                h = sha256(b"\x01" + frontier.pop() + h).digest()
+                h = sha256(NODE_PREFIX + frontier.pop() + h).digest()
                 c >>= 1
             frontier.append(h)
             count += 1
