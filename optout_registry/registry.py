@@ -57,7 +57,8 @@ from optout_registry.proof import format_proof
 from optout_registry.record import RecordError, canonical, parse_leaf, registrable_domain
 from optout_registry.recordfields import ObservedRange, evidence_refs  # noqa: F401
 from optout_registry.selfcheck import FULL_TILE_BYTES, CheckReport, run_self_check  # noqa: F401
-from optout_registry.sitemap import SiteMap, fold, frontier_unpack, site_key, site_of_record, sites_note_body
+from optout_registry.sitemap import SiteMap, site_key, site_of_record, sites_note_body
+from optout_registry.store_common import site_roots
 from optout_registry.store_sqlite import SqliteStore
 from optout_registry.storeapi import SignFn, Store
 from optout_registry.tiles import TileReader
@@ -225,6 +226,11 @@ class Registry:
     def _sign(self, size: int, root: bytes) -> str:
         return self._signer().sign(Checkpoint(self.origin, size, root))
 
+    def _sign_sites(self, size: int, log_root: bytes, map_root: bytes, sites: int) -> str:
+        """The signed ``sites`` note of checkpoint ``size``: the stores sign one with every checkpoint whose site
+        trees they hold (docs/completeness.md)."""
+        return self.sign_note(sites_note_body(self.origin, size, log_root, map_root, sites))
+
     def recorded_vkey(self) -> str | None:
         """The verifier key this registry is signed with, if it has one yet (never generates a key)."""
         return self._store.get_meta("vkey")
@@ -302,7 +308,7 @@ class Registry:
             chunk = leaves[start : start + self.batch_size]
             hashes = leaf_hashes(chunk) if self._store.integrates_on_append else []
             chunk_sites = None if sites is None else sites[start : start + self.batch_size]
-            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, chunk_sites)
+            first = self._store.append(chunk, hashes, rows if start == 0 else [], sign, chunk_sites, self._sign_sites)
             indices.extend(range(first, first + len(chunk)))
         return indices
 
@@ -314,11 +320,11 @@ class Registry:
 
     def integrate(self, wait: bool = True) -> bool:
         """PostgreSQL: fold sequenced entries into the tree and sign. SQLite: nothing pending, ever."""
-        return self._store.integrate(self._sign, wait=wait)
+        return self._store.integrate(self._sign, wait=wait, sign_sites=self._sign_sites)
 
     def checkpoint(self) -> str:
         """The latest signed checkpoint (a C2SP signed note), after integrating anything pending."""
-        self._store.integrate(self._sign, wait=True)
+        self._store.integrate(self._sign, wait=True, sign_sites=self._sign_sites)
         latest = self._store.latest_checkpoint()
         if latest is None:  # pragma: no cover - integrate always leaves one
             raise IntegrityError("no checkpoint after integration")
@@ -472,12 +478,7 @@ class Registry:
             raise RegistryError(f"site proofs are made at the latest checkpoint ({cp_size}), not at {size}")
         if upto != cp_size:
             raise IntegrityError(f"the site trees cover {upto} entries but the latest checkpoint covers {cp_size}")
-        trees: dict[str, tuple[int, bytes]] = {}
-        for site, (count, packed) in stored.items():
-            try:
-                trees[site] = (count, fold(frontier_unpack(packed, count)))
-            except ValueError as exc:
-                raise IntegrityError(f"site tree of {site} is damaged: {exc}") from None
+        trees = site_roots(stored)
         return cp_size, note, SiteMap(trees), trees
 
     def sites_note(self, size: int, log_root: bytes, site_map: Any) -> str:

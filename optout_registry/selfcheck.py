@@ -259,6 +259,8 @@ class _SiteReplay:
     ) -> None:
         self.checker, self.rep, self.roots, self.verifier = checker, rep, roots, verifier
         self.trees: dict[str, tuple[int, list[bytes]]] = {}
+        self.site_map = SiteMap()  # as of the last note checked, plus the sites touched since
+        self.touched: set[str] = set()
         self.index: dict[str, list[int]] = {}
         self.notes = {size: (map_root, n, note) for size, map_root, n, note in checker.store.site_notes()}
         self.evidence_refs: set[str] = set()
@@ -276,6 +278,7 @@ class _SiteReplay:
                 count, frontier = self.trees.get(site, (0, []))
                 frontier_append(frontier, count, entry_hash(idx, lh))
                 self.trees[site] = (count + 1, frontier)
+                self.touched.add(site)
                 if idx < self.upto:
                     self.index.setdefault(site, []).append(idx)
         if idx + 1 in self.notes:
@@ -286,7 +289,9 @@ class _SiteReplay:
     def _check_note(self, size: int) -> None:
 
         map_root, n, note = self.notes[size]
-        site_map = SiteMap({s: (c, fold(f)) for s, (c, f) in self.trees.items()})
+        site_map = self.site_map  # every checkpoint has a note: the map is advanced by what changed since the last
+        site_map.update({s: (self.trees[s][0], fold(self.trees[s][1])) for s in self.touched})
+        self.touched.clear()
         if site_map.root != map_root or site_map.count != n:
             self.rep.fail(f"sites note of checkpoint {size}: the site map recomputed from the entries differs")
         if self.verifier is None:

@@ -11,7 +11,16 @@ from typing import Any
 
 from optout_registry.errors import IntegrityError
 from optout_registry.merkle import NODE_PREFIX
-from optout_registry.sitemap import ENTRY_INPUT, ENTRY_PREFIX, frontier_pack, frontier_unpack, site_key, site_of_record
+from optout_registry.sitemap import (
+    ENTRY_PREFIX,
+    HASH_INPUT,
+    SiteMap,
+    fold,
+    frontier_pack,
+    frontier_unpack,
+    site_key,
+    site_of_record,
+)
 
 
 class CheckpointReads:
@@ -194,7 +203,7 @@ def advance_sites(
     first: int,
     sites: Sequence[str | None],
     leaf_hashes: Sequence[bytes],
-) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, bytes]]]:
+) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, bytes]], dict[str, tuple[int, bytes]]]:
     """Append entries ``first, first+1, …`` to their sites' trees (docs/completeness.md).
 
     ``load`` returns the (count, frontier) of the sites asked for (absent = new site) in a dict that this updates:
@@ -203,10 +212,11 @@ def advance_sites(
     site_tree rows to upsert, (site, count, packed frontier), and one site_run row per site touched, (site, its
     first index here, its indices packed by ``pack_run``): a row per site and batch rather than per entry, because
     at 100,000 records/s an index row per entry alone cost 15 % of the append budget. The hashing is one SHA-256
-    per entry plus, on average, one node hash: the frontier is the compact range.
+    per entry plus, on average, one node hash: the frontier is the compact range. Also returns each touched
+    site's new (count, root), what the site map is updated with.
     """
     sha256 = hashlib.sha256
-    entry_input = ENTRY_INPUT
+    entry_input = HASH_INPUT
     by_site: dict[str, list[int]] = {}
     for i, site in enumerate(sites):
         if site is not None:
@@ -219,12 +229,13 @@ def advance_sites(
     state = load(touched) if by_site else {}
     tree_rows: list[tuple[str, int, bytes]] = []
     run_rows: list[tuple[str, int, bytes]] = []
+    roots: dict[str, tuple[int, bytes]] = {}
     for site in touched:
         indices = by_site[site]
         count, frontier = state.get(site) or (0, [])
         for idx in indices:
             # sitemap.entry_hash and frontier_append with merkle.node_hash inlined: this runs once per logged
-            # record. Leaf hashes here are SHA-256 digests (merkle.leaf_hashes), so ENTRY_INPUT needs no check.
+            # record. Leaf hashes here are SHA-256 digests (merkle.leaf_hashes), so HASH_INPUT needs no check.
             h = sha256(entry_input(ENTRY_PREFIX, idx, leaf_hashes[idx - first])).digest()
             c = count
             while c & 1:
@@ -235,7 +246,52 @@ def advance_sites(
         state[site] = (count, frontier)
         tree_rows.append((site, count, frontier_pack(frontier)))
         run_rows.append((site, indices[0], pack_run(indices)))
-    return tree_rows, run_rows
+        roots[site] = (count, fold(frontier))
+    return tree_rows, run_rows, roots
+
+
+def site_roots(stored: dict[str, tuple[int, bytes]]) -> dict[str, tuple[int, bytes]]:
+    """{site: (count, site-tree root)} from stored (count, packed frontier) rows: the site map's input."""
+    roots: dict[str, tuple[int, bytes]] = {}
+    for site, (count, packed) in stored.items():
+        try:
+            roots[site] = (count, fold(frontier_unpack(packed, count)))
+        except ValueError as exc:
+            raise IntegrityError(f"site tree of {site} is damaged: {exc}") from None
+    return roots
+
+
+class SiteMapCache:
+    """A writer's site map between its batches, as of log size ``at``, so that signing every checkpoint's sites
+    note costs what the batch changed rather than O(sites) (docs/completeness.md).
+
+    ``advance`` is called inside the batch's transaction and ``committed`` after it commits, ``drop`` when it
+    does not; another writer's batch in between leaves ``at`` behind. Either way the next ``advance`` rebuilds
+    the map from the stored site trees, which the transaction then already holds.
+    """
+
+    def __init__(self) -> None:
+        self._map: SiteMap | None = None
+        self._at = -1
+
+    def advance(
+        self, first: int, changed: dict[str, tuple[int, bytes]], stored: Callable[[], dict[str, tuple[int, bytes]]]
+    ) -> SiteMap:
+        """The map after the batch that starts at log index ``first`` set ``changed``; ``stored()`` reads every
+        site's (count, packed frontier) in the batch's transaction."""
+        site_map = self._map
+        if site_map is None or self._at != first:
+            site_map = self._map = SiteMap(site_roots(stored()))
+        else:
+            site_map.update(changed)
+        return site_map
+
+    def committed(self, size: int) -> None:
+        if self._map is not None:
+            self._at = size
+
+    def drop(self) -> None:
+        self._map, self._at = None, -1
 
 
 def pack_run(indices: Sequence[int]) -> bytes:

@@ -26,8 +26,9 @@ from optout_registry.errors import ForkError, IntegrityError, RegistryError
 from optout_registry.merkle import leaf_hashes
 from optout_registry.messages import first_line as _first_line
 from optout_registry.messages import redact_url as _redact
-from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site
-from optout_registry.storeapi import SignFn
+from optout_registry.sitemap import EMPTY_MAP
+from optout_registry.store_common import CheckpointReads, SiteMapCache, advance_sites, leaf_site
+from optout_registry.storeapi import SignFn, SitesSignFn
 from optout_registry.tiles import TileBuilder
 
 SCHEMA_VERSION = "1"
@@ -136,6 +137,7 @@ class PostgresStore(CheckpointReads):
             raise RegistryError(f"cannot connect to {self.location}: {_first_line(exc)}") from None
         self._lock = threading.RLock()
         self._builder: TileBuilder | None = None  # the TileBuilder at int_coord.size, or None to rebuild
+        self._maps = SiteMapCache()  # the integrator's site map as of its last integration
         try:
             schema = self._one("SELECT current_schema()")
             if schema is None:
@@ -207,10 +209,11 @@ class PostgresStore(CheckpointReads):
         evidence: list[tuple[bytes, bytes]],
         sign: SignFn,
         sites: list[str | None] | None = None,
+        sign_sites: SitesSignFn | None = None,
     ) -> int:
         """Sequence one batch: contiguous indices, durable on return. Not integrated (no checkpoint) yet."""
         # The integrator recomputes hashes and sites from the stored bytes; nodes neither sign nor are trusted.
-        del leaf_hashes, sign, sites
+        del leaf_hashes, sign, sites, sign_sites
         psycopg = self._psycopg
         with self._lock:
             try:
@@ -239,8 +242,11 @@ class PostgresStore(CheckpointReads):
 
     # -- integration --------------------------------------------------------------------------------------------
 
-    def integrate(self, sign: SignFn, wait: bool = True, use_lock: bool = True) -> bool:
+    def integrate(
+        self, sign: SignFn, wait: bool = True, sign_sites: SitesSignFn | None = None, use_lock: bool = True
+    ) -> bool:
         """Integrate every sequenced entry. Returns False if another integrator holds the lock and wait is False.
+        ``sign_sites`` signs each new checkpoint's sites note in its transaction.
 
         ``use_lock=False`` exists for tests that prove the compare-and-swap alone prevents forks.
         """
@@ -249,13 +255,15 @@ class PostgresStore(CheckpointReads):
             if use_lock and not self._acquire(wait):
                 return False
             try:
-                while self._integrate_chunk(sign):
+                while self._integrate_chunk(sign, sign_sites):
                     pass
             except psycopg.Error as exc:
                 self._builder = None
+                self._maps.drop()
                 raise RegistryError(f"integration failed: {_first_line(exc)}") from None
             except BaseException:
                 self._builder = None
+                self._maps.drop()
                 raise
             finally:
                 if use_lock:
@@ -273,7 +281,7 @@ class PostgresStore(CheckpointReads):
                 raise RegistryError("timed out waiting for the other integrator to finish")
             time.sleep(0.02)
 
-    def _integrate_chunk(self, sign: SignFn) -> bool:
+    def _integrate_chunk(self, sign: SignFn, sign_sites: SitesSignFn | None) -> bool:
         """One transaction: up to INTEGRATE_CHUNK entries. Returns True if more may remain."""
         conn = self._conn
         with conn.transaction():
@@ -290,6 +298,8 @@ class PostgresStore(CheckpointReads):
                 if conn.execute("SELECT 1 FROM checkpoint WHERE size = %s", (size,)).fetchone() is None:
                     root = self._builder.root()
                     self._insert_checkpoint(size, root, sign(size, root))
+                    if sign_sites is not None and size == 0:
+                        self._add_sites_note(0, root, EMPTY_MAP, 0, sign_sites)
                 return False
             end = min(nxt, size + INTEGRATE_CHUNK)
             rows = conn.execute(
@@ -304,21 +314,25 @@ class PostgresStore(CheckpointReads):
                 cur.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
             # The site trees advance in the same transaction as the tree head: they follow log order exactly.
             self._catch_up_sites(size)
-            self._write_sites(size, [leaf_site(leaf) for leaf in leaves], hashes, end)
+            roots = self._write_sites(size, [leaf_site(leaf) for leaf in leaves], hashes, end)
             root = self._builder.root()
             self._insert_checkpoint(end, root, sign(end, root))
+            if sign_sites is not None:
+                site_map = self._maps.advance(size, roots, self.site_trees)
+                self._add_sites_note(end, root, site_map.root, site_map.count, sign_sites)
             cur = conn.execute(
                 "UPDATE int_coord SET size = %s, root = %s WHERE id = 1 AND size = %s", (end, root, size)
             )
             if cur.rowcount != 1:
                 raise ForkError(f"another integrator moved the tree head from {size}; this integration was discarded")
+        self._maps.committed(end)
         return end < nxt
 
     def _insert_checkpoint(self, size: int, root: bytes, note: str) -> None:
         self._conn.execute("INSERT INTO checkpoint(size, root, note) VALUES (%s, %s, %s)", (size, root, note))
 
-    def ensure_checkpoint(self, sign: SignFn) -> None:
-        self.integrate(sign)
+    def ensure_checkpoint(self, sign: SignFn, sign_sites: SitesSignFn | None = None) -> None:
+        self.integrate(sign, sign_sites=sign_sites)
 
     def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None:
         with self._lock:
@@ -378,8 +392,10 @@ class PostgresStore(CheckpointReads):
 
     # -- per-site trees (docs/completeness.md), written by the integrator -------------------------------------
 
-    def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
-        tree_rows, run_rows = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+    def _write_sites(
+        self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int
+    ) -> dict[str, tuple[int, bytes]]:
+        tree_rows, run_rows, roots = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
         conn = self._conn
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO site_run(site, first, idxs) VALUES (%s, %s, %s)", run_rows)
@@ -389,6 +405,13 @@ class PostgresStore(CheckpointReads):
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             (str(new_size),),
         )
+        return roots
+
+    def _add_sites_note(self, size: int, log_root: bytes, map_root: bytes, sites: int, sign: SitesSignFn) -> None:
+        self._conn.execute(
+            "INSERT INTO site_note(size, map_root, sites, note) VALUES (%s, %s, %s, %s)",
+            (size, map_root, sites, sign(size, log_root, map_root, sites)),
+        )
 
     def _catch_up_sites(self, size: int) -> None:
         """Bring the site trees up to ``size`` from the stored entries (a registry made before they existed)."""
@@ -396,6 +419,8 @@ class PostgresStore(CheckpointReads):
         done = int(row[0]) if row else 0
         if done > size:
             raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
+        if done < size:
+            self._maps.drop()
         while done < size:
             end = min(size, done + INTEGRATE_CHUNK)
             rows = list(self.leaves(done, end))

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from optout_registry.errors import IntegrityError, RegistryError
 from optout_registry.merkle import root as merkle_root
-from optout_registry.store_common import CheckpointReads, advance_sites, leaf_site, tile_leaf_hashes
-from optout_registry.storeapi import SignFn
+from optout_registry.sitemap import EMPTY_MAP
+from optout_registry.store_common import CheckpointReads, SiteMapCache, advance_sites, leaf_site, tile_leaf_hashes
+from optout_registry.storeapi import SignFn, SitesSignFn
 from optout_registry.tiles import TileBuilder
 
 SCHEMA_VERSION = "1"
@@ -151,6 +152,7 @@ class SqliteStore(CheckpointReads):
         # the trees it advances from here instead of selecting and unpacking them again.
         self._trees: dict[str, tuple[int, list[bytes]]] = {}
         self._trees_at = -1
+        self._maps = SiteMapCache()  # the site map as of the last batch, for the next checkpoint's sites note
         self.set_meta_default("schema", SCHEMA_VERSION)
 
     def _has_table(self, name: str) -> bool:
@@ -207,12 +209,14 @@ class SqliteStore(CheckpointReads):
         evidence: list[tuple[bytes, bytes]],
         sign: SignFn,
         sites: list[str | None] | None = None,
+        sign_sites: SitesSignFn | None = None,
     ) -> int:
         """Append one batch in one transaction and return the index of its first entry.
 
         ``sites`` (each leaf's site key) advance the site trees and runs in the same transaction, so the signed
-        checkpoint and the site index never disagree. When the index is behind the log (a registry written
-        before it, or a caller that gave no sites) it is left for ``ensure_sites`` to catch up in log order.
+        checkpoint and the site index never disagree, and ``sign_sites`` signs the checkpoint's sites note there
+        too. When the index is behind the log (a registry written before it, or a caller that gave no sites) it
+        is left for ``ensure_sites`` to catch up in log order, and that checkpoint has no sites note.
         """
         with self._lock:
             conn = self._conn
@@ -232,10 +236,13 @@ class SqliteStore(CheckpointReads):
                 conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
                 indexed = False
-                if sites is not None and self._sites_upto_locked() == size:
-                    self._write_sites(size, sites, leaf_hashes, new_size)
-                    indexed = True
                 root = self._builder.root()
+                if sites is not None and self._sites_upto_locked() == size:
+                    roots = self._write_sites(size, sites, leaf_hashes, new_size)
+                    indexed = True
+                    if sign_sites is not None:
+                        site_map = self._maps.advance(size, roots, self.site_trees)
+                        self._add_sites_note(new_size, root, site_map.root, site_map.count, sign_sites)
                 note = sign(new_size, root)
                 conn.execute(
                     "INSERT INTO checkpoint(size, root, note, created_at) VALUES (?, ?, ?, ?)",
@@ -244,9 +251,11 @@ class SqliteStore(CheckpointReads):
                 conn.execute("COMMIT")
                 if indexed:
                     self._trees_at = new_size
+                    self._maps.committed(new_size)
             except BaseException as exc:
                 self._builder = None
                 self._trees_at = -1
+                self._maps.drop()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.IntegrityError):
@@ -268,8 +277,9 @@ class SqliteStore(CheckpointReads):
                     self._conn.execute("ROLLBACK")
                 raise
 
-    def ensure_checkpoint(self, sign: SignFn) -> None:
-        """Sign a checkpoint for the current size if none exists (only possible for the empty log)."""
+    def ensure_checkpoint(self, sign: SignFn, sign_sites: SitesSignFn | None = None) -> None:
+        """Sign a checkpoint for the current size if none exists (only possible for the empty log), with its
+        sites note (the empty map)."""
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -282,16 +292,18 @@ class SqliteStore(CheckpointReads):
                         "INSERT INTO checkpoint(size, root, note, created_at) VALUES (0, ?, ?, ?)",
                         (empty, sign(0, empty), _now()),
                     )
+                    if sign_sites is not None:
+                        self._add_sites_note(0, empty, EMPTY_MAP, 0, sign_sites)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
 
-    def integrate(self, sign: SignFn, wait: bool = True) -> bool:
+    def integrate(self, sign: SignFn, wait: bool = True, sign_sites: SitesSignFn | None = None) -> bool:
         """Nothing to do: SQLite integrates in the append transaction. Present so both backends look alike."""
         if self.latest_checkpoint() is None:  # only an empty log has none; don't take the write lock otherwise
-            self.ensure_checkpoint(sign)
+            self.ensure_checkpoint(sign, sign_sites)
         return True
 
     def add_anchor(self, size: int, tsa: str, tsr: bytes, gen_time: str) -> None:
@@ -355,14 +367,23 @@ class SqliteStore(CheckpointReads):
 
     # -- per-site trees (docs/completeness.md), written in the append transaction -------------------------------
 
-    def _write_sites(self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int) -> None:
+    def _write_sites(
+        self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int
+    ) -> dict[str, tuple[int, bytes]]:
         if self._trees_at != first or len(self._trees) > _TREES_CACHED:  # another writer, a rollback, or too many
             self._trees.clear()
-        tree_rows, run_rows = advance_sites(self._cached_trees, first, sites, leaf_hashes)
+        tree_rows, run_rows, roots = advance_sites(self._cached_trees, first, sites, leaf_hashes)
         conn = self._conn
         conn.executemany("INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", run_rows)
         conn.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
+        return roots
+
+    def _add_sites_note(self, size: int, log_root: bytes, map_root: bytes, sites: int, sign: SitesSignFn) -> None:
+        self._conn.execute(
+            "INSERT INTO site_note(size, map_root, sites, note) VALUES (?, ?, ?, ?)",
+            (size, map_root, sites, sign(size, log_root, map_root, sites)),
+        )
 
     def _cached_trees(self, sites: list[str]) -> dict[str, tuple[int, list[bytes]]]:
         missing = [site for site in sites if site not in self._trees]

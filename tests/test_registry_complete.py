@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crawler.cli import main
 from optout_registry import sitemap
 from optout_registry.export import export_bundle
+from optout_registry.keys import vkey_verifier
 from optout_registry.merkle import EMPTY_ROOT, VerificationError
-from optout_registry.note import Signer
+from optout_registry.note import Signer, open_note
 from optout_registry.registry import IntegrityError, Registry
 from optout_registry.store_common import pack_run
 from optout_registry.verify import verify_export
@@ -107,6 +110,14 @@ def _full(url: str, key: Path) -> list[str]:
     return report.problems
 
 
+def _note_sizes(reg: Registry) -> list[int]:
+    return [size for size, _, _, _ in reg._store.site_notes()]
+
+
+def _checkpoint_sizes(reg: Registry) -> list[int]:
+    return [size for size, _, _ in reg._store.checkpoints()]
+
+
 # -- a valid export, and the completeness it shows -------------------------------------------------------------
 
 
@@ -125,6 +136,33 @@ def test_export_is_complete_and_verifies(reg_url: tuple[str, Path, str], tmp_pat
         full = reg.self_check(full=True)
     assert full.ok, full.problems
     assert any("site index recomputed from the entries: 2 site(s)" in line for line in full.lines)
+
+
+def test_every_checkpoint_signs_its_sites_note(reg_url: tuple[str, Path, str]) -> None:
+    """Each checkpoint commits to the site map when it is signed, not when an export first asks: its sites note
+    is stored in the same transaction, verifies under the log key, names that checkpoint's size and root, and
+    commits to the map of the site trees at that size (rebuilt here from the entries, from scratch)."""
+    url, key, vkey = reg_url
+    verifier = vkey_verifier(vkey)
+    with Registry.open(url, key=key) as reg:
+        roots = {size: root for size, root, _ in reg._store.checkpoints()}
+        notes = reg._store.site_notes()
+        assert [size for size, _, _, _ in notes] == sorted(roots)
+        assert sorted(roots)[-3:] == [21, 28, 30] if reg.backend == "sqlite" else sorted(roots)[-1] == 30
+        leaves = [reg.leaf(i) for i in range(30)]
+    for size, map_root, nsites, note in notes:
+        trees: dict[str, list[tuple[int, bytes]]] = {}
+        for i, leaf in enumerate(leaves[:size]):
+            trees.setdefault(json.loads(leaf)["target"]["site"], []).append((i, hashlib.sha256(b"\0" + leaf).digest()))
+        want = sitemap.SiteMap({site: sitemap.tree_root(entries) for site, entries in trees.items()})
+        assert (map_root, nsites) == (want.root, want.count), size
+        assert sitemap.parse_sites_note(open_note(note, verifier)) == (
+            "crawler.example/log",
+            size,
+            roots[size],
+            want.root,
+            want.count,
+        )
 
 
 def test_absent_site_has_a_proof_of_absence(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
@@ -371,7 +409,7 @@ def test_site_index_rewritten_after_a_sites_note_was_signed(reg_url: tuple[str, 
     """Even a rewrite that keeps every count right (one record moved to other.org's tree) contradicts the sites
     note signed for an earlier export, and the recomputation from the entries."""
     url, key, _ = reg_url
-    _export(url, key, tmp_path / "first")  # signs and stores the sites note of this checkpoint
+    _export(url, key, tmp_path / "first")  # the sites note was signed with the checkpoint; the export carries it
     raw = Raw(url)
     raw.set_site_indices(SITE, [idx for idx in raw.site_indices(SITE) if idx != 29])
     raw.tamper("INSERT INTO site_run(site, first, idxs) VALUES ('other.org', 29, ?)", (pack_run([29]),))
@@ -486,6 +524,55 @@ def pg_url() -> Iterator[str]:
     yield from pg_schema_url()
 
 
+def _map_root_by_definition(sites: dict[str, tuple[int, bytes]]) -> bytes:
+    """docs/completeness.md's definition, read literally: one site is its leaf; several branch at the first bit
+    where their keys differ; none is SHA-256(""). The oracle for the incremental map."""
+
+    def key(site: str) -> str:
+        return format(int.from_bytes(hashlib.sha256(site.encode()).digest(), "big"), "0256b")
+
+    def h(group: list[str]) -> bytes:
+        if len(group) == 1:
+            count, root = sites[group[0]]
+            return sitemap.site_leaf(group[0], count, root)
+        keys = [key(s) for s in group]
+        d = next(i for i in range(256) if len({k[i] for k in keys}) > 1)
+        left = [s for s, k in zip(group, keys, strict=True) if k[d] == "0"]
+        right = [s for s, k in zip(group, keys, strict=True) if k[d] == "1"]
+        return hashlib.sha256(b"\x05" + bytes([d]) + h(left) + h(right)).digest()
+
+    return h(sorted(sites)) if sites else hashlib.sha256(b"").digest()
+
+
+_site_names = st.sampled_from([f"s{i}.example" for i in range(40)])
+_batches = st.lists(
+    st.dictionaries(
+        _site_names, st.tuples(st.integers(1, 2**64 - 1), st.binary(min_size=32, max_size=32)), max_size=12
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_batches, st.lists(st.booleans(), max_size=8))
+def test_site_map_updated_batch_by_batch_equals_the_definition(
+    batches: list[dict[str, tuple[int, bytes]]], read_root: list[bool]
+) -> None:
+    """A writer's map advanced one batch at a time (new sites, changed ones, the root read or not in between)
+    equals the map built from scratch and the literal definition, and its proofs verify against it."""
+    incremental, current = sitemap.SiteMap(), {}
+    for n, batch in enumerate(batches):
+        incremental.update(batch)
+        current.update(batch)
+        if n < len(read_root) and read_root[n]:
+            assert incremental.root == sitemap.SiteMap(current).root
+    assert incremental.root == sitemap.SiteMap(current).root == _map_root_by_definition(current)
+    assert incremental.count == len(current)
+    for site in [*current, "absent.example"]:
+        count, root = current.get(site, (0, EMPTY_ROOT))
+        sitemap.verify_site(site, count, root, incremental.prove(site), incremental.root)
+
+
 def test_concurrent_postgres_appenders_keep_every_site_complete(pg_url: str, tmp_path: Path) -> None:
     url = pg_url
     key = tmp_path / "log.key"
@@ -528,8 +615,9 @@ def test_concurrent_postgres_appenders_keep_every_site_complete(pg_url: str, tmp
     with Registry.open(url, key=key) as reg:
         reg.checkpoint()
         assert reg.size == 4 * 5 * 25
-        full = reg.self_check(full=True)
+        full = reg.self_check(full=True)  # recomputes the map of every sites note from the entries
         assert full.ok, full.problems
+        assert _note_sizes(reg) == _checkpoint_sizes(reg) and len(_note_sizes(reg)) > 2
         for site, want in [*((s, 100) for s in sites), ("shared.org", 100)]:
             out = export_bundle(reg, site, tmp_path / site).out
             report = verify_export(out, vkey, allow_missing_evidence=True)
@@ -685,6 +773,8 @@ def test_sqlite_tree_cache_follows_other_writers_and_rollbacks(tmp_path: Path) -
         del one._sign
         one.append(make_records(2, 15) + make_records(1, 3, site="other.org"))
         two.append(make_records(3, 17))
-        assert one.self_check(full=True).ok
+        assert one.self_check(full=True).ok  # which recomputes the site map at every sites note
         trees = one._store.site_trees()
+        # the site map each writer keeps between batches followed too: every checkpoint has its sites note
+        assert _note_sizes(one) == _checkpoint_sizes(one) == [4, 6, 10, 14, 18, 21, 24]
     assert {site: count for site, (count, _) in trees.items()} == {"example.net": 20, "other.org": 4}
