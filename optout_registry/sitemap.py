@@ -166,9 +166,10 @@ class SiteMap:
 
     Why a trie: each checkpoint signs the map (``sites.txt``), and a batch touches few sites of many. Building the
     map from scratch is O(sites) hashes; :meth:`update` re-hashes only the paths of the sites it is given, so a
-    batch costs about (sites touched) x (1 leaf + a few nodes), and a proof is one walk, O(log sites).
-    Memory: about 360 bytes a site (tracemalloc, 200,000 sites). Internal nodes are lists ``[depth, left, right, hash or None]`` (None: to be
-    re-hashed), leaves tuples ``(key, site, count, root, leaf hash)``: plain containers, as this runs per batch.
+    batch costs about (sites touched) x (1 leaf + a few nodes), and a proof is one walk, O(log sites). Memory:
+    about 360 bytes a site (tracemalloc, 200,000 sites). Internal nodes are lists ``[depth, left, right, hash or
+    None]`` (None: to be re-hashed), leaves tuples ``(key, site, count, root, leaf hash)``: plain containers, as
+    this runs per batch.
     """
 
     def __init__(self, sites: Mapping[str, tuple[int, bytes]] | None = None) -> None:
