@@ -1,6 +1,6 @@
 """Benchmark: what per-site completeness (docs/completeness.md) costs, and what a site's proof weighs.
 
-Two parts, each printing the command that produced it:
+Three parts, each printing the command that produced it:
 
 ``--index-cost`` (default on): the per-site index's own cost, with and without it in the same run, alternating
 rounds (peers.py). Records: bench_registry.build_records (1,000 sites).
@@ -21,7 +21,12 @@ the site map holds ``--sites`` synthetic sites; the site's 10,000 records, their
 sites.txt, site-proof.json and the signed manifest are real and are what the verifier checks. Printed: bundle
 bytes by part, the map path length, and verification time (median of ``--rounds``).
 
-Run: python bench/bench_completeness.py [--records 200000] [--batch 10000] [--rounds 5] [--pg] [--proof]
+``--map``: the site map every checkpoint's sites note signs. The writer keeps it between batches and updates the
+sites a batch touched (``SiteMap.update``, then its root), against rebuilding it from scratch from every site's
+(count, root), which a note per checkpoint would cost without the trie; 1,000 and 200,000 sites, medians of
+``--rounds``; the first build and the bytes a site takes in memory.
+
+Run: python bench/bench_completeness.py [--records 200000] [--batch 10000] [--rounds 5] [--pg] [--proof] [--map]
      [--log-size 10000000] [--sites 1000000] [--no-index-cost]
 """
 
@@ -255,6 +260,51 @@ def bench_proof(log_size: int, site_records: int, sites: int, rounds: int) -> No
     print(f"  verify_export, {rounds} rounds   {spread(times, '.2f')} s")
 
 
+# -- the site map each checkpoint signs -------------------------------------------------------------------------
+
+
+def bench_map(rounds: int) -> None:
+    """What a checkpoint's sites note costs the writer: the trie kept between batches (``SiteMap.update`` of the
+    sites a batch touched, then its root) beside rebuilding the map from every site's (count, root), which is
+    what signing a note per checkpoint would cost without it; also the first build and the memory a site takes."""
+    import tracemalloc
+
+    from optout_registry import sitemap
+
+    def state(n: int, version: int) -> dict[str, tuple[int, bytes]]:
+        return {f"site{i}.org": (10 + version, hashlib.sha256(f"{i}/{version}".encode()).digest()) for i in range(n)}
+
+    print(f"\nThe site map per checkpoint, {rounds} rounds: milliseconds median (min–max)")
+    for sites, touched in ((1_000, 1_000), (200_000, 1_000), (200_000, 10_000)):
+        base = state(sites, 0)
+        builds, updates, rebuilds = [], [], []
+        for r in range(rounds):
+            t = time.perf_counter()
+            site_map = sitemap.SiteMap(base)
+            builds.append(time.perf_counter() - t)
+            after = dict(base)
+            changed = dict(list(state(sites, r + 1).items())[:touched])
+            after.update(changed)
+            t = time.perf_counter()
+            site_map.update(changed)
+            got = site_map.root
+            updates.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            want = sitemap.SiteMap(after).root
+            rebuilds.append(time.perf_counter() - t)
+            assert got == want
+        ms = [1000 * x for x in updates]
+        print(f"  {sites:,} sites, {touched:,} touched by the batch:")
+        print(f"    update + root (the writer)   {spread(ms, '.2f')}")
+        print(f"    rebuilt from scratch         {spread([1000 * x for x in rebuilds], '.2f')}")
+        print(f"    rebuilt / updated            {ratio(rebuilds, updates)}")
+        print(f"    first build (once a process) {spread([1000 * x for x in builds], '.1f')}")
+    tracemalloc.start()
+    kept = sitemap.SiteMap(state(200_000, 0))
+    print(f"  memory: {tracemalloc.get_traced_memory()[0] / kept.count:.0f} bytes a site (200,000 sites, tracemalloc)")
+    tracemalloc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -266,10 +316,13 @@ def main() -> None:
     parser.add_argument("--log-size", type=int, default=10_000_000)
     parser.add_argument("--site-records", type=int, default=10_000)
     parser.add_argument("--sites", type=int, default=1_000_000)
+    parser.add_argument("--map", action="store_true", help="the site map a checkpoint signs: update vs rebuild")
     args = parser.parse_args()
     print(command_line())
     if not args.no_index_cost:
         bench_index_cost(args.records, args.batch, args.rounds, args.pg)
+    if args.map:
+        bench_map(args.rounds)
     if args.proof:
         bench_proof(args.log_size, args.site_records, args.sites, args.rounds)
 

@@ -482,10 +482,12 @@ class Registry:
         return cp_size, note, SiteMap(trees), trees
 
     def sites_note(self, size: int, log_root: bytes, site_map: Any) -> str:
-        """The signed ``sites`` note binding ``site_map`` to checkpoint ``size``: the stored one, or a new one.
+        """The signed ``sites`` note binding ``site_map`` to checkpoint ``size``: the one stored when the checkpoint
+        was signed, or, for a checkpoint signed while the site trees were behind the log, a new one.
 
-        A note already stored for this size that commits to another map is refused: the same checkpoint with
-        two site maps would be equivocation (or a tampered site index).
+        A note stored for this size that commits to another map than ``site_map`` (rebuilt from the stored site
+        trees) is refused: the same checkpoint with two site maps would be equivocation, a tampered site index, or
+        a writer whose incrementally kept map went wrong.
         """
         stored = self._store.site_note_at(size)
         if stored is None:
