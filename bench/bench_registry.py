@@ -87,17 +87,19 @@ def record_path(side: str) -> Iterator[None]:
 @contextmanager
 def index_disabled(side: str) -> Iterator[None]:
     """For a "without-index" side only (any other name runs the code as it is): SQLite's appends are given no
-    sites and PostgreSQL's integrator skips its site-tree work (bench-only patches, undone on exit)."""
+    sites and PostgreSQL's integrator skips its site-tree work and the sites note (bench-only patches, undone on
+    exit)."""
     from optout_registry.store_postgres import PostgresStore
 
     if side != "without-index":
         yield
         return
     saved = [(PostgresStore, name, getattr(PostgresStore, name)) for name in ("_write_sites", "_catch_up_sites")]
-    saved.append((Registry, "_sites_of", Registry.__dict__["_sites_of"]))
+    saved += [(Registry, name, Registry.__dict__[name]) for name in ("_sites_of", "_sign_sites")]
     for owner, name, _ in saved[:2]:
         setattr(owner, name, lambda self, *a, **k: None)
     Registry._sites_of = staticmethod(lambda records: None)  # type: ignore[method-assign,assignment]
+    Registry._sign_sites = None  # type: ignore[assignment,method-assign]  # no sites note: it signs the site map
     try:
         yield
     finally:

@@ -246,7 +246,10 @@ def advance_sites(
         state[site] = (count, frontier)
         tree_rows.append((site, count, frontier_pack(frontier)))
         run_rows.append((site, indices[0], pack_run(indices)))
-        roots[site] = (count, fold(frontier))
+        root = frontier[-1]  # sitemap.fold, inlined: once per site and batch
+        for i in range(len(frontier) - 2, -1, -1):
+            root = sha256(NODE_PREFIX + frontier[i] + root).digest()
+        roots[site] = (count, root)
     return tree_rows, run_rows, roots
 
 
