@@ -269,13 +269,15 @@ class SiteMapCache:
     note costs what the batch changed rather than O(sites) (docs/completeness.md).
 
     ``advance`` is called inside the batch's transaction and ``committed`` after it commits, ``drop`` when it
-    does not; another writer's batch in between leaves ``at`` behind. Either way the next ``advance`` rebuilds
-    the map from the stored site trees, which the transaction then already holds.
+    does not; a batch that did not advance the map, or another writer's batch in between, leaves ``at`` behind.
+    Either way the next ``advance`` rebuilds the map from the stored site trees, which the transaction then
+    already holds.
     """
 
     def __init__(self) -> None:
         self._map: SiteMap | None = None
         self._at = -1
+        self._advanced = False
 
     def advance(
         self, first: int, changed: dict[str, tuple[int, bytes]], stored: Callable[[], dict[str, tuple[int, bytes]]]
@@ -287,14 +289,18 @@ class SiteMapCache:
             site_map = self._map = SiteMap(site_roots(stored()))
         else:
             site_map.update(changed)
+        self._advanced = True
         return site_map
 
     def committed(self, size: int) -> None:
-        if self._map is not None:
-            self._at = size
+        """The batch ending at ``size`` committed: the map is that size's if the batch advanced it."""
+        if self._advanced:
+            self._at, self._advanced = size, False
+        else:
+            self.drop()
 
     def drop(self) -> None:
-        self._map, self._at = None, -1
+        self._map, self._at, self._advanced = None, -1, False
 
 
 def pack_run(indices: Sequence[int]) -> bytes:

@@ -754,6 +754,23 @@ def test_site_keys_taken_at_append_equal_those_read_from_the_leaves(url: str, tm
     }
 
 
+def test_sqlite_site_map_is_not_reused_after_a_batch_that_did_not_advance_it(tmp_path: Path) -> None:
+    """A batch indexed without a sites note (a direct store call) moves the site trees but not the writer's kept
+    map; the next note must then come from the map rebuilt from the stored trees, not the stale one."""
+    from optout_registry.merkle import leaf_hashes
+    from optout_registry.record import canonical
+
+    with Registry.open(tmp_path / "r.db", key=tmp_path / "log.key", batch_size=5) as reg:
+        reg.append(make_records(5))
+        store = reg._store
+        leaves = [canonical(r) for r in make_records(3, 5, site="other.org")]
+        store.append(leaves, leaf_hashes(leaves), [], reg._sign, ["other.org"] * 3)  # no sign_sites
+        reg.append(make_records(2, 8))
+        assert [size for size, _, _, _ in store.site_notes()] == [5, 10]
+        report = reg.self_check(full=True)
+        assert report.ok, report.problems
+
+
 def test_sqlite_tree_cache_follows_other_writers_and_rollbacks(tmp_path: Path) -> None:
     """Each SQLite store keeps the site trees it advanced in memory between batches. Another writer on the same
     file, or a batch that rolls back after advancing them, must make it read them again: the trees then still
