@@ -226,15 +226,12 @@ class SiteMap:
     def update(self, sites: Mapping[str, tuple[int, bytes]]) -> None:
         """Set the (count, root) of each site given (a new site is inserted); hashes are redone on :attr:`root`."""
         where = self._parent
-        sha256, head = hashlib.sha256, HASH_INPUT
         for site, (count, root) in sites.items():
-            if len(root) != 32:
-                raise ValueError(f"a site-tree root is 32 bytes, not {len(root)}")
             if site not in where:
                 self._insert(_leaf(site, count, root))
                 continue
             parent = where[site]
-            h = sha256(head(SITE_LEAF_PREFIX, count, root) + site.encode("utf-8")).digest()  # site_leaf, inlined
+            h = site_leaf(site, count, root)
             if parent is None:
                 self._top = (self._top[0], site, count, root, h)  # type: ignore[index]
                 continue

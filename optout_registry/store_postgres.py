@@ -299,7 +299,7 @@ class PostgresStore(CheckpointReads):
                     root = self._builder.root()
                     self._insert_checkpoint(size, root, sign(size, root))
                     if sign_sites is not None and size == 0:
-                        self._add_sites_note(0, root, EMPTY_MAP, 0, sign_sites)
+                        self.add_site_note(0, EMPTY_MAP, 0, sign_sites(0, root, EMPTY_MAP, 0))
                 return False
             end = min(nxt, size + INTEGRATE_CHUNK)
             rows = conn.execute(
@@ -319,7 +319,9 @@ class PostgresStore(CheckpointReads):
             self._insert_checkpoint(end, root, sign(end, root))
             if sign_sites is not None:
                 site_map = self._maps.advance(size, roots, self.site_trees)
-                self._add_sites_note(end, root, site_map.root, site_map.count, sign_sites)
+                self.add_site_note(
+                    end, site_map.root, site_map.count, sign_sites(end, root, site_map.root, site_map.count)
+                )
             cur = conn.execute(
                 "UPDATE int_coord SET size = %s, root = %s WHERE id = 1 AND size = %s", (end, root, size)
             )
@@ -406,12 +408,6 @@ class PostgresStore(CheckpointReads):
             (str(new_size),),
         )
         return roots
-
-    def _add_sites_note(self, size: int, log_root: bytes, map_root: bytes, sites: int, sign: SitesSignFn) -> None:
-        self._conn.execute(
-            "INSERT INTO site_note(size, map_root, sites, note) VALUES (%s, %s, %s, %s)",
-            (size, map_root, sites, sign(size, log_root, map_root, sites)),
-        )
 
     def _catch_up_sites(self, size: int) -> None:
         """Bring the site trees up to ``size`` from the stored entries (a registry made before they existed)."""

@@ -242,7 +242,12 @@ class SqliteStore(CheckpointReads):
                     indexed = True
                     if sign_sites is not None:
                         site_map = self._maps.advance(size, roots, self.site_trees)
-                        self._add_sites_note(new_size, root, site_map.root, site_map.count, sign_sites)
+                        self.add_site_note(
+                            new_size,
+                            site_map.root,
+                            site_map.count,
+                            sign_sites(new_size, root, site_map.root, site_map.count),
+                        )
                 note = sign(new_size, root)
                 conn.execute(
                     "INSERT INTO checkpoint(size, root, note, created_at) VALUES (?, ?, ?, ?)",
@@ -293,7 +298,7 @@ class SqliteStore(CheckpointReads):
                         (empty, sign(0, empty), _now()),
                     )
                     if sign_sites is not None:
-                        self._add_sites_note(0, empty, EMPTY_MAP, 0, sign_sites)
+                        self.add_site_note(0, EMPTY_MAP, 0, sign_sites(0, empty, EMPTY_MAP, 0))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -378,12 +383,6 @@ class SqliteStore(CheckpointReads):
         conn.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
         return roots
-
-    def _add_sites_note(self, size: int, log_root: bytes, map_root: bytes, sites: int, sign: SitesSignFn) -> None:
-        self._conn.execute(
-            "INSERT INTO site_note(size, map_root, sites, note) VALUES (?, ?, ?, ?)",
-            (size, map_root, sites, sign(size, log_root, map_root, sites)),
-        )
 
     def _cached_trees(self, sites: list[str]) -> dict[str, tuple[int, list[bytes]]]:
         missing = [site for site in sites if site not in self._trees]
