@@ -28,6 +28,7 @@ __all__ = [
     "RightEdge",
     "VerificationError",
     "consistency_proof",
+    "fold_right",
     "inclusion_proof",
     "leaf_hash",
     "leaf_hashes",
@@ -75,7 +76,7 @@ def parent_level(hashes: Sequence[bytes]) -> list[bytes]:
     return [sha256(NODE_PREFIX + left + right).digest() for left, right in zip(hashes[::2], hashes[1::2], strict=True)]
 
 
-def _fold_right(hashes: Sequence[bytes]) -> bytes:
+def fold_right(hashes: Sequence[bytes]) -> bytes:
     """Hash a compact range (perfect subtrees, largest first) into the root of the range it covers.
 
     RFC 6962 splits at the largest power of two below n, so the leftmost perfect subtree is always the left child
@@ -123,7 +124,7 @@ def subtree_decomposition(begin: int, end: int) -> list[tuple[int, int]]:
 
 def _range_hash(begin: int, end: int, hash_at: HashAt) -> bytes:
     """MTH of leaves [begin, end) from complete subtrees only (at most log2(end - begin) + 1 lookups)."""
-    return _fold_right([hash_at(level, n) for level, n in subtree_decomposition(begin, end)])
+    return fold_right([hash_at(level, n) for level, n in subtree_decomposition(begin, end)])
 
 
 def _largest_power_of_two_below(n: int) -> int:
@@ -357,7 +358,7 @@ class RightEdge:
         """MTH of everything appended so far."""
         if not self._nodes:
             return EMPTY_ROOT
-        return _fold_right([h for _, h in self._nodes])
+        return fold_right([h for _, h in self._nodes])
 
     def hashes(self) -> list[tuple[int, int, bytes]]:
         """The compact range as (level, n, hash), largest subtree first."""

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .merkle import EMPTY_ROOT, VerificationError, node_hash
+from .merkle import EMPTY_ROOT, VerificationError, fold_right, node_hash
 
 __all__ = [
     "EMPTY_MAP",
@@ -119,13 +119,8 @@ def frontier_append(frontier: list[bytes], count: int, h: bytes) -> None:
 
 
 def fold(frontier: Sequence[bytes]) -> bytes:
-    """The RFC 6962 root of a tree from its frontier (the left-most perfect subtree is always a left child)."""
-    if not frontier:
-        return EMPTY_ROOT
-    acc = frontier[-1]
-    for h in reversed(frontier[:-1]):
-        acc = node_hash(h, acc)
-    return acc
+    """The RFC 6962 root of a site tree from its frontier (its compact range); the empty tree's for none."""
+    return fold_right(frontier) if frontier else EMPTY_ROOT
 
 
 def frontier_pack(frontier: Sequence[bytes]) -> bytes:

@@ -246,10 +246,7 @@ def advance_sites(
         state[site] = (count, frontier)
         tree_rows.append((site, count, frontier_pack(frontier)))
         run_rows.append((site, indices[0], pack_run(indices)))
-        root = frontier[-1]  # sitemap.fold, inlined: once per site and batch
-        for i in range(len(frontier) - 2, -1, -1):
-            root = sha256(NODE_PREFIX + frontier[i] + root).digest()
-        roots[site] = (count, root)
+        roots[site] = (count, fold(frontier))
     return tree_rows, run_rows, roots
 
 
