@@ -36,6 +36,7 @@ import argparse
 import base64
 import bisect
 import hashlib
+import itertools
 import statistics
 import sys
 import tempfile
@@ -186,7 +187,8 @@ def build_site_export(out: Path, log_size: int, site_records: int, sites: int) -
     note = signer.sign(Checkpoint("bench.example/log", log_size, root))
     trees = {f"site{i}.org": (1 + i % 50, hashlib.sha256(i.to_bytes(8, "big")).digest()) for i in range(sites - 1)}
     entries = [(i, lh[i]) for i in ordered]
-    trees["example.net"] = sitemap.tree_root(entries)
+    runs = [len(list(group)) for _, group in itertools.groupby(ordered, lambda i: i // 10_000)]  # a checkpoint per 10k
+    trees["example.net"] = sitemap.tree_root(entries, runs)
     site_map = sitemap.SiteMap(trees)
     count, site_root = trees["example.net"]
     files: dict[str, bytes] = {
@@ -195,7 +197,7 @@ def build_site_export(out: Path, log_size: int, site_records: int, sites: int) -
             sitemap.sites_note_body("bench.example/log", log_size, root, site_map.root, site_map.count)
         ).encode(),
         "site-proof.json": rfc8785.dumps(
-            sitemap.proof_json("example.net", count, site_root, site_map.prove("example.net"), entries)
+            sitemap.proof_json("example.net", count, site_root, site_map.prove("example.net"), entries, runs)
         ),
         f"evidence/{hashlib.sha256(ROBOTS).hexdigest()}": ROBOTS,
     }

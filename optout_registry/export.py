@@ -113,7 +113,7 @@ def export_bundle(
         key = proof_of_site.site
         entries = _site_entries(reg, proof_of_site, since, until)
         site_entries = [(i, leaf_hash(reg.leaf(i))) for i in proof_of_site.indices]
-        count, root = tree_root(site_entries)
+        count, root = tree_root(site_entries, proof_of_site.runs)
         if (count, root) != (proof_of_site.count, proof_of_site.root):
             raise IntegrityError(
                 f"the records the site index lists for {key} do not hash to its site tree at {size} "
@@ -141,7 +141,7 @@ def export_bundle(
         files: dict[str, bytes] = {}
         files["checkpoint.txt"] = note.encode("utf-8")
         files["sites.txt"] = proof_of_site.sites_note.encode("utf-8")
-        site_doc = proof_json(key, count, root, proof_of_site.map_proof, site_entries)
+        site_doc = proof_json(key, count, root, proof_of_site.map_proof, site_entries, proof_of_site.runs)
         files["site-proof.json"] = rfc8785.dumps(site_doc)
         files["log.vkey"] = (reg.vkey + "\n").encode("ascii")
         for _m, tsa, tsr, _gen in reg._store.anchors(size):

@@ -91,6 +91,7 @@ class SiteProof:
     root: bytes
     map_proof: Any  # sitemap.MapProof
     indices: list[int]
+    runs: list[int]  # the lengths of the site tree's runs (its leaves), in log order
 
 
 # -- URLs ------------------------------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ class Registry:
             key = self.normalise_site(site)
             self._store.ensure_sites()
             indexed = min(upto, self._store.sites_upto())
-            indices = (i for i in self._store.site_indices(key, indexed) if i >= start)
+            indices = (i for run in self._store.site_runs(key, indexed) for i in run if start <= i < indexed)
             # Entries appended since the index was brought up to date are read directly (then re-checked below).
             candidates: Iterable[tuple[int, bytes]] = itertools.chain(
                 ((i, self.leaf(i)) for i in indices), self._store.leaves(max(start, indexed), upto)
@@ -509,14 +510,15 @@ class Registry:
         size, note, site_map, trees = self.site_map()
         cp = Checkpoint.parse(note.split("\n\n", 1)[0] + "\n")
         count, root = trees.get(key, (0, EMPTY_ROOT))
-        indices = self._store.site_indices(key, size)
+        runs = self._store.site_runs(key, size)
+        indices = [idx for run in runs for idx in run]
         if len(indices) != count:
             raise IntegrityError(
                 f"the site index lists {len(indices)} entries of {key} up to {size}, its site tree counts {count} "
                 "(site_run rows deleted or added)"
             )
         sites_note = self.sites_note(size, cp.root, site_map)
-        return SiteProof(size, note, sites_note, key, count, root, site_map.prove(key), indices)
+        return SiteProof(size, note, sites_note, key, count, root, site_map.prove(key), indices, [len(r) for r in runs])
 
     def stats(self) -> dict[str, Any]:
         """What ``optout registry stats`` reports: the backend and key, the tree size and root, entry, pending and

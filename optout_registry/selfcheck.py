@@ -24,11 +24,11 @@ from optout_registry.record import RecordError, parse_leaf
 from optout_registry.recordfields import evidence_refs
 from optout_registry.sitemap import (
     SiteMap,
-    entry_hash,
     fold,
     frontier_append,
     frontier_pack,
     parse_sites_note,
+    run_hash,
     site_of_record,
 )
 from optout_registry.storeapi import Store
@@ -251,21 +251,22 @@ class _SelfCheck:
 
 class _SiteReplay:
     """check --full's recomputation of the per-site index from the entries alone (docs/completeness.md, "How an
-    auditor recomputes it"): site trees in log order, the site map at every signed sites note, and the stored
-    site_tree and site_run rows compared with the result."""
+    auditor recomputes it"): site trees in log order, a run per site and checkpoint, the site map at every signed
+    sites note, and the stored site_tree and site_run rows compared with the result."""
 
     def __init__(
         self, checker: _SelfCheck, rep: CheckReport, roots: dict[int, bytes], verifier: Verifier | None
     ) -> None:
         self.checker, self.rep, self.roots, self.verifier = checker, rep, roots, verifier
-        self.trees: dict[str, tuple[int, list[bytes]]] = {}
+        self.trees: dict[str, tuple[int, int, list[bytes]]] = {}  # (count, runs, frontier)
+        self.pending: dict[str, list[tuple[int, bytes]]] = {}  # each site's entries since the last checkpoint
         self.site_map = SiteMap()  # as of the last note checked, plus the sites touched since
         self.touched: set[str] = set()
-        self.index: dict[str, list[int]] = {}
+        self.runs: dict[str, list[list[int]]] = {}  # each site's runs below upto, as log indices
         self.notes = {size: (map_root, n, note) for size, map_root, n, note in checker.store.site_notes()}
         self.evidence_refs: set[str] = set()
         self.upto = checker.store.sites_upto()  # the stored trees and index are compared at this size
-        self.at_upto: dict[str, tuple[int, list[bytes]]] = {}
+        self.at_upto: dict[str, tuple[int, int, list[bytes]]] = {}
         if 0 in self.notes:
             self._check_note(0)
 
@@ -275,22 +276,30 @@ class _SiteReplay:
             self.evidence_refs.update(evidence_refs(record))
             site = site_of_record(record)
             if site is not None:
-                count, frontier = self.trees.get(site, (0, []))
-                frontier_append(frontier, count, entry_hash(idx, lh))
-                self.trees[site] = (count + 1, frontier)
-                self.touched.add(site)
-                if idx < self.upto:
-                    self.index.setdefault(site, []).append(idx)
+                self.pending.setdefault(site, []).append((idx, lh))
+        if idx + 1 in self.roots:
+            self._close_runs(idx + 1)
         if idx + 1 in self.notes:
             self._check_note(idx + 1)
         if idx + 1 == self.upto:
-            self.at_upto = {s: (c, list(f)) for s, (c, f) in self.trees.items()}
+            self.at_upto = {s: (c, r, list(f)) for s, (c, r, f) in self.trees.items()}
+
+    def _close_runs(self, size: int) -> None:
+        """Checkpoint ``size``: each site's entries since the previous checkpoint become one leaf of its tree."""
+        for site, run in self.pending.items():
+            count, runs, frontier = self.trees.get(site, (0, 0, []))
+            frontier_append(frontier, runs, run_hash(run))
+            self.trees[site] = (count + len(run), runs + 1, frontier)
+            self.touched.add(site)
+            if size <= self.upto:
+                self.runs.setdefault(site, []).append([idx for idx, _ in run])
+        self.pending.clear()
 
     def _check_note(self, size: int) -> None:
 
         map_root, n, note = self.notes[size]
         site_map = self.site_map  # every checkpoint has a note: the map is advanced by what changed since the last
-        site_map.update({s: (self.trees[s][0], fold(self.trees[s][1])) for s in self.touched})
+        site_map.update({s: (self.trees[s][0], fold(self.trees[s][2])) for s in self.touched})
         self.touched.clear()
         if site_map.root != map_root or site_map.count != n:
             self.rep.fail(f"sites note of checkpoint {size}: the site map recomputed from the entries differs")
@@ -314,23 +323,26 @@ class _SiteReplay:
         if self.upto > size:
             return  # reported by the quick check
         for site in sorted(set(stored) | set(self.at_upto)):
-            count, frontier = self.at_upto.get(site, (0, []))
-            if stored.get(site) != (count, frontier_pack(frontier)):
+            count, runs, frontier = self.at_upto.get(site, (0, 0, []))
+            if stored.get(site) != (count, runs, frontier_pack(frontier)):
                 bad += 1
-                have = stored.get(site, (0, b""))[0]
+                have = stored.get(site, (0, 0, b""))[0]
                 rep.fail(f"site tree of {site}: stored count {have}, the entries give {count} (or the root differs)")
-        got: dict[str, list[int]] = {}
-        for site, idx in store.iter_site_index():
-            got.setdefault(site, []).append(idx)
-        for site in sorted(set(got) | set(self.index)):
-            want, have_idx = self.index.get(site, []), got.get(site, [])
-            if want != have_idx:
+        got: dict[str, list[list[int]]] = {}
+        for site, run in store.iter_site_runs():
+            got.setdefault(site, []).append(run)
+        for site in sorted(set(got) | set(self.runs)):
+            want_runs, have_runs = self.runs.get(site, []), got.get(site, [])
+            if want_runs != have_runs:
                 bad += 1
+                want = [idx for run in want_runs for idx in run]
+                have_idx = [idx for run in have_runs for idx in run]
                 lost = sorted(set(want) - set(have_idx))
                 extra = sorted(set(have_idx) - set(want))
                 detail = f"{len(lost)} missing (e.g. {lost[:5]})" if lost else ""
                 detail += (", " if lost and extra else "") + (f"{len(extra)} extra (e.g. {extra[:5]})" if extra else "")
-                rep.fail(f"site index of {site}: {detail or 'order differs'} compared with the entries")
+                what = detail or ("runs cut elsewhere than at the checkpoints" if want == have_idx else "order differs")
+                rep.fail(f"site index of {site}: {what} compared with the entries")
         if not bad:
             rep.lines.append(
                 f"site index recomputed from the entries: {len(self.trees)} site(s), stored index and trees (first "

@@ -9,8 +9,11 @@ exported records and any missing, extra, reordered or foreign record changes tha
 
 Hashes (all SHA-256, each with its own one-byte domain prefix, none shared with RFC 6962's 0x00/0x01 leaves):
 
-* entry of a site tree: ``0x03 || uint64be(log index) || leaf hash`` (the index binds log order and position);
-  the site tree is an RFC 6962 tree whose leaf hashes are these entry hashes (interior nodes: 0x01 as usual);
+* run of a site tree: ``0x03 || uint64be(log index) || leaf hash || …`` over the site's entries between two
+  consecutive checkpoints (the indices bind log order and position); the site tree is an RFC 6962 tree whose leaf
+  hashes are these run hashes, one per checkpoint that added entries of the site (interior nodes: 0x01 as usual).
+  A leaf per run rather than per entry halves the hashing an append does; a tree whose runs hold one entry each
+  is the earlier per-entry format, so exports made before verify unchanged;
 * site leaf of the map: ``0x04 || uint64be(count) || site-tree root || site`` (UTF-8);
 * map node branching at bit ``depth`` of the key: ``0x05 || uint8(depth) || left || right``; a subtree holding one
   site is that site's leaf; the empty map is SHA-256("").
@@ -24,7 +27,7 @@ import base64
 import hashlib
 import itertools
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,14 +37,15 @@ __all__ = [
     "EMPTY_MAP",
     "MapProof",
     "SiteMap",
-    "entry_hash",
     "fold",
     "frontier_append",
     "frontier_pack",
     "frontier_unpack",
+    "leaf_runs",
     "manifest_note_body",
     "parse_manifest_note",
     "parse_sites_note",
+    "run_hash",
     "site_key",
     "site_leaf",
     "site_of_record",
@@ -71,27 +75,27 @@ def site_of_record(record: Mapping[str, object]) -> str | None:
     return site_key(site) if isinstance(site, str) and site else None
 
 
-HASH_INPUT = struct.Struct(">BQ32s").pack
-"""``HASH_INPUT(prefix, n, hash)``: one prefix byte, a uint64be and a 32-byte hash, packed in one call: an entry
-hash's whole input (``ENTRY_PREFIX``, log index, leaf hash) and the head of a site leaf's (``SITE_LEAF_PREFIX``,
-count, site-tree root). The append path hashes one entry per record and a leaf per site touched; concatenating
-``int.to_bytes`` pieces took twice as long. ``32s`` pads or cuts other lengths silently, so a hash must be
-checked to be 32 bytes first, as :func:`entry_hash` and :func:`site_leaf` do."""
-ENTRY_PREFIX = 3
-SITE_LEAF_PREFIX = 4
+_SITE_LEAF_HEAD = struct.Struct(">BQ32s").pack  # 0x04 || uint64be(count) || root, in one call
+RUN_PREFIX = b"\x03"
 _NODE_INPUT = struct.Struct(">BB32s32s").pack  # 0x05 || uint8(depth) || left || right: a map node's input
 
 
-def entry_hash(index: int, leaf_hash: bytes) -> bytes:
-    if len(leaf_hash) != 32:
-        raise ValueError(f"a leaf hash is 32 bytes, not {len(leaf_hash)}")
-    return hashlib.sha256(HASH_INPUT(ENTRY_PREFIX, index, leaf_hash)).digest()
+def run_hash(entries: Sequence[tuple[int, bytes]]) -> bytes:
+    """The site-tree leaf of one run: ``0x03 || uint64be(index) || leaf hash`` for each of its entries."""
+    if not entries:
+        raise ValueError("a run holds at least one entry")
+    parts = [RUN_PREFIX]
+    for index, lh in entries:
+        if len(lh) != 32 or not 0 <= index <= _MAX_U64:
+            raise ValueError(f"an entry is a log index and a 32-byte leaf hash, not ({index}, {len(lh)} bytes)")
+        parts.append(index.to_bytes(8, "big") + lh)
+    return hashlib.sha256(b"".join(parts)).digest()
 
 
 def site_leaf(site: str, count: int, root: bytes) -> bytes:
     if len(root) != 32:
         raise ValueError(f"a site-tree root is 32 bytes, not {len(root)}")
-    return hashlib.sha256(HASH_INPUT(SITE_LEAF_PREFIX, count, root) + site.encode("utf-8")).digest()
+    return hashlib.sha256(_SITE_LEAF_HEAD(4, count, root) + site.encode("utf-8")).digest()
 
 
 def _map_node(depth: int, left: bytes, right: bytes) -> bytes:
@@ -111,7 +115,7 @@ def _bit(key: int, depth: int) -> int:
 
 
 def frontier_append(frontier: list[bytes], count: int, h: bytes) -> None:
-    """Append entry hash ``h`` to the site tree of ``count`` entries whose frontier is ``frontier`` (in place)."""
+    """Append leaf hash ``h`` to the tree of ``count`` leaves whose frontier is ``frontier`` (in place)."""
     while count & 1:
         h = node_hash(frontier.pop(), h)
         count >>= 1
@@ -127,20 +131,33 @@ def frontier_pack(frontier: Sequence[bytes]) -> bytes:
     return b"".join(frontier)
 
 
-def frontier_unpack(data: bytes, count: int) -> list[bytes]:
-    if len(data) != 32 * count.bit_count():
-        raise ValueError(f"frontier of {len(data)} bytes does not fit a tree of {count} entries")
+def frontier_unpack(data: bytes, leaves: int) -> list[bytes]:
+    if len(data) != 32 * leaves.bit_count():
+        raise ValueError(f"frontier of {len(data)} bytes does not fit a tree of {leaves} runs")
     return [data[i : i + 32] for i in range(0, len(data), 32)]
 
 
-def tree_root(entries: Iterable[tuple[int, bytes]]) -> tuple[int, bytes]:
-    """(count, root) of the site tree over ``(log index, leaf hash)`` pairs, taken in the order given."""
+def leaf_runs(entries: Sequence[tuple[int, bytes]], runs: Sequence[int] | None) -> list[Sequence[tuple[int, bytes]]]:
+    """``entries`` cut into runs of the given lengths (None: one entry a run, the per-entry format of exports made
+    before runs); ValueError when the lengths are not positive or do not add up to the entries."""
+    if runs is None:
+        return [entries[i : i + 1] for i in range(len(entries))]
+    if any(type(n) is not int or n < 1 for n in runs) or sum(runs) != len(entries):
+        raise ValueError(f"run lengths must be positive and add up to the {len(entries)} entries")
+    out, at = [], 0
+    for n in runs:
+        out.append(entries[at : at + n])
+        at += n
+    return out
+
+
+def tree_root(entries: Sequence[tuple[int, bytes]], runs: Sequence[int] | None = None) -> tuple[int, bytes]:
+    """(count, root) of the site tree over ``(log index, leaf hash)`` pairs, taken in the order given and cut into
+    runs of the lengths ``runs`` (see :func:`leaf_runs`)."""
     frontier: list[bytes] = []
-    count = 0
-    for index, lh in entries:
-        frontier_append(frontier, count, entry_hash(index, lh))
-        count += 1
-    return count, fold(frontier)
+    for n, run in enumerate(leaf_runs(entries, runs)):
+        frontier_append(frontier, n, run_hash(run))
+    return len(entries), fold(frontier)
 
 
 # -- the site map -------------------------------------------------------------------------------------------------
@@ -398,16 +415,22 @@ def parse_manifest_note(text: str) -> tuple[str, int, str]:
 
 
 def proof_json(
-    site: str, count: int, root: bytes, proof: MapProof, entries: Sequence[tuple[int, bytes]]
+    site: str,
+    count: int,
+    root: bytes,
+    proof: MapProof,
+    entries: Sequence[tuple[int, bytes]],
+    runs: Sequence[int],
 ) -> dict[str, Any]:
-    """``site-proof.json``: the site's (count, root), its map path, and every entry of its tree as
-    [log index, base64 leaf hash] (so a date-limited export still shows what it leaves out)."""
+    """``site-proof.json``: the site's (count, root), its map path, every entry of its tree as [log index, base64
+    leaf hash] (so a date-limited export still shows what it leaves out) and the lengths of its runs."""
     doc: dict[str, Any] = {
         "site": site,
         "count": count,
         "root": _b64(root),
         "map_path": [[d, _b64(h)] for d, h in proof.path],
         "entries": [[i, _b64(h)] for i, h in entries],
+        "runs": list(runs),
     }
     if proof.neighbour is not None:
         other, ocount, oroot = proof.neighbour
@@ -415,10 +438,17 @@ def proof_json(
     return doc
 
 
-def parse_proof_json(doc: object) -> tuple[str, int, bytes, MapProof, list[tuple[int, bytes]]]:
-    """Strictly parse ``site-proof.json`` (already JSON-decoded); raises VerificationError."""
-    if not isinstance(doc, dict) or set(doc) - {"site", "count", "root", "map_path", "entries", "absent_neighbour"}:
+def parse_proof_json(
+    doc: object,
+) -> tuple[str, int, bytes, MapProof, list[tuple[int, bytes]], list[int] | None]:
+    """Strictly parse ``site-proof.json`` (already JSON-decoded); raises VerificationError. The run lengths are
+    None for an export made before runs (one entry a run)."""
+    fields = {"site", "count", "root", "map_path", "entries", "runs", "absent_neighbour"}
+    if not isinstance(doc, dict) or set(doc) - fields:
         raise VerificationError("site-proof.json: not an object with the expected fields")
+    runs = doc.get("runs")
+    if runs is not None and not (isinstance(runs, list) and all(type(n) is int and n > 0 for n in runs)):
+        raise VerificationError("site-proof.json: 'runs' must be a list of positive run lengths")
     site, count, path, entries = doc.get("site"), doc.get("count"), doc.get("map_path"), doc.get("entries")
     if not isinstance(site, str) or type(count) is not int or not 0 <= count <= _MAX_U64:
         raise VerificationError("site-proof.json: 'site' must be a string and 'count' a non-negative integer")
@@ -441,4 +471,6 @@ def parse_proof_json(doc: object) -> tuple[str, int, bytes, MapProof, list[tuple
         if not (isinstance(n, dict) and isinstance(n.get("site"), str) and type(n.get("count")) is int):
             raise VerificationError("site-proof.json: 'absent_neighbour' must be {site, count, root}")
         neighbour = (n["site"], n["count"], _b64_32(str(n.get("root")), "site-proof.json neighbour root"))
-    return site, count, root, MapProof(tuple(steps), neighbour), parsed
+    if runs is not None and sum(runs) != len(parsed):
+        raise VerificationError(f"site-proof.json: the run lengths add up to {sum(runs)}, not {len(parsed)} entries")
+    return site, count, root, MapProof(tuple(steps), neighbour), parsed, runs

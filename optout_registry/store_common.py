@@ -12,8 +12,7 @@ from typing import Any
 from optout_registry.errors import IntegrityError
 from optout_registry.merkle import NODE_PREFIX
 from optout_registry.sitemap import (
-    ENTRY_PREFIX,
-    HASH_INPUT,
+    RUN_PREFIX,
     SiteMap,
     fold,
     frontier_pack,
@@ -51,6 +50,19 @@ class CheckpointReads:
             rows = self._conn.execute("SELECT size, root, note FROM checkpoint ORDER BY size").fetchall()
         return [(int(s), bytes(r), str(n)) for s, r, n in rows]
 
+    def catch_up_span(self, done: int, size: int, chunk: int) -> tuple[int, list[int]]:
+        """Where a catch-up of the site trees from ``done`` towards checkpoint ``size`` ends, and the checkpoint
+        sizes strictly inside that span: it ends at a checkpoint (runs are cut there), the last one within
+        ``chunk`` entries, or the next one when a single checkpoint added more."""
+        p = self._param
+        sql = f"SELECT size FROM checkpoint WHERE size > {p} AND size <= {p} ORDER BY size"
+        with self._lock:
+            sizes = [int(row[0]) for row in self._conn.execute(sql, (done, size)).fetchall()]
+        if not sizes or sizes[-1] != size:
+            raise IntegrityError(f"no checkpoint at size {size}, which the site trees are brought up to")
+        within = [n for n in sizes if n <= done + chunk] or sizes[:1]
+        return within[-1], within[:-1]
+
     def evidence_stats(self) -> tuple[int, int]:
         with self._lock:
             count, size = self._conn.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM evidence").fetchone()
@@ -58,40 +70,38 @@ class CheckpointReads:
 
     # -- per-site completeness (docs/completeness.md) -------------------------------------------------------------
 
-    def site_trees(self) -> dict[str, tuple[int, bytes]]:
-        """Every site's (count, packed frontier): the input of the site map."""
+    def site_trees(self) -> dict[str, SiteTreeRow]:
+        """Every site's (count, runs, packed frontier): the input of the site map."""
         with self._lock:
-            rows = self._conn.execute("SELECT site, count, frontier FROM site_tree").fetchall()
-        return {str(s): (int(c), bytes(f)) for s, c, f in rows}
+            rows = self._conn.execute("SELECT site, count, runs, frontier FROM site_tree").fetchall()
+        return {str(s): (int(c), int(r), bytes(f)) for s, c, r, f in rows}
 
-    def load_site_trees(self, sites: list[str]) -> dict[str, tuple[int, list[bytes]]]:
-        """(count, frontier) of the given sites that have a tree, in chunks (SQLite limits the number of
-        parameters); ValueError when a stored frontier does not fit its count."""
-        out: dict[str, tuple[int, list[bytes]]] = {}
+    def load_site_trees(self, sites: list[str]) -> dict[str, SiteTree]:
+        """(count, runs, frontier) of the given sites that have a tree, in chunks (SQLite limits the number of
+        parameters); ValueError when a stored frontier does not fit its number of runs."""
+        out: dict[str, SiteTree] = {}
         for i in range(0, len(sites), 500):
             chunk = sites[i : i + 500]
             marks = ", ".join([self._param] * len(chunk))
-            sql = f"SELECT site, count, frontier FROM site_tree WHERE site IN ({marks})"
-            for s, c, f in self._conn.execute(sql, chunk).fetchall():
-                out[str(s)] = (int(c), frontier_unpack(bytes(f), int(c)))
+            sql = f"SELECT site, count, runs, frontier FROM site_tree WHERE site IN ({marks})"
+            for s, c, r, f in self._conn.execute(sql, chunk).fetchall():
+                out[str(s)] = (int(c), int(r), frontier_unpack(bytes(f), int(r)))
         return out
 
-    def site_indices(self, site: str, upto: int) -> list[int]:
-        """The log indices of ``site``'s entries below ``upto``, in log order, from its runs."""
+    def site_runs(self, site: str, upto: int) -> list[list[int]]:
+        """The log indices of ``site``'s runs that start below ``upto`` (a checkpoint size, which no run spans),
+        in log order."""
         sql = f"SELECT first, idxs FROM site_run WHERE site = {self._param} AND first < {self._param} ORDER BY first"
         with self._lock:
             rows = self._conn.execute(sql, (site, upto)).fetchall()
-        out: list[int] = []
-        for first, blob in rows:
-            try:
-                out.extend(run_indices(int(first), bytes(blob)))
-            except ValueError as exc:
-                raise IntegrityError(f"site index of {site} is damaged: {exc}") from None
-        return [idx for idx in out if idx < upto]
+        try:
+            return [run_indices(int(first), bytes(blob)) for first, blob in rows]
+        except ValueError as exc:
+            raise IntegrityError(f"site index of {site} is damaged: {exc}") from None
 
-    def iter_site_index(self) -> Iterator[tuple[str, int]]:
-        """Every (site, idx) the runs list, ordered by site then run (for check --full, which compares them with
-        the entries); a run whose bytes are damaged is listed as no index at all, so the comparison names it."""
+    def iter_site_runs(self) -> Iterator[tuple[str, list[int]]]:
+        """Every (site, indices of one run), ordered by site then run (for check --full, which compares them with
+        the entries); a run whose bytes are damaged is listed as empty, so the comparison names it."""
         with self._lock:
             rows = self._conn.execute("SELECT site, first, idxs FROM site_run ORDER BY site, first").fetchall()
         for site, first, blob in rows:
@@ -99,8 +109,7 @@ class CheckpointReads:
                 indices = run_indices(int(first), bytes(blob))
             except ValueError:
                 indices = []
-            for idx in indices:
-                yield str(site), idx
+            yield str(site), indices
 
     def site_totals(self) -> tuple[int, int]:
         """(sum of the site trees' counts, number of indices the runs hold): both equal the entries with a site."""
@@ -198,64 +207,79 @@ def tile_leaf_hashes(read_tile: Callable[[int, int], bytes | None], start: int, 
     return out
 
 
+SiteTree = tuple[int, int, list[bytes]]
+"""A site tree as the writer advances it: (entries, runs, frontier), the frontier one hash per set bit of runs."""
+SiteTreeRow = tuple[int, int, bytes]
+"""A site tree as stored: (entries, runs, packed frontier)."""
+
+
 def advance_sites(
-    load: Callable[[list[str]], dict[str, tuple[int, list[bytes]]]],
+    load: Callable[[list[str]], dict[str, SiteTree]],
     first: int,
     sites: Sequence[str | None],
     leaf_hashes: Sequence[bytes],
-) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, bytes]], dict[str, tuple[int, bytes]]]:
-    """Append entries ``first, first+1, …`` to their sites' trees (docs/completeness.md).
+    cuts: Sequence[int] = (),
+) -> tuple[list[tuple[str, int, int, bytes]], list[tuple[str, int, bytes]], dict[str, tuple[int, bytes]]]:
+    """Append entries ``first, first+1, …`` to their sites' trees (docs/completeness.md), one run per site and
+    checkpoint: ``cuts`` are the checkpoint sizes strictly inside the batch (a catch-up spans several), and a run
+    never spans one.
 
-    ``load`` returns the (count, frontier) of the sites asked for (absent = new site) in a dict that this updates:
-    each touched site's frontier list is advanced in place and its new state stored back, so a caller may keep
-    the dict as a cache across batches (and must drop it when the transaction does not commit). Returns the
-    site_tree rows to upsert, (site, count, packed frontier), and one site_run row per site touched, (site, its
-    first index here, its indices packed by ``pack_run``): a row per site and batch rather than per entry, because
-    at 100,000 records/s an index row per entry alone cost 15 % of the append budget. The hashing is one SHA-256
-    per entry plus, on average, one node hash: the frontier is the compact range. Also returns each touched
-    site's new (count, root), what the site map is updated with.
+    ``load`` returns the (count, runs, frontier) of the sites asked for (absent = new site) in a dict that this
+    updates: each touched site's frontier list is advanced in place and its new state stored back, so a caller
+    may keep the dict as a cache across batches (and must drop it when the transaction does not commit). Returns
+    the site_tree rows to upsert, (site, count, runs, packed frontier), one site_run row per run, (site, its first
+    index, its indices packed by ``pack_run``), and each touched site's new (count, root), what the site map is
+    updated with. The hashing is one SHA-256 per run over its entries (``RUN_PREFIX``, then each index and leaf
+    hash) plus, on average, one node hash: per site and batch, not per record. Leaf hashes here are SHA-256
+    digests (merkle.leaf_hashes or the tiles), so the run input needs no length checks.
     """
     sha256 = hashlib.sha256
-    entry_input = HASH_INPUT
-    by_site: dict[str, list[int]] = {}
-    for i, site in enumerate(sites):
-        if site is not None:
-            got = by_site.get(site)
-            if got is None:
-                by_site[site] = [first + i]
-            else:
-                got.append(first + i)
-    touched = sorted(by_site)
-    state = load(touched) if by_site else {}
-    tree_rows: list[tuple[str, int, bytes]] = []
+    bounds = [first, *cuts, first + len(sites)]
+    segments: list[dict[str, list[int]]] = []
+    for lo, hi in itertools.pairwise(bounds):
+        by_site: dict[str, list[int]] = {}
+        for i in range(lo - first, hi - first):
+            site = sites[i]
+            if site is not None:
+                got = by_site.get(site)
+                if got is None:
+                    by_site[site] = [i]
+                else:
+                    got.append(i)
+        segments.append(by_site)
+    touched = sorted(set().union(*segments))
+    state = load(touched) if touched else {}
     run_rows: list[tuple[str, int, bytes]] = []
-    roots: dict[str, tuple[int, bytes]] = {}
-    for site in touched:
-        indices = by_site[site]
-        count, frontier = state.get(site) or (0, [])
-        for idx in indices:
-            # sitemap.entry_hash and frontier_append with merkle.node_hash inlined: this runs once per logged
-            # record. Leaf hashes here are SHA-256 digests (merkle.leaf_hashes), so HASH_INPUT needs no check.
-            h = sha256(entry_input(ENTRY_PREFIX, idx, leaf_hashes[idx - first])).digest()
-            c = count
-            while c & 1:
+    for by_site in segments:
+        for site in sorted(by_site):
+            offsets = by_site[site]
+            count, runs, frontier = state.get(site) or (0, 0, [])
+            packed = pack_run([first + o for o in offsets])
+            h = sha256(
+                RUN_PREFIX + b"".join([packed[8 * j : 8 * j + 8] + leaf_hashes[o] for j, o in enumerate(offsets)])
+            ).digest()
+            c = runs
+            while c & 1:  # sitemap.frontier_append with merkle.node_hash inlined: once per site and batch
                 h = sha256(NODE_PREFIX + frontier.pop() + h).digest()
                 c >>= 1
             frontier.append(h)
-            count += 1
-        state[site] = (count, frontier)
-        tree_rows.append((site, count, frontier_pack(frontier)))
-        run_rows.append((site, indices[0], pack_run(indices)))
+            state[site] = (count + len(offsets), runs + 1, frontier)
+            run_rows.append((site, first + offsets[0], packed))
+    tree_rows: list[tuple[str, int, int, bytes]] = []
+    roots: dict[str, tuple[int, bytes]] = {}
+    for site in touched:
+        count, runs, frontier = state[site]
+        tree_rows.append((site, count, runs, frontier_pack(frontier)))
         roots[site] = (count, fold(frontier))
     return tree_rows, run_rows, roots
 
 
-def site_roots(stored: dict[str, tuple[int, bytes]]) -> dict[str, tuple[int, bytes]]:
-    """{site: (count, site-tree root)} from stored (count, packed frontier) rows: the site map's input."""
+def site_roots(stored: dict[str, SiteTreeRow]) -> dict[str, tuple[int, bytes]]:
+    """{site: (count, site-tree root)} from stored (count, runs, packed frontier) rows: the site map's input."""
     roots: dict[str, tuple[int, bytes]] = {}
-    for site, (count, packed) in stored.items():
+    for site, (count, runs, packed) in stored.items():
         try:
-            roots[site] = (count, fold(frontier_unpack(packed, count)))
+            roots[site] = (count, fold(frontier_unpack(packed, runs)))
         except ValueError as exc:
             raise IntegrityError(f"site tree of {site} is damaged: {exc}") from None
     return roots
@@ -277,10 +301,10 @@ class SiteMapCache:
         self._advanced = False
 
     def advance(
-        self, first: int, changed: dict[str, tuple[int, bytes]], stored: Callable[[], dict[str, tuple[int, bytes]]]
+        self, first: int, changed: dict[str, tuple[int, bytes]], stored: Callable[[], dict[str, SiteTreeRow]]
     ) -> SiteMap:
         """The map after the batch that starts at log index ``first`` set ``changed``; ``stored()`` reads every
-        site's (count, packed frontier) in the batch's transaction."""
+        site's (count, runs, packed frontier) in the batch's transaction."""
         site_map = self._map
         if site_map is None or self._at != first:
             site_map = self._map = SiteMap(site_roots(stored()))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -77,7 +77,8 @@ CREATE OR REPLACE TRIGGER tile_no_delete BEFORE DELETE ON tile
 
 # Per-site completeness (docs/completeness.md); run on every open, so a registry made before it gains it too.
 _SITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS site_tree(site text PRIMARY KEY, count bigint NOT NULL, frontier bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS site_tree(site text PRIMARY KEY, count bigint NOT NULL, runs bigint NOT NULL,
+                                     frontier bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS site_note(size bigint PRIMARY KEY, map_root bytea NOT NULL, sites bigint NOT NULL,
                                      note text NOT NULL);
 INSERT INTO meta(key, value) SELECT 'evidence_rows', count(*)::text FROM evidence ON CONFLICT DO NOTHING;
@@ -87,28 +88,31 @@ CREATE OR REPLACE TRIGGER evidence_counted AFTER INSERT ON evidence
   FOR EACH ROW EXECUTE FUNCTION optout_count_evidence();
 CREATE OR REPLACE TRIGGER site_note_append_only BEFORE UPDATE OR DELETE ON site_note
   FOR EACH ROW EXECUTE FUNCTION optout_append_only();
-"""
-
-# The site index as runs, one row per site and integration (docs/completeness.md). A registry written before it
-# (one site_index row per entry) drops that derived index and rebuilds it from the entries at the next
-# integration; the signed sites notes stay, and the rebuilt trees must give the same maps.
-_SITE_RUN_SCHEMA = """
-DO $$ BEGIN
-  IF to_regclass('site_index') IS NOT NULL THEN
-    DROP TABLE site_index;
-    DELETE FROM site_tree;
-    DELETE FROM meta WHERE key = 'sites_upto';
-  END IF;
-END $$;
 CREATE TABLE IF NOT EXISTS site_run(site text NOT NULL, first bigint NOT NULL, idxs bytea NOT NULL,
                                     PRIMARY KEY(site, first));
 CREATE OR REPLACE TRIGGER site_run_append_only BEFORE UPDATE OR DELETE ON site_run
   FOR EACH ROW EXECUTE FUNCTION optout_append_only();
 """
 
+# A registry written before runs were cut at integrations (site trees with a leaf per entry, and before that one
+# site_index row per entry) drops that derived index before _SITE_SCHEMA recreates it; it is rebuilt from the
+# entries at the next integration. Its signed sites notes commit to the per-entry trees, so they move to
+# site_note_v1, kept as they were signed.
+_DROP_ENTRY_INDEX = """
+DROP TABLE IF EXISTS site_index;
+DROP TABLE IF EXISTS site_run;
+DROP TABLE IF EXISTS site_tree;
+DELETE FROM meta WHERE key = 'sites_upto';
+DO $$ BEGIN
+  IF to_regclass('site_note') IS NOT NULL THEN
+    ALTER TABLE site_note RENAME TO site_note_v1;
+  END IF;
+END $$;
+"""
+
 _UPSERT_SITE = (
-    "INSERT INTO site_tree(site, count, frontier) VALUES (%s, %s, %s) "
-    "ON CONFLICT (site) DO UPDATE SET count = EXCLUDED.count, frontier = EXCLUDED.frontier"
+    "INSERT INTO site_tree(site, count, runs, frontier) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (site) DO UPDATE SET count = EXCLUDED.count, runs = EXCLUDED.runs, frontier = EXCLUDED.frontier"
 )
 
 _UPSERT_TILE = (
@@ -157,17 +161,18 @@ class PostgresStore(CheckpointReads):
                     )
                     if not self._one("SELECT to_regclass('int_coord') IS NOT NULL"):
                         self._conn.execute(_SCHEMA)
-            for table, ddl in (("site_note", _SITE_SCHEMA), ("site_run", _SITE_RUN_SCHEMA)):
-                if not self._one("SELECT to_regclass(%s) IS NOT NULL", (table,)):
-                    with self._conn.transaction():
-                        self._conn.execute(
-                            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
-                        )
-                        # An advisory lock does not refresh the catalog cache; taking a table lock does, so the
-                        # check below sees a table another node created while we waited.
-                        self._conn.execute("LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE")
-                        if not self._one("SELECT to_regclass(%s) IS NOT NULL", (table,)):
-                            self._conn.execute(ddl)
+            if not self._site_runs_exist():
+                with self._conn.transaction():
+                    self._conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"optout-registry-init:{self.schema}",)
+                    )
+                    # An advisory lock does not refresh the catalog cache; taking a table lock does, so the
+                    # check below sees tables another node created while we waited.
+                    self._conn.execute("LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE")
+                    if not self._site_runs_exist():
+                        if self._one("SELECT to_regclass('site_tree') IS NOT NULL"):
+                            self._conn.execute(_DROP_ENTRY_INDEX)
+                        self._conn.execute(_SITE_SCHEMA)
             self.set_meta_default("schema", SCHEMA_VERSION)
         except psycopg.Error as exc:
             self._conn.close()
@@ -280,6 +285,14 @@ class PostgresStore(CheckpointReads):
             if time.monotonic() > deadline:
                 raise RegistryError("timed out waiting for the other integrator to finish")
             time.sleep(0.02)
+
+    def _site_runs_exist(self) -> bool:
+        """Whether the site index is the current one: site trees with a leaf per run (docs/completeness.md)."""
+        sql = (
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'site_tree' AND column_name = 'runs'"
+        )
+        return self._one(sql) is not None
 
     def _integrate_chunk(self, sign: SignFn, sign_sites: SitesSignFn | None) -> bool:
         """One transaction: up to INTEGRATE_CHUNK entries. Returns True if more may remain."""
@@ -395,9 +408,9 @@ class PostgresStore(CheckpointReads):
     # -- per-site trees (docs/completeness.md), written by the integrator -------------------------------------
 
     def _write_sites(
-        self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int
+        self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int, cuts: Sequence[int] = ()
     ) -> dict[str, tuple[int, bytes]]:
-        tree_rows, run_rows, roots = advance_sites(self.load_site_trees, first, sites, leaf_hashes)
+        tree_rows, run_rows, roots = advance_sites(self.load_site_trees, first, sites, leaf_hashes, cuts)
         conn = self._conn
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO site_run(site, first, idxs) VALUES (%s, %s, %s)", run_rows)
@@ -418,9 +431,10 @@ class PostgresStore(CheckpointReads):
         if done < size:
             self._maps.drop()
         while done < size:
-            end = min(size, done + INTEGRATE_CHUNK)
+            end, cuts = self.catch_up_span(done, size, INTEGRATE_CHUNK)
             rows = list(self.leaves(done, end))
-            self._write_sites(done, [leaf_site(leaf) for _, leaf in rows], leaf_hashes(leaf for _, leaf in rows), end)
+            sites = [leaf_site(leaf) for _, leaf in rows]
+            self._write_sites(done, sites, leaf_hashes(leaf for _, leaf in rows), end, cuts)
             done = end
 
     def sites_upto(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +23,14 @@ from pathlib import Path
 from optout_registry.errors import IntegrityError, RegistryError
 from optout_registry.merkle import root as merkle_root
 from optout_registry.sitemap import EMPTY_MAP
-from optout_registry.store_common import CheckpointReads, SiteMapCache, advance_sites, leaf_site, tile_leaf_hashes
+from optout_registry.store_common import (
+    CheckpointReads,
+    SiteMapCache,
+    SiteTree,
+    advance_sites,
+    leaf_site,
+    tile_leaf_hashes,
+)
 from optout_registry.storeapi import SignFn, SitesSignFn
 from optout_registry.tiles import TileBuilder
 
@@ -63,8 +70,8 @@ CREATE TRIGGER IF NOT EXISTS tile_extend_only BEFORE UPDATE ON tile
     BEGIN SELECT RAISE(ABORT, 'tile: only a partial tile may be extended'); END;
 CREATE TRIGGER IF NOT EXISTS tile_no_delete BEFORE DELETE ON tile
     BEGIN SELECT RAISE(ABORT, 'tile is append-only'); END;
-CREATE TABLE IF NOT EXISTS site_tree(site TEXT PRIMARY KEY, count INTEGER NOT NULL, frontier BLOB NOT NULL)
-    STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS site_tree(site TEXT PRIMARY KEY, count INTEGER NOT NULL, runs INTEGER NOT NULL,
+                                     frontier BLOB NOT NULL) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS site_note(size INTEGER PRIMARY KEY, map_root BLOB NOT NULL, sites INTEGER NOT NULL,
                                      note TEXT NOT NULL) STRICT;
 CREATE TRIGGER IF NOT EXISTS site_run_no_change BEFORE UPDATE ON site_run
@@ -80,15 +87,17 @@ CREATE TRIGGER IF NOT EXISTS evidence_counted AFTER INSERT ON evidence
     BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'evidence_rows'; END;
 """
 
-# A registry written before site_run (one site_index row per entry) drops that derived index and rebuilds it from
-# the entries (ensure_sites); the signed sites notes stay, and the rebuilt trees must give the same maps.
-_DROP_ROW_INDEX = (
-    "DROP TRIGGER IF EXISTS site_index_no_change",
-    "DROP TRIGGER IF EXISTS site_index_no_delete",
-    "DROP TABLE site_index",
-    "DELETE FROM site_tree",
+# A registry written before runs were cut at checkpoints (site trees with a leaf per entry, and before that one
+# site_index row per entry) drops that derived index and rebuilds it from the entries (ensure_sites). Its signed
+# sites notes commit to the per-entry trees, so they move to site_note_v1, kept as they were signed; the latest
+# checkpoint's note is signed again for the rebuilt trees when an export first needs it.
+_DROP_ENTRY_INDEX = (
+    "DROP TABLE IF EXISTS site_index",
+    "DROP TABLE IF EXISTS site_run",
+    "DROP TABLE IF EXISTS site_tree",
     "DELETE FROM meta WHERE key = 'sites_upto'",
 )
+_KEEP_V1_NOTES = ("CREATE TABLE IF NOT EXISTS site_note_v1 AS SELECT * FROM site_note", "DROP TABLE site_note")
 
 _TREES_CACHED = 200_000  # site trees kept in memory between batches (a frontier is ~20 hashes at most)
 
@@ -96,8 +105,8 @@ _UPSERT_TILE = (
     "INSERT INTO tile(level, n, data) VALUES (?, ?, ?) ON CONFLICT(level, n) DO UPDATE SET data = excluded.data"
 )
 _UPSERT_SITE = (
-    "INSERT INTO site_tree(site, count, frontier) VALUES (?, ?, ?) "
-    "ON CONFLICT(site) DO UPDATE SET count = excluded.count, frontier = excluded.frontier"
+    "INSERT INTO site_tree(site, count, runs, frontier) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(site) DO UPDATE SET count = excluded.count, runs = excluded.runs, frontier = excluded.frontier"
 )
 _SET_SITES_UPTO = (
     "INSERT INTO meta(key, value) VALUES ('sites_upto', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
@@ -141,7 +150,7 @@ class SqliteStore(CheckpointReads):
             self._conn.execute("PRAGMA wal_autocheckpoint=8192")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            if create or not self._has_table("site_run"):
+            if create or not self._has_column("site_tree", "runs"):
                 self._upgrade()
             self._conn.execute("SELECT 1 FROM entry LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
@@ -150,7 +159,7 @@ class SqliteStore(CheckpointReads):
         self._builder: TileBuilder | None = None  # the TileBuilder at the latest checkpoint size, or None to rebuild
         # Site trees touched lately, (count, frontier) as of log size _trees_at (-1: nothing known): a batch reads
         # the trees it advances from here instead of selecting and unpacking them again.
-        self._trees: dict[str, tuple[int, list[bytes]]] = {}
+        self._trees: dict[str, SiteTree] = {}
         self._trees_at = -1
         self._maps = SiteMapCache()  # the site map as of the last batch, for the next checkpoint's sites note
         self.set_meta_default("schema", SCHEMA_VERSION)
@@ -159,15 +168,19 @@ class SqliteStore(CheckpointReads):
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return self._conn.execute(sql, (name,)).fetchone() is not None
 
+    def _has_column(self, table: str, column: str) -> bool:
+        sql = "SELECT 1 FROM pragma_table_info(?) WHERE name = ?"
+        return self._conn.execute(sql, (table, column)).fetchone() is not None
+
     def _upgrade(self) -> None:
-        """Replace a pre-site_run index in one transaction (several processes may open the file at once), then
+        """Drop a per-entry site index in one transaction (several processes may open the file at once), then
         create what is missing: a new file in one transaction (one sync rather than one per statement saves
         ~100 ms), an existing one statement by statement (``IF NOT EXISTS`` writes nothing when nothing is
         missing, where an empty write transaction would still sync)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            if self._has_table("site_index"):
-                for statement in _DROP_ROW_INDEX:
+            if self._has_table("site_tree") and not self._has_column("site_tree", "runs"):
+                for statement in _DROP_ENTRY_INDEX + (_KEEP_V1_NOTES if self._has_table("site_note") else ()):
                     self._conn.execute(statement)
             self._conn.execute("COMMIT")
         except BaseException:
@@ -373,18 +386,18 @@ class SqliteStore(CheckpointReads):
     # -- per-site trees (docs/completeness.md), written in the append transaction -------------------------------
 
     def _write_sites(
-        self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int
+        self, first: int, sites: list[str | None], leaf_hashes: list[bytes], new_size: int, cuts: Sequence[int] = ()
     ) -> dict[str, tuple[int, bytes]]:
         if self._trees_at != first or len(self._trees) > _TREES_CACHED:  # another writer, a rollback, or too many
             self._trees.clear()
-        tree_rows, run_rows, roots = advance_sites(self._cached_trees, first, sites, leaf_hashes)
+        tree_rows, run_rows, roots = advance_sites(self._cached_trees, first, sites, leaf_hashes, cuts)
         conn = self._conn
         conn.executemany("INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", run_rows)
         conn.executemany(_UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
         return roots
 
-    def _cached_trees(self, sites: list[str]) -> dict[str, tuple[int, list[bytes]]]:
+    def _cached_trees(self, sites: list[str]) -> dict[str, SiteTree]:
         missing = [site for site in sites if site not in self._trees]
         if missing:
             self._trees.update(self.load_site_trees(missing))
@@ -399,10 +412,10 @@ class SqliteStore(CheckpointReads):
             return self._sites_upto_locked()
 
     def ensure_sites(self, chunk: int = 100_000) -> None:
-        """Bring the site trees and runs up to the latest checkpoint from the stored entries, ``chunk``
-        entries a transaction (appenders wait for one chunk at most). Sites are read from the leaf bytes, leaf
-        hashes from the level-0 tiles the signed root is made of (a tile that disagrees with its entry makes that
-        record fail the holder's check, and check --full names the tile)."""
+        """Bring the site trees and runs up to the latest checkpoint from the stored entries, about ``chunk``
+        entries a transaction, each ending at a checkpoint (appenders wait for one at most). Sites are read from
+        the leaf bytes, leaf hashes from the level-0 tiles the signed root is made of (a tile that disagrees with
+        its entry makes that record fail the holder's check, and check --full names the tile)."""
         while True:
             with self._lock:
                 conn = self._conn
@@ -413,9 +426,9 @@ class SqliteStore(CheckpointReads):
                     if done > size:
                         raise IntegrityError(f"the site index covers {done} entries but the log holds {size}")
                     if done < size:
-                        end = min(size, done + chunk)
+                        end, cuts = self.catch_up_span(done, size, chunk)
                         sites = [leaf_site(leaf) for _, leaf in self.leaves(done, end)]
-                        self._write_sites(done, sites, tile_leaf_hashes(self.read_tile, done, end), end)
+                        self._write_sites(done, sites, tile_leaf_hashes(self.read_tile, done, end), end, cuts)
                     conn.execute("COMMIT")
                     if done < size:
                         self._trees_at = end

@@ -524,7 +524,7 @@ def _check_site(ctx: _Ctx, verifier: Verifier, cp: Checkpoint, manifest: dict[st
         doc = _load_json(proof_data)
         if rfc8785.dumps(doc) != proof_data:
             raise VerificationError("site-proof.json: not in canonical RFC 8785 form")
-        psite, count, root, map_proof, entries = parse_proof_json(doc)
+        psite, count, root, map_proof, entries, runs = parse_proof_json(doc)
         if psite != site:
             raise VerificationError(f"site-proof.json: proves {psite}, but the query is {site}")
         verify_site(site, count, root, map_proof, map_root)
@@ -535,7 +535,7 @@ def _check_site(ctx: _Ctx, verifier: Verifier, cp: Checkpoint, manifest: dict[st
     if any(b <= a for a, b in itertools.pairwise(indices)) or (indices and indices[-1] >= cp.size):
         ctx.problem(f"site-proof.json: the entries of {site} are not in log order below {cp.size}")
         return None
-    if tree_root(entries) != (count, root):
+    if tree_root(entries, runs) != (count, root):
         ctx.problem(f"site-proof.json: the listed entries of {site} do not hash to its signed site-tree root")
         return None
     ctx.lines.append(f"sites.txt: {nsites} site(s) at size {cp.size}; {site} has {count} record(s) (signature OK)")

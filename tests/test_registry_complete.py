@@ -8,7 +8,9 @@ between other.org records, with evidence stored, then 3 more example.net records
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import json
 import shutil
 import threading
@@ -27,7 +29,7 @@ from optout_registry.keys import vkey_verifier
 from optout_registry.merkle import EMPTY_ROOT, VerificationError
 from optout_registry.note import Signer, open_note
 from optout_registry.registry import IntegrityError, Registry
-from optout_registry.store_common import pack_run
+from optout_registry.store_common import advance_sites, pack_run, run_indices, site_roots
 from optout_registry.verify import verify_export
 from tests.support.registry import ROBOTS, Raw, make_records, pg_schema_url
 
@@ -118,6 +120,51 @@ def _checkpoint_sizes(reg: Registry) -> list[int]:
     return [size for size, _, _ in reg._store.checkpoints()]
 
 
+def _mth(hashes: list[bytes]) -> bytes:
+    """RFC 6962's Merkle tree hash over leaf hashes, read literally."""
+    if len(hashes) <= 1:
+        return hashes[0] if hashes else hashlib.sha256(b"").digest()
+    k = 1 << ((len(hashes) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(hashes[:k]) + _mth(hashes[k:])).digest()
+
+
+def _site_runs_by_definition(
+    entries: list[tuple[str | None, bytes]], checkpoints: list[int], size: int
+) -> dict[str, list[list[tuple[int, bytes]]]]:
+    """docs/completeness.md read literally: each site's (index, leaf hash) entries below ``size`` (a checkpoint),
+    cut into one run per checkpoint that added some."""
+    runs: dict[str, list[list[tuple[int, bytes]]]] = {}
+    bounds = [0, *sorted(c for c in set(checkpoints) if 0 < c <= size)]
+    for lo, hi in itertools.pairwise(bounds):
+        segment: dict[str, list[tuple[int, bytes]]] = {}
+        for i in range(lo, hi):
+            site, lh = entries[i]
+            if site is not None:
+                segment.setdefault(site, []).append((i, lh))
+        for site, run in segment.items():
+            runs.setdefault(site, []).append(run)
+    return runs
+
+
+def _trees_by_definition(
+    entries: list[tuple[str | None, bytes]], checkpoints: list[int], size: int
+) -> dict[str, tuple[int, bytes]]:
+    """{site: (count, root)}: a run's leaf is SHA-256(0x03 || uint64be(index) || leaf hash || …), the site tree
+    RFC 6962's over a site's runs. The oracle for the stores, the catch-up and check --full."""
+
+    def run_leaf(run: list[tuple[int, bytes]]) -> bytes:
+        return hashlib.sha256(b"\x03" + b"".join(i.to_bytes(8, "big") + lh for i, lh in run)).digest()
+
+    return {
+        site: (sum(len(run) for run in runs), _mth([run_leaf(run) for run in runs]))
+        for site, runs in _site_runs_by_definition(entries, checkpoints, size).items()
+    }
+
+
+def _entries_of(leaves: list[bytes]) -> list[tuple[str | None, bytes]]:
+    return [(json.loads(leaf)["target"]["site"], hashlib.sha256(b"\0" + leaf).digest()) for leaf in leaves]
+
+
 # -- a valid export, and the completeness it shows -------------------------------------------------------------
 
 
@@ -151,10 +198,7 @@ def test_every_checkpoint_signs_its_sites_note(reg_url: tuple[str, Path, str]) -
         assert sorted(roots)[-3:] == [21, 28, 30] if reg.backend == "sqlite" else sorted(roots)[-1] == 30
         leaves = [reg.leaf(i) for i in range(30)]
     for size, map_root, nsites, note in notes:
-        trees: dict[str, list[tuple[int, bytes]]] = {}
-        for i, leaf in enumerate(leaves[:size]):
-            trees.setdefault(json.loads(leaf)["target"]["site"], []).append((i, hashlib.sha256(b"\0" + leaf).digest()))
-        want = sitemap.SiteMap({site: sitemap.tree_root(entries) for site, entries in trees.items()})
+        want = sitemap.SiteMap(_trees_by_definition(_entries_of(leaves), sorted(roots), size))
         assert (map_root, nsites) == (want.root, want.count), size
         assert sitemap.parse_sites_note(open_note(note, verifier)) == (
             "crawler.example/log",
@@ -217,7 +261,8 @@ def test_dropped_tail_record(reg_url: tuple[str, Path, str], tmp_path: Path) -> 
     # Forging the site proof to a 16-record tree does not help: it no longer leads to the signed site map.
     doc = json.loads((out / "site-proof.json").read_bytes())
     doc["entries"] = doc["entries"][:-1]
-    count, root = sitemap.tree_root((i, __import__("base64").b64decode(h)) for i, h in doc["entries"])
+    doc["runs"] = [*doc["runs"][:-1], doc["runs"][-1] - 1] if doc["runs"][-1] > 1 else doc["runs"][:-1]
+    count, root = sitemap.tree_root([(i, base64.b64decode(h)) for i, h in doc["entries"]], doc["runs"])
     doc["count"], doc["root"] = count, __import__("base64").b64encode(root).decode()
     (out / "site-proof.json").write_bytes(rfc8785.dumps(doc))
     _resign(out, key)
@@ -391,12 +436,9 @@ def test_site_index_rewritten_consistently_with_its_tree(reg_url: tuple[str, Pat
     raw.set_site_indices(SITE, kept)
     rows = [(idx, raw.q("SELECT leaf FROM entry WHERE idx = ?", (idx,))[0][0]) for idx in kept]
     hashes = [(int(i), hashlib.sha256(b"\x00" + bytes(leaf)).digest()) for i, leaf in rows]
-    frontier: list[bytes] = []
-    for n, (i, h) in enumerate(hashes):
-        sitemap.frontier_append(frontier, n, sitemap.entry_hash(i, h))
-    raw.tamper(
-        "UPDATE site_tree SET count = ?, frontier = ? WHERE site = 'example.net'",
-        (len(hashes), sitemap.frontier_pack(frontier)),
+    raw.tamper(  # set_site_indices wrote them as one run: the tree of that one run
+        "UPDATE site_tree SET count = ?, runs = 1, frontier = ? WHERE site = 'example.net'",
+        (len(hashes), sitemap.run_hash(hashes)),
     )
     raw.close()
     with pytest.raises(IntegrityError, match="site index lists 29 entries and the site trees count 29"):
@@ -423,8 +465,8 @@ def test_site_tree_or_sites_note_rewritten(reg_url: tuple[str, Path, str], tmp_p
     url, key, _ = reg_url
     _export(url, key, tmp_path / "first")
     raw = Raw(url)
-    count = raw.q("SELECT count FROM site_tree WHERE site = 'other.org'")[0][0]
-    raw.tamper("UPDATE site_tree SET frontier = ? WHERE site = 'other.org'", (b"\x07" * 32 * int(count).bit_count(),))
+    runs = raw.q("SELECT runs FROM site_tree WHERE site = 'other.org'")[0][0]
+    raw.tamper("UPDATE site_tree SET frontier = ? WHERE site = 'other.org'", (b"\x07" * 32 * int(runs).bit_count(),))
     raw.close()
     with Registry.open(url, key=key, check=False) as reg, pytest.raises(IntegrityError, match="another site map"):
         export_bundle(reg, SITE, tmp_path / "out")
@@ -435,6 +477,31 @@ def test_site_tree_or_sites_note_rewritten(reg_url: tuple[str, Path, str], tmp_p
     raw.close()
     problems = _full(url, key)
     assert any("the site map recomputed from the entries differs" in p for p in problems), problems
+
+
+def test_runs_cut_elsewhere(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    """The same records of a site, cut into other runs than the checkpoints cut them, give another site tree: in
+    an export's site-proof.json (even re-signed by the operator) and in the stored site_run rows."""
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    doc = json.loads((out / "site-proof.json").read_bytes())
+    assert sum(doc["runs"]) == 17
+    doc["runs"] = [17] if len(doc["runs"]) > 1 else [10, 7]  # PostgreSQL integrated the log at once: one run
+    (out / "site-proof.json").write_bytes(rfc8785.dumps(doc))
+    _resign(out, key)
+    _assert_fails(out, vkey, "the listed entries of example.net do not hash to its signed site-tree root")
+    raw = Raw(url)
+    indices = raw.site_indices(SITE)
+    raw.set_site_indices(SITE, indices)  # every index kept, as one run
+    if raw.kind == "postgresql":  # where that was the one run: two
+        raw.set_site_indices(SITE, indices[:10])
+        raw.tamper(
+            "INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", (SITE, indices[10], pack_run(indices[10:]))
+        )
+    raw.close()
+    assert any("site index of example.net: runs cut elsewhere than at the checkpoints" in p for p in _full(url, key))
+    with Registry.open(url, key=key, check=False) as reg, pytest.raises(IntegrityError, match="do not hash to its"):
+        export_bundle(reg, SITE, tmp_path / "again")
 
 
 def test_evidence_rows_deleted(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
@@ -573,6 +640,39 @@ def test_site_map_updated_batch_by_batch_equals_the_definition(
         sitemap.verify_site(site, count, root, incremental.prove(site), incremental.root)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a.example", "b.example", "c.example", None]), min_size=1, max_size=60),
+    st.sets(st.integers(1, 59)),
+    st.sets(st.integers(1, 59)),
+)
+def test_site_trees_advanced_in_batches_equal_the_definition(
+    sites: list[str | None], checkpoint_at: set[int], batch_end_at: set[int]
+) -> None:
+    """advance_sites, called batch by batch (a batch ends at a checkpoint and may span several, as a catch-up
+    does), gives the trees and the runs of the literal definition: a leaf per site and checkpoint."""
+    n = len(sites)
+    entries = [(site, hashlib.sha256(str(i).encode()).digest()) for i, site in enumerate(sites)]
+    checkpoints = sorted({c for c in checkpoint_at if c < n} | {n})
+    ends = sorted({c for c in batch_end_at if c in checkpoints} | {n})
+    state: dict[str, tuple[int, int, list[bytes]]] = {}
+    stored_runs: dict[str, list[list[int]]] = {}
+    roots: dict[str, tuple[int, bytes]] = {}
+    for lo, hi in itertools.pairwise([0, *ends]):
+        cuts = [c for c in checkpoints if lo < c < hi]
+        _, run_rows, changed = advance_sites(lambda _: state, lo, sites[lo:hi], [lh for _, lh in entries[lo:hi]], cuts)
+        for site, first, packed in sorted(run_rows, key=lambda row: row[1]):
+            indices = run_indices(first, packed)
+            stored_runs.setdefault(site, []).append(indices)
+        roots.update(changed)
+    assert roots == _trees_by_definition(entries, checkpoints, n)
+    want = _site_runs_by_definition(entries, checkpoints, n)
+    assert stored_runs == {site: [[i for i, _ in run] for run in runs] for site, runs in want.items()}
+    for site, runs in want.items():  # the verifier's recomputation from an export's entries and run lengths
+        flat = [entry for run in runs for entry in run]
+        assert sitemap.tree_root(flat, [len(run) for run in runs]) == roots[site]
+
+
 def test_concurrent_postgres_appenders_keep_every_site_complete(pg_url: str, tmp_path: Path) -> None:
     url = pg_url
     key = tmp_path / "log.key"
@@ -647,34 +747,70 @@ def test_sqlite_append_keeps_the_site_index_as_runs(tmp_path: Path) -> None:
         assert reg.self_check(full=True).ok
 
 
-def test_row_index_of_an_earlier_version_is_rebuilt(url: str, tmp_path: Path) -> None:
-    """A registry written by the version that kept one site_index row per entry: on open the derived index is
-    dropped and rebuilt from the entries, and the sites note signed before still matches."""
+def _as_per_entry_export(out: Path, key: Path, leaves: list[bytes]) -> None:
+    """Rewrite an export as the version whose site trees had a leaf per entry made it: site-proof.json without
+    run lengths, with that version's root and map path, and sites.txt signed for that version's map."""
+    signer = Signer.from_private_key_text(key.read_text())
+    origin, size, log_root = (out / "checkpoint.txt").read_text().split("\n")[:3]
+    trees = _trees_by_definition(_entries_of(leaves), list(range(1, int(size) + 1)), int(size))  # a run per entry
+    site_map = sitemap.SiteMap(trees)
+    doc = json.loads((out / "site-proof.json").read_bytes())
+    del doc["runs"]
+    doc["root"] = base64.b64encode(trees[SITE][1]).decode()
+    doc["map_path"] = [[d, base64.b64encode(h).decode()] for d, h in site_map.prove(SITE).path]
+    (out / "site-proof.json").write_bytes(rfc8785.dumps(doc))
+    body = sitemap.sites_note_body(origin, int(size), base64.b64decode(log_root), site_map.root, site_map.count)
+    (out / "sites.txt").write_text(signer.sign_note(body))
+    _resign(out, key)
+
+
+@pytest.mark.parametrize("layout", ["site_run", "site_index"])
+def test_per_entry_index_of_an_earlier_version_is_rebuilt(url: str, tmp_path: Path, layout: str) -> None:
+    """A registry written by a version whose site trees had a leaf per entry (site_tree without a runs column;
+    the oldest also one site_index row per entry instead of site_run): on open the derived index is dropped and
+    rebuilt from the entries with a leaf per run, the sites notes it signed are kept in site_note_v1, and an
+    export it made still verifies, alone and as the previous export of a new one."""
     key = tmp_path / "log.key"
     with Registry.open(url, key=key, batch_size=10) as reg:
         reg.append(make_records(25) + make_records(5, site="other.org"))
         vkey = reg.vkey
-    first = _export(url, key, tmp_path / "first")  # signs this checkpoint's sites note
+        leaves = [reg.leaf(i) for i in range(30)]
+    first = _export(url, key, tmp_path / "first")
+    _as_per_entry_export(first, key, leaves)
+    report = verify_export(first, vkey, allow_missing_evidence=True)
+    assert report.ok and report.records == 25, report.problems
     raw = Raw(url)
-    rows = [(site, idx) for site in (SITE, "other.org") for idx in raw.site_indices(site)]
-    raw.conn.execute("DROP TABLE site_run")
-    raw.conn.execute("CREATE TABLE site_index(site TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY(site, idx))")
-    for row in rows:
-        raw.q("INSERT INTO site_index(site, idx) VALUES (?, ?)", row)
+    notes = raw.q("SELECT size, note FROM site_note ORDER BY size")
+    raw.conn.execute("DROP TABLE site_tree")
+    blob = "bytea" if raw.kind == "postgresql" else "BLOB"
+    raw.conn.execute(f"CREATE TABLE site_tree(site TEXT PRIMARY KEY, count INTEGER NOT NULL, frontier {blob} NOT NULL)")
+    if layout == "site_index":
+        rows = [(site, idx) for site in (SITE, "other.org") for idx in raw.site_indices(site)]
+        raw.conn.execute("DROP TABLE site_run")
+        raw.conn.execute("CREATE TABLE site_index(site TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY(site, idx))")
+        for row in rows:
+            raw.q("INSERT INTO site_index(site, idx) VALUES (?, ?)", row)
     raw.close()
     with Registry.open(url, key=key, batch_size=10) as reg:
-        assert reg._store.sites_upto() == 0  # dropped with the old table, to be rebuilt
+        assert reg._store.sites_upto() == 0  # dropped with the old tables, to be rebuilt
         reg.append(make_records(3, 25))  # appended while behind: left for the catch-up, in log order
         assert reg._store.sites_upto() == 0
         reg.checkpoint()  # PostgreSQL: the integrator catches the index up before it integrates the new entries
         if raw.kind == "sqlite":
-            reg._store.ensure_sites(chunk=7)  # several transactions
+            reg._store.ensure_sites(chunk=7)  # several transactions, each ending at a checkpoint
         assert reg.index_sites() == 33 and reg._store.site_totals() == (33, 33)
         assert reg.self_check(full=True).ok
+        checkpoints = _checkpoint_sizes(reg)
+        leaves = [reg.leaf(i) for i in range(33)]
+        trees = reg._store.site_trees()
+    want = _trees_by_definition(_entries_of(leaves), checkpoints, 33)
+    assert {site: (count, root) for site, (count, root) in site_roots(trees).items()} == want
     second = _export(url, key, tmp_path / "second")
     report = verify_export(second, vkey, previous_export=first, allow_missing_evidence=True)
     assert report.ok, report.problems
+    assert "previous export: 25 -> 28 records of example.net, earlier ones unchanged" in report.lines
     raw = Raw(url)
+    assert raw.q("SELECT size, note FROM site_note_v1 ORDER BY size") == notes  # kept as they were signed
     tables = raw.q("SELECT to_regclass('site_index')" if raw.kind == "postgresql" else "SELECT name FROM sqlite_master")
     raw.close()
     assert "site_index" not in str(tables)
@@ -746,7 +882,7 @@ def test_site_keys_taken_at_append_equal_those_read_from_the_leaves(url: str, tm
         reg.checkpoint()
         assert reg.self_check(full=True).ok
         trees = reg._store.site_trees()
-    assert {site: count for site, (count, _) in trees.items()} == {
+    assert {site: count for site, (count, _, _) in trees.items()} == {
         "example.net": 6,
         "bÜcher.example": 3,  # only ASCII letters are lower-cased (docs/completeness.md, "The site key")
         "bücher.example": 3,
@@ -794,4 +930,4 @@ def test_sqlite_tree_cache_follows_other_writers_and_rollbacks(tmp_path: Path) -
         trees = one._store.site_trees()
         # the site map each writer keeps between batches followed too: every checkpoint has its sites note
         assert _note_sizes(one) == _checkpoint_sizes(one) == [4, 6, 10, 14, 18, 21, 24]
-    assert {site: count for site, (count, _) in trees.items()} == {"example.net": 20, "other.org": 4}
+    assert {site: count for site, (count, _, _) in trees.items()} == {"example.net": 20, "other.org": 4}

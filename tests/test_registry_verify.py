@@ -214,7 +214,7 @@ def build_export(
     by_site: dict[str, list[tuple[int, bytes]]] = {}
     for i, leaf in enumerate(leaves):
         by_site.setdefault(sitemap.site_of_record(json.loads(leaf)), []).append((i, leaf_hash(leaf)))
-    trees = {s: sitemap.tree_root(entries) for s, entries in by_site.items()}
+    trees = {s: sitemap.tree_root(entries, [len(entries)]) for s, entries in by_site.items()}  # one checkpoint: a run
     site_map = sitemap.SiteMap(trees)
     cp = open_checkpoint(note, signer.verifier())
     write(
@@ -222,7 +222,10 @@ def build_export(
         signer.sign_note(sitemap.sites_note_body(NAME, size, cp.root, site_map.root, site_map.count)).encode(),
     )
     count, root = trees.get("example.net", (0, merkle.EMPTY_ROOT))
-    doc = sitemap.proof_json("example.net", count, root, site_map.prove("example.net"), by_site.get("example.net", []))
+    mine = by_site.get("example.net", [])
+    doc = sitemap.proof_json(
+        "example.net", count, root, site_map.prove("example.net"), mine, [len(mine)] if mine else []
+    )
     write("site-proof.json", rfc8785.dumps(doc))
     manifest = {"query": {"site": "example.net"}, "generated_at": "2026-11-02T00:00:00.000000Z", "files": files}
     (path / "manifest.json").write_bytes(rfc8785.dumps(manifest))
