@@ -13,12 +13,14 @@ signed checkpoints that rights holders keep.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from optout_registry.errors import IntegrityError, RegistryError
 from optout_registry.merkle import root as merkle_root
@@ -101,13 +103,32 @@ _KEEP_V1_NOTES = ("CREATE TABLE IF NOT EXISTS site_note_v1 AS SELECT * FROM site
 
 _TREES_CACHED = 200_000  # site trees kept in memory between batches (a frontier is ~20 hashes at most)
 
-_UPSERT_TILE = (
-    "INSERT INTO tile(level, n, data) VALUES (?, ?, ?) ON CONFLICT(level, n) DO UPDATE SET data = excluded.data"
-)
+_UPSERT_TILE = ("INSERT INTO tile(level, n, data)", " ON CONFLICT(level, n) DO UPDATE SET data = excluded.data")
 _UPSERT_SITE = (
-    "INSERT INTO site_tree(site, count, runs, frontier) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT(site) DO UPDATE SET count = excluded.count, runs = excluded.runs, frontier = excluded.frontier"
+    "INSERT INTO site_tree(site, count, runs, frontier)",
+    " ON CONFLICT(site) DO UPDATE SET count = excluded.count, runs = excluded.runs, frontier = excluded.frontier",
 )
+_INSERT_EVIDENCE = ("INSERT OR IGNORE INTO evidence(sha256, body)", "")
+_ROWS_A_STATEMENT = 500
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """``INSERT … VALUES (?, …), (?, …), … ON CONFLICT …`` with up to 500 rows a statement, where executemany
+    would step once per row.
+
+    Why: sqlite3 releases the GIL around every step. A crawl's registry writer thread appends while the reactor
+    thread runs, and each step then waited for the reactor thread to hand the GIL back (up to the 5 ms switch
+    interval), so a batch of 50 records held the GIL going back and forth some 60 times. One step per statement
+    is also ~6 % faster for a single thread (10,000-row batches)."""
+    if not rows:
+        return
+    head, tail = sql
+    row = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for i in range(0, len(rows), _ROWS_A_STATEMENT):
+        chunk = rows[i : i + _ROWS_A_STATEMENT]
+        conn.execute(f"{head} VALUES {', '.join([row] * len(chunk))}{tail}", list(itertools.chain.from_iterable(chunk)))
+
+
 _SET_SITES_UPTO = (
     "INSERT INTO meta(key, value) VALUES ('sites_upto', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
@@ -239,14 +260,14 @@ class SqliteStore(CheckpointReads):
                 if self._builder is None or self._builder.size != size:
                     # Someone else (another process) appended since we last did, or a batch was rolled back.
                     self._builder = TileBuilder(size, self.read_tile)
-                if evidence:
-                    conn.executemany("INSERT OR IGNORE INTO evidence(sha256, body) VALUES (?, ?)", evidence)
-                conn.executemany(
-                    "INSERT INTO entry(idx, leaf) VALUES (?, ?)",
-                    zip(range(size, size + len(leaves)), leaves, strict=True),
+                _insert_rows(conn, _INSERT_EVIDENCE, evidence)
+                _insert_rows(
+                    conn,
+                    ("INSERT INTO entry(idx, leaf)", ""),
+                    list(zip(range(size, size + len(leaves)), leaves, strict=True)),
                 )
                 touched = self._builder.add(leaf_hashes)
-                conn.executemany(_UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
+                _insert_rows(conn, _UPSERT_TILE, [(lv, n, data) for (lv, n), data in touched.items()])
                 new_size = size + len(leaves)
                 indexed = False
                 root = self._builder.root()
@@ -288,7 +309,7 @@ class SqliteStore(CheckpointReads):
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("INSERT OR IGNORE INTO evidence(sha256, body) VALUES (?, ?)", rows)
+                _insert_rows(self._conn, _INSERT_EVIDENCE, rows)
                 self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
@@ -392,8 +413,8 @@ class SqliteStore(CheckpointReads):
             self._trees.clear()
         tree_rows, run_rows, roots = advance_sites(self._cached_trees, first, sites, leaf_hashes, cuts)
         conn = self._conn
-        conn.executemany("INSERT INTO site_run(site, first, idxs) VALUES (?, ?, ?)", run_rows)
-        conn.executemany(_UPSERT_SITE, tree_rows)
+        _insert_rows(conn, ("INSERT INTO site_run(site, first, idxs)", ""), run_rows)
+        _insert_rows(conn, _UPSERT_SITE, tree_rows)
         conn.execute(_SET_SITES_UPTO, (str(new_size),))
         return roots
 
