@@ -118,8 +118,8 @@ def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str], rows: Sequence[
 
     Why: sqlite3 releases the GIL around every step. A crawl's registry writer thread appends while the reactor
     thread runs, and each step then waited for the reactor thread to hand the GIL back (up to the 5 ms switch
-    interval), so a batch of 50 records held the GIL going back and forth some 60 times. One step per statement
-    is also ~6 % faster for a single thread (10,000-row batches)."""
+    interval), so a batch of 50 records handed the GIL back and forth some 60 times. Fewer steps cost a single
+    thread nothing either (bench_registry.py)."""
     if not rows:
         return
     head, tail = sql
