@@ -110,6 +110,9 @@ _UPSERT_SITE = (
 )
 _INSERT_EVIDENCE = ("INSERT OR IGNORE INTO evidence(sha256, body)", "")
 _ROWS_A_STATEMENT = 500
+_SET_SITES_UPTO = (
+    "INSERT INTO meta(key, value) VALUES ('sites_upto', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
 
 
 def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -127,11 +130,6 @@ def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str], rows: Sequence[
     for i in range(0, len(rows), _ROWS_A_STATEMENT):
         chunk = rows[i : i + _ROWS_A_STATEMENT]
         conn.execute(f"{head} VALUES {', '.join([row] * len(chunk))}{tail}", list(itertools.chain.from_iterable(chunk)))
-
-
-_SET_SITES_UPTO = (
-    "INSERT INTO meta(key, value) VALUES ('sites_upto', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-)
 
 
 def _now() -> str:
@@ -178,7 +176,7 @@ class SqliteStore(CheckpointReads):
             raise RegistryError(f"cannot open SQLite registry {path}: {exc}") from None
         self._lock = threading.RLock()
         self._builder: TileBuilder | None = None  # the TileBuilder at the latest checkpoint size, or None to rebuild
-        # Site trees touched lately, (count, frontier) as of log size _trees_at (-1: nothing known): a batch reads
+        # Site trees touched lately, (count, runs, frontier) as of log size _trees_at (-1: nothing known): a batch reads
         # the trees it advances from here instead of selecting and unpacking them again.
         self._trees: dict[str, SiteTree] = {}
         self._trees_at = -1
