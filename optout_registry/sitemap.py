@@ -447,8 +447,8 @@ def parse_proof_json(
     if not isinstance(doc, dict) or set(doc) - fields:
         raise VerificationError("site-proof.json: not an object with the expected fields")
     runs = doc.get("runs")
-    if runs is not None and not (isinstance(runs, list) and all(type(n) is int and n > 0 for n in runs)):
-        raise VerificationError("site-proof.json: 'runs' must be a list of positive run lengths")
+    if runs is not None and not isinstance(runs, list):
+        raise VerificationError("site-proof.json: 'runs' must be a list of run lengths")
     site, count, path, entries = doc.get("site"), doc.get("count"), doc.get("map_path"), doc.get("entries")
     if not isinstance(site, str) or type(count) is not int or not 0 <= count <= _MAX_U64:
         raise VerificationError("site-proof.json: 'site' must be a string and 'count' a non-negative integer")
@@ -471,6 +471,9 @@ def parse_proof_json(
         if not (isinstance(n, dict) and isinstance(n.get("site"), str) and type(n.get("count")) is int):
             raise VerificationError("site-proof.json: 'absent_neighbour' must be {site, count, root}")
         neighbour = (n["site"], n["count"], _b64_32(str(n.get("root")), "site-proof.json neighbour root"))
-    if runs is not None and sum(runs) != len(parsed):
-        raise VerificationError(f"site-proof.json: the run lengths add up to {sum(runs)}, not {len(parsed)} entries")
+    if runs is not None:
+        try:
+            leaf_runs(parsed, runs)
+        except ValueError as exc:
+            raise VerificationError(f"site-proof.json: {exc}") from None
     return site, count, root, MapProof(tuple(steps), neighbour), parsed, runs

@@ -504,6 +504,23 @@ def test_runs_cut_elsewhere(reg_url: tuple[str, Path, str], tmp_path: Path) -> N
         export_bundle(reg, SITE, tmp_path / "again")
 
 
+def test_malformed_run_lengths_are_one_line_problems(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
+    url, key, vkey = reg_url
+    out = _export(url, key, tmp_path / "out")
+    doc = json.loads((out / "site-proof.json").read_bytes())
+    for runs, message in (
+        ([0, 17], "run lengths must be positive and add up to the 17 entries"),
+        ([16], "run lengths must be positive and add up to the 17 entries"),
+        (["17"], "run lengths must be positive"),
+        (17, "'runs' must be a list of run lengths"),
+    ):
+        doc["runs"] = runs
+        (out / "site-proof.json").write_bytes(rfc8785.dumps(doc))
+        _resign(out, key)
+        problems = _assert_fails(out, vkey, message)
+        assert all("\n" not in p for p in problems)
+
+
 def test_evidence_rows_deleted(reg_url: tuple[str, Path, str], tmp_path: Path) -> None:
     url, key, vkey = reg_url
     raw = Raw(url)
