@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_crawl import proxy_env, start_server
+from bench_crawl import compile_project, proxy_env, start_server
 
 
 def instructions(variant: str, origins: int, pages: int) -> int:
@@ -91,6 +91,7 @@ def main() -> None:
     variants = args.variants.split(",")
     if args.against:
         variants.append("optout@" + str(Path(args.against).resolve()))
+    compile_project(*([Path(args.against).resolve()] if args.against else []))
     print(f"python {' '.join(sys.argv)}")
     print(f"{args.origins} origins, {args.pages} pages; instructions counted by callgrind (start-up: a 1-page crawl)")
     rows = {}

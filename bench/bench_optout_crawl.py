@@ -46,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_crawl import plain_spider, proxy_env, start_server  # noqa: E402  (shared with bench_crawl.py)
+from bench_crawl import compile_project, plain_spider, proxy_env, start_server  # noqa: E402  (shared with bench_crawl.py)
 
 VARIANTS = ("plain", "spider", "optout", "optout-nojob")
 PROXY = {"bench_crawl.ProxyMiddleware": 700}  # before HttpProxyMiddleware (750)
@@ -148,6 +148,7 @@ def main() -> None:
     total = 2_000 if args.quick else 10_000
     repeat = 1 if args.quick else args.repeat
     pages = total // args.origins
+    compile_project()
     server, ports = start_server(pages)
     try:
         print(

@@ -145,6 +145,7 @@ def crawl_ratio(rounds: int, origins: int, pages: int) -> None:
     counted = {"EXTENSIONS": {"bench.bench_signing.SignedCount": 0}}
     signing = {**counted, "OPTOUT_SIGNING_KEY": str(key_path), "OPTOUT_SIGNATURE_AGENT": AGENT}
     os.environ["BENCH_SIGNED_FILE"] = str(Path(tmp.name) / "signed.json")
+    bench_crawl.compile_project()
     server, ports = bench_crawl.start_server(pages)
     results: dict[str, list[dict]] = {}
     try:

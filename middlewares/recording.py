@@ -139,8 +139,12 @@ class Recorder:
         self._flush = threading.Event()
         self._next_flush = batch
         # Every record names its site (registrable domain): build the suffix trie here, before the spider opens and
-        # gc.freeze() runs, rather than on the writer thread's first record, after it.
+        # gc.freeze() runs, rather than on the writer thread's first record, after it. The registry's modules are
+        # imported here for the same reason: imported by the writer thread, they raced the freeze and were walked
+        # by every full collection of the crawl.
         suffixes.warm()
+        import optout_registry.registry  # noqa: F401
+
         self._thread = threading.Thread(target=self._run, name="optout-registry-writer", daemon=True)
         self._thread.start()
 
