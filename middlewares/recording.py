@@ -108,10 +108,8 @@ class Recorder:
         batch: int = 500,
         interval: float = 0.5,
         integrate: bool = True,
-        threaded: bool = True,
     ) -> None:
         self.registry_url = registry_url
-        self.threaded = threaded
         # A fleet's workers only sequence records; one integrator signs (REGISTRY.md §6.5), so a worker needs
         # no signing key and never publishes a checkpoint of its own.
         self.integrate = integrate
@@ -147,13 +145,8 @@ class Recorder:
         suffixes.warm()
         import optout_registry.registry  # noqa: F401
 
-        self._registry: Any = None
-        self._thread: threading.Thread | None = None
-        if threaded:
-            self._thread = threading.Thread(target=self._run, name="optout-registry-writer", daemon=True)
-            self._thread.start()
-        else:
-            self._registry = self._open()
+        self._thread = threading.Thread(target=self._run, name="optout-registry-writer", daemon=True)
+        self._thread.start()
 
     # -- producer side (reactor thread) ------------------------------------------------------------------------
 
@@ -174,10 +167,7 @@ class Recorder:
             self.queued += len(chosen)
             if self.queued >= self._next_flush:
                 self._next_flush = self.queued + self.batch
-                if self._thread is None:
-                    self.flush()
-                else:
-                    self._flush.set()
+                self._flush.set()
         return len(chosen)
 
     @property
@@ -194,47 +184,14 @@ class Recorder:
         self._resume_from = since
 
     def close(self, timeout: float = 60.0) -> None:
-        """Flush everything, sign a checkpoint and close the registry (threaded: blocks, call from a thread; driven:
-        from the thread that calls :meth:`flush`)."""
-        if self._thread is not None:
-            self.queue.put(None)
-            self._flush.set()
-            self._thread.join(timeout)
-            return
-        self.flush()
-        self._closed = True
-        registry, self._registry = self._registry, None
-        try:
-            if registry is not None:
-                self._finish(registry)
-        except Exception as exc:  # the same last resort as the writer thread's
-            self._failed_writer(exc)
-        finally:
-            if registry is not None:
-                registry.close()
-        if self._pending:
-            self._spill()
-
-    def flush(self) -> None:
-        """Driven mode (``threaded=False``): build and write what is queued now, on the caller's thread. Never waits
-        for the queue and never raises; a batch that cannot be written is kept for the next call, as the writer
-        thread keeps it. The Scrapy integration calls this every ``interval`` from the reactor (see
-        :class:`~middlewares.state.OptOutState` for why)."""
-        if self._thread is not None or self._closed:
-            return
-        try:
-            self._drain()
-            if self._pending and self._registry is not None:
-                self._write(self._registry)
-        except Exception as exc:  # a bug must not reach the reactor: the batch stays for the next call or the spill
-            self.errors.append(f"registry writer failed: {exc}")
-            logger.error("optout: registry writer failed: %s", exc)
+        """Flush everything, sign a checkpoint and close the registry (blocks: call from a thread)."""
+        self.queue.put(None)
+        self._flush.set()
+        self._thread.join(timeout)
 
     # -- writer thread -------------------------------------------------------------------------------------------
 
-    def _open(self) -> Any:
-        """The registry, or None (with the error logged and kept) when it cannot be opened: records then go to the
-        spill file."""
+    def _run(self) -> None:
         from optout_registry import Registry
 
         try:
@@ -242,44 +199,28 @@ class Recorder:
         except Exception as exc:
             self.errors.append(f"cannot open registry {self.registry_url}: {exc}")
             logger.error("optout: cannot open registry %s: %s", self.registry_url, exc)
-            return None
-        self.vkey = registry.vkey if self.integrate else registry.recorded_vkey()
-        self.next_index = registry.appended
-        return registry
-
-    def _finish(self, registry: Any) -> None:
-        """At close: one more try for a batch that failed before, the spill file for what still fails, and the
-        closing checkpoint."""
-        if self._pending:
-            self._write(registry)
-        if self._pending:
-            self._spill()
-        if self.integrate:
-            self.checkpoint = registry.checkpoint()
-        else:
-            latest = registry.latest()
-            self.checkpoint = latest[2] if latest is not None else None
-
-    def _failed_writer(self, exc: Exception) -> None:
-        """The last resort: keep the error and spill what is in hand, and (threaded) everything queued until close."""
-        self.errors.append(f"registry writer failed: {exc}")
-        logger.error("optout: registry writer failed: %s", exc)
-        if self._thread is not None:
-            self._drain_to_spill()
-
-    def _run(self) -> None:
-        registry = self._open()
-        if registry is None:
             self._drain_to_spill()
             return
         try:
+            self.vkey = registry.vkey if self.integrate else registry.recorded_vkey()
+            self.next_index = registry.appended
             while not self._closed:
                 self._collect()
                 if self._pending:
                     self._write(registry)
-            self._finish(registry)
+            if self._pending:
+                self._write(registry)  # one more try for a batch that failed before
+            if self._pending:
+                self._spill()
+            if self.integrate:
+                self.checkpoint = registry.checkpoint()
+            else:
+                latest = registry.latest()
+                self.checkpoint = latest[2] if latest is not None else None
         except Exception as exc:  # the writer must never die silently with records in hand
-            self._failed_writer(exc)
+            self.errors.append(f"registry writer failed: {exc}")
+            logger.error("optout: registry writer failed: %s", exc)
+            self._drain_to_spill()
         finally:
             registry.close()
 
@@ -294,26 +235,17 @@ class Recorder:
             item = self.queue.get(timeout=self.interval)
         except queue.Empty:
             return
-        if item is None:
-            self._closed = True
-            return
         self._flush.wait(self.interval)
         self._flush.clear()
-        self._pending += self._build(item)
-        self._drain()
-
-    def _drain(self) -> None:
-        """Build the records of everything queued now, without waiting for more; the close marker (None, threaded
-        mode) sets ``_closed``."""
         while True:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                return
             if item is None:
                 self._closed = True
                 return
             self._pending += self._build(item)
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
 
     def _build(self, item: Honoured) -> list[tuple[dict[str, Any], bytes | None]]:
         """The records (with their evidence bytes) for one honoured decision. A record that cannot be built is

@@ -14,7 +14,6 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured, StopDownload
 from scrapy.http import Request
 from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.defer import maybe_deferred_to_future
-from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThread
 
 from middlewares.config import ConfigError, OptOutConfig
@@ -96,13 +95,7 @@ class OptOutState:
                 )
             self.fleet_delay = FleetCrawlDelay(crawler, store)
         self.recorder: Recorder | None = None
-        self._flushing: LoopingCall | None = None
         if config.registry_url:
-            # A SQLite registry is written from the reactor, every OPTOUT_REGISTRY_FLUSH seconds: its writes are
-            # local and short, and the same work on a writer thread cost the crawl several times its own CPU time
-            # (bench/bench_crawl.py, 100 origins: ~2 s more of a 25 s crawl's CPU than the same work done here; the
-            # two threads slowed each other). A PostgreSQL registry keeps the thread: its round trips would stall
-            # the reactor.
             self.recorder = Recorder(
                 config.registry_url,
                 agent=config.policy.agent,
@@ -110,10 +103,7 @@ class OptOutState:
                 node=config.node,
                 integrate=config.integrate,
                 interval=config.registry_flush,
-                threaded=config.registry_url.strip().startswith(("postgresql://", "postgres://")),
             )
-            if not self.recorder.threaded:
-                crawler.signals.connect(self._spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
         # Policy files being downloaded: only then is a bytes_received receiver connected (Scrapy sends that signal
         # for every chunk of every response, and a receiver costs each of them a dispatch).
@@ -273,24 +263,13 @@ class OptOutState:
             queued = self.recorder.record(decision, action, **evidence)
             self.stats.inc_value("optout/registry/queued", queued)
 
-    def _spider_opened(self, spider: Any = None) -> None:
-        """Driven registry writes (see ``__init__``): every ``OPTOUT_REGISTRY_FLUSH`` seconds on the reactor."""
-        assert self.recorder is not None
-        self._flushing = LoopingCall(self.recorder.flush)
-        self._flushing.start(self.config.registry_flush, now=False)
-
     async def _spider_closed(self, spider: Any, reason: str) -> None:
         for key, count in self.tally.items():
             self.stats.inc_value(key, count)
         self.tally.clear()
         await self.cache.close()
-        if self._flushing is not None and self._flushing.running:
-            self._flushing.stop()
         if self.recorder is not None:
-            if self.recorder.threaded:
-                await maybe_deferred_to_future(deferToThread(self.recorder.close))
-            else:
-                self.recorder.close()
+            await maybe_deferred_to_future(deferToThread(self.recorder.close))
             self.stats.set_value("optout/registry/written", self.recorder.written)
             if self.recorder.failed or self.recorder.errors:
                 self.stats.set_value("optout/registry/errors", self.recorder.failed + len(self.recorder.errors))

@@ -143,10 +143,9 @@ def test_an_unexpected_error_in_one_record_does_not_stop_the_writer(
     assert [r["target"]["url"] for r in logged(tmp_path)] == [ORIGIN + "/private/7"]
 
 
-@pytest.mark.parametrize("threaded", [True, False], ids=["writer-thread", "driven"])
-def test_nothing_is_lost_at_close(tmp_path: Path, threaded: bool) -> None:
+def test_nothing_is_lost_at_close(tmp_path: Path) -> None:
     where = site()
-    rec = recorder(tmp_path, batch=50, interval=5.0, threaded=threaded)
+    rec = recorder(tmp_path, batch=50, interval=5.0)
     decisions = [refused(f"/private/{i}", where) for i in range(230)]
     assert sum(rec.record(d, NOT_FETCHED, site=where) for d in decisions) == 230
     rec.close()
@@ -155,39 +154,32 @@ def test_nothing_is_lost_at_close(tmp_path: Path, threaded: bool) -> None:
     assert rec.checkpoint is not None and "\n230\n" in rec.checkpoint
 
 
-@pytest.mark.parametrize("threaded", [True, False], ids=["writer-thread", "driven"])
-def test_records_are_spilled_when_the_registry_cannot_be_opened(
-    tmp_path: Path, monkeypatch: Any, threaded: bool
-) -> None:
+def test_records_are_spilled_when_the_registry_cannot_be_opened(tmp_path: Path, monkeypatch: Any) -> None:
     from optout_registry import registry as registry_module
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise OSError("disk on fire")
 
     monkeypatch.setattr(registry_module.Registry, "open", classmethod(refuse))
-    rec = recorder(tmp_path, threaded=threaded)
+    rec = recorder(tmp_path)
     where = site()
     rec.record(refused("/private/5", where), NOT_FETCHED, site=where)
-    rec.flush()  # driven: nothing to write to, and no exception for the caller (the reactor)
     rec.close()
-    assert rec.spilled == 1 and rec.handled == 1
-    assert any("disk on fire" in e for e in rec.errors)
     lines = spill_path(rec.registry_url).read_text().splitlines()
     assert [json.loads(line)["target"]["url"] for line in lines] == [ORIGIN + "/private/5"]
 
 
-@pytest.mark.parametrize("threaded", [True, False], ids=["writer-thread", "driven"])
-def test_a_resumed_recorder_writes_each_decision_once(tmp_path: Path, threaded: bool) -> None:
+def test_a_resumed_recorder_writes_each_decision_once(tmp_path: Path) -> None:
     """The records of an interrupted run's unfinished requests come back when those are decided again: each is
     found (from the index the journal committed) and not written a second time; new decisions are written."""
     where = site()
-    first = recorder(tmp_path, threaded=threaded)
+    first = recorder(tmp_path)
     for n in range(3):
         first.record(refused(f"/private/{n}", where), NOT_FETCHED, site=where)
     first.close()
     assert (first.written, first.handled, first.next_index) == (3, 3, 3)
 
-    again = recorder(tmp_path, threaded=threaded)
+    again = recorder(tmp_path)
     again.resume(1)  # the request of /private/0 was done: its record is before the index
     for n in (1, 2, 2, 3):  # /private/2 twice: only one of them was written before
         again.record(refused(f"/private/{n}", where), NOT_FETCHED, site=where)
@@ -209,85 +201,3 @@ def test_a_changed_decision_is_written_again(tmp_path: Path) -> None:
     again.close()
     assert (again.skipped, again.written) == (0, 1)
     assert [r["decision"] for r in logged(tmp_path)] == [NOT_FETCHED, FETCHED_NOT_STORED]
-
-
-def test_driven_records_are_built_and_written_by_the_caller_of_flush(tmp_path: Path, monkeypatch: Any) -> None:
-    """``threaded=False`` (how a crawl writes a SQLite registry): no writer thread; records wait in the queue until
-    the reactor calls flush(), which builds and appends them on its own thread."""
-    import optout_registry.record as record_module
-
-    threads: list[str] = []
-    real = record_module.new_record
-
-    def spy(**kwargs: Any) -> dict[str, Any]:
-        threads.append(threading.current_thread().name)
-        return real(**kwargs)
-
-    monkeypatch.setattr(record_module, "new_record", spy)
-    rec = recorder(tmp_path, threaded=False)
-    assert "optout-registry-writer" not in [t.name for t in threading.enumerate()]
-    assert rec.next_index == 0 and rec.vkey  # the registry is open from the start, as the journal needs
-    where = site()
-    for n in range(3):
-        rec.record(refused(f"/private/{n}", where), NOT_FETCHED, site=where)
-    assert (rec.written, threads) == (0, [])
-    rec.flush()
-    assert (rec.written, rec.handled, rec.next_index) == (3, 3, 3)
-    assert threads == [threading.current_thread().name] * 3
-    rec.close()
-    rec.flush()  # after close: nothing, and no error
-    assert len(logged(tmp_path)) == 3 and rec.checkpoint is not None and "\n3\n" in rec.checkpoint
-
-
-def test_driven_a_full_batch_is_written_when_it_is_queued(tmp_path: Path) -> None:
-    rec = recorder(tmp_path, threaded=False, batch=4)
-    where = site()
-    for n in range(3):
-        rec.record(refused(f"/private/{n}", where), NOT_FETCHED, site=where)
-    assert rec.written == 0
-    rec.record(refused("/private/3", where), NOT_FETCHED, site=where)
-    assert rec.written == 4  # without waiting for the next flush
-    rec.close()
-
-
-def test_driven_a_failed_append_is_kept_for_the_next_flush(
-    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    from optout_registry import registry as registry_module
-
-    real = registry_module.Registry.append
-    calls = {"n": 0}
-
-    def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OSError("database is locked")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(registry_module.Registry, "append", flaky)
-    rec = recorder(tmp_path, threaded=False)
-    where = site()
-    rec.record(refused("/private/1", where), NOT_FETCHED, site=where)
-    with caplog.at_level(logging.ERROR):
-        rec.flush()  # the append fails: logged, kept, not raised into the reactor
-    assert rec.written == 0 and "database is locked" in caplog.text
-    rec.flush()
-    assert rec.written == 1
-    rec.close()
-    assert [r["target"]["url"] for r in logged(tmp_path)] == [ORIGIN + "/private/1"]
-
-
-def test_a_crawl_writes_a_sqlite_registry_from_the_reactor_and_postgresql_from_a_thread(tmp_path: Path) -> None:
-    from scrapy import Spider
-    from scrapy.utils.test import get_crawler
-
-    from middlewares.state import OptOutState
-
-    local = OptOutState.of(get_crawler(Spider, {"OPTOUT_REGISTRY_URL": f"sqlite:///{tmp_path / 'r.db'}"}))
-    assert local.recorder is not None and not local.recorder.threaded
-    local.recorder.close()
-    # Nothing listens on port 1: the writer thread logs that and spills at close; the choice is what is checked.
-    remote = OptOutState.of(get_crawler(Spider, {"OPTOUT_REGISTRY_URL": "postgresql://optout@127.0.0.1:1/none"}))
-    assert remote.recorder is not None and remote.recorder.threaded
-    remote.recorder.close()
-    assert any("cannot open registry" in e for e in remote.recorder.errors)
