@@ -59,3 +59,26 @@ def test_optout_check_reads_robots_first(web: FixtureWeb) -> None:
     wk = answers[web.origin("wk") + "/p0"]
     assert wk["allowed"] and any("tdmrep.json not read" in e for e in wk["errors"])
     assert all(r["source"] != web.origin("wk") + "/.well-known/tdmrep.json" for r in wk["reservations"])
+
+
+def test_a_download_slot_spaces_requests_by_more_than_crawl_delay() -> None:
+    """Scrapy spaces a slot's requests from their dispatch, not from the wire: the slot gets Crawl-delay plus a
+    margin, so a reactor stall between the two cannot bring two requests closer than Crawl-delay at the server."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from scrapy import Request, Spider
+    from scrapy.core.downloader import Downloader
+    from scrapy.utils.test import get_crawler
+
+    from middlewares.state import PACING_MARGIN, OptOutState, slot_key
+
+    crawler = get_crawler(Spider, {})
+    state = OptOutState.of(crawler)
+    downloader = Downloader(crawler)
+    crawler.engine = SimpleNamespace(downloader=downloader)
+    asyncio.run(state.pace(Request("http://a.test/p"), "http://a.test", 2.0, time.time()))
+    slot = downloader.slots[slot_key("http://a.test")]
+    assert PACING_MARGIN > 0 and slot.delay == 2.0 + PACING_MARGIN and slot.concurrency == 1
+    assert slot.jitter == 0.0  # never randomised below the delay
