@@ -24,7 +24,7 @@ from middlewares.fleetdelay import FleetCrawlDelay
 from middlewares.percrawler import PerCrawler
 from middlewares.policy import Decision
 from middlewares.recording import Recorder
-from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
+from middlewares.rediscache import GATE_MARGIN, CacheUnavailable, RedisPolicyStore
 from middlewares.scrapyinternals import download_slot
 from middlewares.sitecache import SiteCache, open_store
 
@@ -57,13 +57,6 @@ def fetched_from_response(response: Response, url: str | None = None, limit: int
         headers[key.decode("latin-1").lower()] = [v.decode("latin-1") for v in values]
     body = response.body if limit is None else response.body[:limit]
     return Fetched(url or response.url, response.status, headers, body, final_url=response.url)
-
-
-PACING_MARGIN = 0.05
-"""Seconds added to Crawl-delay in a download slot. Scrapy spaces a slot's requests from the moment it dispatches
-each one, not from when it reaches the wire: a stall of the reactor between the two (a policy file parsed and
-cached, a large page parsed) sends that request late, and the next one then follows it by less than the delay as
-the server sees it (0.98 s for 1 s, seen in tests/test_robots_first.py). Crawl-delay is a minimum at the server."""
 
 
 class OptOutState:
@@ -232,7 +225,9 @@ class OptOutState:
             slot = download_slot(downloader, request)
             slot.lastseen = max(0.0, time.monotonic() - max(0.0, time.time() - after))
         fleet = self.fleet_delay is not None
-        spacing = delay + PACING_MARGIN
+        # Scrapy spaces a slot from each request's dispatch, not from the wire: the margin keeps a reactor stall in
+        # between from bringing the next request to the server early (rediscache.GATE_MARGIN).
+        spacing = delay + GATE_MARGIN
         if slot.concurrency != 1 or (not fleet and slot.delay < spacing):
             slot.delay = 0.0 if fleet else max(slot.delay, spacing)
             slot.jitter = 0.0

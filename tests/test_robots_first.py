@@ -72,7 +72,8 @@ def test_a_download_slot_spaces_requests_by_more_than_crawl_delay() -> None:
     from scrapy.core.downloader import Downloader
     from scrapy.utils.test import get_crawler
 
-    from middlewares.state import PACING_MARGIN, OptOutState, slot_key
+    from middlewares.rediscache import GATE_MARGIN
+    from middlewares.state import OptOutState, slot_key
 
     crawler = get_crawler(Spider, {})
     state = OptOutState.of(crawler)
@@ -80,5 +81,5 @@ def test_a_download_slot_spaces_requests_by_more_than_crawl_delay() -> None:
     crawler.engine = SimpleNamespace(downloader=downloader)
     asyncio.run(state.pace(Request("http://a.test/p"), "http://a.test", 2.0, time.time()))
     slot = downloader.slots[slot_key("http://a.test")]
-    assert PACING_MARGIN > 0 and slot.delay == 2.0 + PACING_MARGIN and slot.concurrency == 1
+    assert GATE_MARGIN > 0 and slot.delay == 2.0 + GATE_MARGIN and slot.concurrency == 1
     assert slot.jitter == 0.0  # never randomised below the delay
