@@ -127,7 +127,9 @@ class Recorder:
         self.spilled = 0
         # A registry index that no record written from now on can come before (None until the writer knows).
         self.next_index: int | None = None
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # problems that cost records or the registry; a write that was retried is not one
+        self.retried = 0  # writes that failed and were kept for the next try
+        self._trouble: str | None = None  # the last failure not yet followed by a good write
         self.checkpoint: str | None = None
         self.vkey: str | None = None
         self._pending: list[tuple[dict[str, Any], bytes | None]] = []
@@ -298,8 +300,7 @@ class Recorder:
         try:
             self._skip_recorded(registry)
         except Exception as exc:
-            self.errors.append(f"reading the interrupted run's records failed: {exc}")
-            logger.error("optout: cannot read the records of the interrupted run (retrying): %s", exc)
+            self._setback(f"reading the interrupted run's records failed (retrying): {exc}")
             return
         if not self._pending:
             return
@@ -308,13 +309,23 @@ class Recorder:
         try:
             indices = registry.append(records, evidence=bodies)
         except Exception as exc:
-            self.errors.append(f"append failed: {exc}")
-            logger.error("optout: registry append failed (%d records kept for retry): %s", len(records), exc)
+            self._setback(f"registry append failed ({len(records)} records kept for retry): {exc}")
             return
+        if self._trouble is not None:
+            logger.info("optout: registry append succeeded on retry; nothing was lost")
+            self._trouble = None
         if indices:
             self.next_index = indices[-1] + 1
         self.written += len(records)
         self._pending.clear()
+
+    def _setback(self, problem: str) -> None:
+        """A failed write whose records stay in hand for the next one. A warning, not an error: a registry shared
+        by several workers can refuse a transaction now and then (a lock timeout, a deadlock broken by the server),
+        and the next write succeeds. It becomes an error only if the records end up spilled (see ``_spill``)."""
+        self.retried += 1
+        self._trouble = problem
+        logger.warning("optout: %s", problem)
 
     def _skip_recorded(self, registry: Any) -> None:
         """Drop the pending records an interrupted run already wrote (each found record matches once)."""
@@ -349,6 +360,8 @@ class Recorder:
 
     def _spill(self) -> None:
         path = spill_path(self.registry_url)
+        cause = f" after: {self._trouble}" if self._trouble else ""
+        self.errors.append(f"{len(self._pending)} records could not be logged, kept in {path}{cause}")
         try:
             with path.open("a", encoding="utf-8") as out:
                 for rec, _ in self._pending:

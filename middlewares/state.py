@@ -274,6 +274,8 @@ class OptOutState:
         if self.recorder is not None:
             await maybe_deferred_to_future(deferToThread(self.recorder.close))
             self.stats.set_value("optout/registry/written", self.recorder.written)
+            if self.recorder.retried:
+                self.stats.set_value("optout/registry/retried", self.recorder.retried)
             if self.recorder.failed or self.recorder.errors:
                 self.stats.set_value("optout/registry/errors", self.recorder.failed + len(self.recorder.errors))
         summary = ", ".join(f"{p} {n}" for p, n in self.honoured.most_common()) or "none"

@@ -224,12 +224,7 @@ class PostgresStore(CheckpointReads):
             try:
                 with self._conn.transaction():
                     if evidence:
-                        # Sorted, so two nodes inserting the same blobs lock them in the same order (no deadlock).
-                        with self._conn.cursor() as cur:
-                            cur.executemany(
-                                "INSERT INTO evidence(sha256, body) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                                sorted(evidence),
-                            )
+                        self._insert_evidence(evidence)
                     first = self._conn.execute("SELECT next FROM seq_coord WHERE id = 1 FOR UPDATE").fetchone()[0]
                     with self._conn.cursor() as cur, cur.copy("COPY entry(idx, leaf) FROM STDIN") as copy:
                         for i, leaf in enumerate(leaves):
@@ -242,8 +237,20 @@ class PostgresStore(CheckpointReads):
             return int(first)
 
     def put_evidence(self, rows: list[tuple[bytes, bytes]]) -> None:
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany("INSERT INTO evidence(sha256, body) VALUES (%s, %s) ON CONFLICT DO NOTHING", sorted(rows))
+        with self._lock, self._conn.transaction():
+            self._insert_evidence(rows)
+
+    def _insert_evidence(self, rows: list[tuple[bytes, bytes]]) -> None:
+        """Insert evidence blobs inside the caller's transaction, locking the evidence counter row first.
+
+        Each new blob's trigger updates that one counter row. Without the lock up front, node A could insert blob X
+        (and so hold the counter), node B insert blob Y and wait for the counter, and A then wait for B's
+        uncommitted Y: a deadlock PostgreSQL breaks by aborting one append (seen with four crawl workers). Taken
+        first, the counter serialises evidence writers before either holds a blob; they were serialised on it
+        anyway from their first new blob on."""
+        self._conn.execute("SELECT 1 FROM meta WHERE key = 'evidence_rows' FOR UPDATE")
+        with self._conn.cursor() as cur:
+            cur.executemany("INSERT INTO evidence(sha256, body) VALUES (%s, %s) ON CONFLICT DO NOTHING", rows)
 
     # -- integration --------------------------------------------------------------------------------------------
 

@@ -169,6 +169,52 @@ def test_records_are_spilled_when_the_registry_cannot_be_opened(tmp_path: Path, 
     assert [json.loads(line)["target"]["url"] for line in lines] == [ORIGIN + "/private/5"]
 
 
+def test_an_append_that_fails_once_is_retried_and_is_no_error(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shared registry can refuse one transaction (PostgreSQL breaking a deadlock between workers); the records
+    stay in hand, the next write stores them, and the crawl has nothing to report as an error."""
+    from optout_registry import registry as registry_module
+
+    real = registry_module.Registry.append
+    calls: list[int] = []
+
+    def flaky(self: Any, records: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise registry_module.RegistryError("append failed: deadlock detected")
+        return real(self, records, *args, **kwargs)
+
+    monkeypatch.setattr(registry_module.Registry, "append", flaky)
+    caplog.set_level(logging.INFO, logger="middlewares.recording")
+    where = site()
+    rec = recorder(tmp_path, batch=5, interval=5.0)
+    for i in range(5):
+        rec.record(refused(f"/private/{i}", where), NOT_FETCHED, site=where)
+    rec.close()
+    assert calls == [5, 5]
+    assert (rec.written, rec.retried, rec.spilled, rec.errors) == (5, 1, 0, [])
+    assert "deadlock detected" in caplog.text and "succeeded on retry" in caplog.text
+    assert len(logged(tmp_path)) == 5 and not spill_path(rec.registry_url).exists()
+
+
+def test_an_append_that_keeps_failing_is_spilled_and_reported(tmp_path: Path, monkeypatch: Any) -> None:
+    from optout_registry import registry as registry_module
+
+    def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise registry_module.RegistryError("append failed: disk full")
+
+    monkeypatch.setattr(registry_module.Registry, "append", broken)
+    where = site()
+    rec = recorder(tmp_path, batch=2, interval=5.0)
+    for i in range(2):
+        rec.record(refused(f"/private/{i}", where), NOT_FETCHED, site=where)
+    rec.close()
+    assert (rec.written, rec.spilled) == (0, 2) and rec.retried >= 2
+    assert len(rec.errors) == 1 and "2 records could not be logged" in rec.errors[0] and "disk full" in rec.errors[0]
+    assert len(spill_path(rec.registry_url).read_text().splitlines()) == 2
+
+
 def test_a_resumed_recorder_writes_each_decision_once(tmp_path: Path) -> None:
     """The records of an interrupted run's unfinished requests come back when those are decided again: each is
     found (from the index the journal committed) and not written a second time; new decisions are written."""

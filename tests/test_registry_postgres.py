@@ -196,6 +196,55 @@ def test_advisory_lock_lets_one_integrator_run(url: str, key: Path) -> None:
         assert reg.integrate(wait=False) is True and reg.size == 5
 
 
+def test_appenders_sharing_evidence_do_not_deadlock(url: str, key: Path) -> None:
+    """Another node has inserted evidence X and not committed; this node appends new evidence Y; then the other
+    node inserts Y too. Each new blob bumps one counter row, so if this node had inserted Y before waiting for the
+    counter, the two would wait on each other and PostgreSQL would abort one (seen with four crawl workers)."""
+    import hashlib
+
+    import psycopg
+
+    x, y = b"robots.txt body X", b"robots.txt body Y"
+    insert = "INSERT INTO evidence(sha256, body) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+    with Registry.open(url, key=key) as reg:
+        reg.checkpoint()
+        outcome: list[object] = []
+        with psycopg.connect(url) as other:
+            other.execute("SET deadlock_timeout = '100ms'")
+            other.execute(insert, (hashlib.sha256(x).digest(), x))  # the other node's open transaction
+            appender = threading.Thread(target=lambda: outcome.append(_append_or_error(reg, [y])))
+            appender.start()
+            _wait_until_blocked(url, reg._store._conn.info.backend_pid)  # type: ignore[attr-defined]
+            other.execute(insert, (hashlib.sha256(y).digest(), y))  # aborted here if the two deadlocked
+            other.commit()
+            appender.join(10)
+        assert outcome == [[0]]
+        assert reg.evidence(hashlib.sha256(y).hexdigest()) == y
+        assert reg.stats()["evidence_blobs"] == 2 and reg._store.evidence_written() == 2  # type: ignore[attr-defined]
+
+
+def _append_or_error(reg: Registry, evidence: list[bytes]) -> object:
+    try:
+        return reg.append(make_records(1), evidence=evidence)
+    except RegistryError as exc:
+        return exc
+
+
+def _wait_until_blocked(url: str, pid: int) -> None:
+    """Until backend ``pid`` waits for a lock (the appender has got as far as it can)."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + 10
+    with psycopg.connect(url, autocommit=True) as probe:
+        while time.monotonic() < deadline:
+            if probe.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)).fetchone()[0]:  # type: ignore[index]
+                return
+            time.sleep(0.02)
+    raise AssertionError("the appender never waited for the other node")
+
+
 def test_appending_node_without_key_cannot_sign(url: str, key: Path, tmp_path: Path) -> None:
     with Registry.open(url, key=key) as reg:
         vkey = reg.vkey
