@@ -79,10 +79,10 @@ return 0
 """
 
 GATE_MEMORY_MS = 3600 * 1000
-# Added to every Crawl-delay, by this gate and by a single crawler's download slot (OptOutState.pace): the delay is
-# what the *server* should see between requests, and the time from our grant (or Scrapy's dispatch) to its arrival
-# there (a reactor stall, scheduling on a busy worker, the network, the server's accept) varies by tens of ms:
-# 0.98 s for a 1 s delay was seen in tests/test_robots_first.py before the slot had it.
+# Added to every Crawl-delay by this gate: the delay is what the *server* should see between requests, and the time
+# from a grant to its arrival there (a reactor stall, scheduling on a busy worker, the network, the server's accept)
+# varies by tens of ms: 0.98 s for a 1 s delay was seen in tests/test_robots_first.py from a single crawler's slot,
+# which now counts the delay from the end of each download instead (OptOutState.pace).
 GATE_MARGIN = 0.05
 
 

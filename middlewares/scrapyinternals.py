@@ -6,12 +6,14 @@ Public APIs are used wherever Scrapy has one: signals, ``engine.download_async``
 ``engine.spider_is_idle``, ``downloader.slots`` and ``downloader.get_slot_key``, ``engine.scheduler`` (public from
 2.19). What is left has no public counterpart: the set of requests the engine holds in progress (a request's output
 is final only once it has left it), waking an idle engine (a fleet worker whose shared queue was refilled by
-another worker), and creating a download slot with Scrapy's own per-slot settings before the first request.
+another worker), creating a download slot with Scrapy's own per-slot settings before the first request, and
+timing a slot's delay from the end of each download.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from time import monotonic
 from typing import Any
 
 from scrapy.core.downloader import Slot
@@ -54,3 +56,30 @@ def download_slot(downloader: Any, request: Request) -> Slot:
     concurrency and delay settings) if it does not exist yet. Scrapy 2.19: ``Downloader._get_slot``."""
     slot: Slot = downloader._get_slot(request)[1]
     return slot
+
+
+class _DownloadEnds(set[Request]):
+    """A slot's ``transferring`` set that stamps the slot's ``lastseen`` whenever a download ends."""
+
+    __slots__ = ("_slot",)
+
+    def __init__(self, slot: Slot, requests: Iterable[Request]) -> None:
+        super().__init__(requests)
+        self._slot = slot
+
+    def remove(self, request: Request) -> None:
+        super().remove(request)
+        self._slot.lastseen = monotonic()
+
+
+def delay_from_download_ends(slot: Slot) -> None:
+    """Make the slot's delay run from the end of each download (response or failure) instead of from its dispatch.
+
+    Scrapy stamps ``slot.lastseen`` when it dispatches a request and waits ``slot.delay`` from that stamp, so a
+    request that reaches the wire late (a reactor stall, a slow connect) is followed by the next one less than
+    the delay later at the server. With one request at a time, counting from the end of each download keeps every
+    gap the server sees at least the delay, whatever happens before the wire. Scrapy 2.19: ``Downloader._download``
+    removes the request from ``slot.transferring`` as its download ends, then calls ``_process_queue``, which waits
+    ``slot.delay`` from ``slot.lastseen``."""
+    if not isinstance(slot.transferring, _DownloadEnds):
+        slot.transferring = _DownloadEnds(slot, slot.transferring)

@@ -24,8 +24,8 @@ from middlewares.fleetdelay import FleetCrawlDelay
 from middlewares.percrawler import PerCrawler
 from middlewares.policy import Decision
 from middlewares.recording import Recorder
-from middlewares.rediscache import GATE_MARGIN, CacheUnavailable, RedisPolicyStore
-from middlewares.scrapyinternals import download_slot
+from middlewares.rediscache import CacheUnavailable, RedisPolicyStore
+from middlewares.scrapyinternals import delay_from_download_ends, download_slot
 from middlewares.sitecache import SiteCache, open_store
 
 if TYPE_CHECKING:
@@ -225,13 +225,14 @@ class OptOutState:
             slot = download_slot(downloader, request)
             slot.lastseen = max(0.0, time.monotonic() - max(0.0, time.time() - after))
         fleet = self.fleet_delay is not None
-        # Scrapy spaces a slot from each request's dispatch, not from the wire: the margin keeps a reactor stall in
-        # between from bringing the next request to the server early (rediscache.GATE_MARGIN).
-        spacing = delay + GATE_MARGIN
-        if slot.concurrency != 1 or (not fleet and slot.delay < spacing):
-            slot.delay = 0.0 if fleet else max(slot.delay, spacing)
+        if slot.concurrency != 1 or (not fleet and slot.delay < delay):
+            slot.delay = 0.0 if fleet else max(slot.delay, delay)
             slot.jitter = 0.0
             slot.concurrency = 1
+            if not fleet:
+                # Counted from the end of each download, not from its dispatch as Scrapy does: a stall before the
+                # wire can then never bring the next request to the server early.
+                delay_from_download_ends(slot)
             self.stats.set_value(f"optout/crawl_delay/{origin}", delay)
 
     @staticmethod

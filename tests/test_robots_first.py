@@ -5,10 +5,11 @@ tests/test_distributed.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
-from crawler.fixtureweb import FixtureWeb
+from crawler.fixtureweb import FixtureWeb, Route, page
 from tests.support import politeweb
 from tests.support.run import run_cli
 from tests.support.scrapyproject import crawl
@@ -61,9 +62,9 @@ def test_optout_check_reads_robots_first(web: FixtureWeb) -> None:
     assert all(r["source"] != web.origin("wk") + "/.well-known/tdmrep.json" for r in wk["reservations"])
 
 
-def test_a_download_slot_spaces_requests_by_more_than_crawl_delay() -> None:
-    """Scrapy spaces a slot's requests from their dispatch, not from the wire: the slot gets Crawl-delay plus a
-    margin, so a reactor stall between the two cannot bring two requests closer than Crawl-delay at the server."""
+def test_a_download_slot_counts_crawl_delay_from_the_end_of_each_download() -> None:
+    """Scrapy counts a slot's delay from each request's dispatch; ours from the end of each download, so that a
+    stall between dispatch and the wire cannot bring two requests closer than Crawl-delay at the server."""
     import asyncio
     import time
     from types import SimpleNamespace
@@ -72,7 +73,6 @@ def test_a_download_slot_spaces_requests_by_more_than_crawl_delay() -> None:
     from scrapy.core.downloader import Downloader
     from scrapy.utils.test import get_crawler
 
-    from middlewares.rediscache import GATE_MARGIN
     from middlewares.state import OptOutState, slot_key
 
     crawler = get_crawler(Spider, {})
@@ -81,5 +81,33 @@ def test_a_download_slot_spaces_requests_by_more_than_crawl_delay() -> None:
     crawler.engine = SimpleNamespace(downloader=downloader)
     asyncio.run(state.pace(Request("http://a.test/p"), "http://a.test", 2.0, time.time()))
     slot = downloader.slots[slot_key("http://a.test")]
-    assert GATE_MARGIN > 0 and slot.delay == 2.0 + GATE_MARGIN and slot.concurrency == 1
+    assert slot.delay == 2.0 and slot.concurrency == 1
     assert slot.jitter == 0.0  # never randomised below the delay
+    request = Request("http://a.test/p")
+    slot.transferring.add(request)  # what Scrapy's Downloader._download does around a download
+    slot.lastseen = 0.0  # dispatched long ago
+    before = time.monotonic()
+    slot.transferring.remove(request)  # the download ends
+    assert before <= slot.lastseen <= time.monotonic() and not slot.transferring
+
+
+def test_crawl_delay_is_kept_after_a_slow_response(web: FixtureWeb, tmp_path: Path) -> None:
+    """A page that takes SLOW seconds to answer: the next request still comes a full Crawl-delay after the answer
+    (counted from the dispatch, it would come DELAY after the first request left, only DELAY - SLOW after the
+    answer)."""
+    slow = 0.6
+    base = web.site(
+        "lag",
+        {
+            "/robots.txt": Route(body=f"User-agent: *\nCrawl-delay: {politeweb.DELAY:g}\n", content_type="text/plain"),
+            "/p0": Route(body=page("p0", '<a href="/p1">next</a>'), delay=slow),
+            "/p1": page("p1"),
+        },
+    )
+    crawl([base + "/p0"], tmp_path, follow=True, settings={"OPTOUT_POLICY_TIMEOUT": 5})
+    hits = sorted(web.hits("lag"), key=lambda h: h.time)
+    paths = [h.path for h in hits]
+    assert paths[0] == "/robots.txt" and paths[-2:] == ["/p0", "/p1"], paths
+    gaps = [round(b.time - a.time, 3) for a, b in itertools.pairwise(hits)]
+    assert min(gaps) >= politeweb.DELAY - 0.01, list(zip(paths[1:], gaps, strict=True))
+    assert gaps[-1] >= politeweb.DELAY + slow - 0.01, list(zip(paths[1:], gaps, strict=True))  # /p0 -> /p1
