@@ -215,10 +215,15 @@ class OptOutState:
         if self.fleet_delay is not None:
             await self.fleet_delay.wait(request, origin, delay, after)
         engine = self.crawler.engine
-        if engine is None or "download_slot" in request.meta:
-            return
         key = slot_key(origin)
+        if engine is None or request.meta.get("download_slot") == key:
+            return  # a redirect, or a policy file already paced
+        # The origin's slot even when the spider named one of its own: requests spread over several slots would each
+        # keep the delay only from the others in their slot.
         request.meta["download_slot"] = key
+        # AutoThrottle lowers a slot's delay after fast answers (towards latency / target concurrency), which would
+        # take the slot below Crawl-delay for the requests already queued in it.
+        request.meta["autothrottle_dont_adjust_delay"] = True
         downloader = engine.downloader
         slot = downloader.slots.get(key)
         if slot is None:

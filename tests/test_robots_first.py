@@ -111,3 +111,47 @@ def test_crawl_delay_is_kept_after_a_slow_response(web: FixtureWeb, tmp_path: Pa
     gaps = [round(b.time - a.time, 3) for a, b in itertools.pairwise(hits)]
     assert min(gaps) >= politeweb.DELAY - 0.01, list(zip(paths[1:], gaps, strict=True))
     assert gaps[-1] >= politeweb.DELAY + slow - 0.01, list(zip(paths[1:], gaps, strict=True))  # /p0 -> /p1
+
+
+def test_autothrottle_cannot_take_a_slot_below_crawl_delay(web: FixtureWeb, tmp_path: Path) -> None:
+    """AutoThrottle, on in many projects, halves a slot's delay towards the answers' latency after every response:
+    from Crawl-delay 1 s to ~0.5 s after the first fast page, for the requests already queued in the slot (here the
+    three links of /p0)."""
+    links = "".join(f'<a href="/{name}">{name}</a>' for name in ("a", "b", "c"))
+    base = web.site(
+        "throttled",
+        {
+            "/robots.txt": Route(body=f"User-agent: *\nCrawl-delay: {politeweb.DELAY:g}\n", content_type="text/plain"),
+            "/p0": page("p0", links),
+            **{f"/{name}": page(name) for name in ("a", "b", "c")},
+        },
+    )
+    settings = {"OPTOUT_POLICY_TIMEOUT": 5, "AUTOTHROTTLE_ENABLED": True, "AUTOTHROTTLE_START_DELAY": 0.1}
+    crawl([base + "/p0"], tmp_path, follow=True, settings=settings)
+    hits = sorted(web.hits("throttled"), key=lambda h: h.time)
+    paths = [h.path for h in hits]
+    assert {"/a", "/b", "/c"} <= set(paths), paths
+    gaps = [round(b.time - a.time, 3) for a, b in itertools.pairwise(hits)]
+    assert min(gaps) >= politeweb.DELAY - 0.01, list(zip(paths[1:], gaps, strict=True))
+
+
+def test_a_spiders_own_download_slot_does_not_escape_crawl_delay() -> None:
+    """``meta["download_slot"]`` set by the spider would put the origin's requests in a slot that does not keep
+    Crawl-delay; the origin's own slot is used instead."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from scrapy import Request, Spider
+    from scrapy.core.downloader import Downloader
+    from scrapy.utils.test import get_crawler
+
+    from middlewares.state import OptOutState, slot_key
+
+    crawler = get_crawler(Spider, {})
+    state = OptOutState.of(crawler)
+    crawler.engine = SimpleNamespace(downloader=Downloader(crawler))
+    request = Request("http://a.test/p", meta={"download_slot": "my-own-slot"})
+    asyncio.run(state.pace(request, "http://a.test", 2.0, time.time()))
+    assert request.meta["download_slot"] == slot_key("http://a.test")
+    assert request.meta["autothrottle_dont_adjust_delay"] is True
