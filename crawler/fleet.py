@@ -34,7 +34,7 @@ from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 
 from middlewares.defaults import DEFAULT_CRAWL_ID, default
-from middlewares.scrapyinternals import engine_running, engine_scheduler, in_progress, wake
+from middlewares.scrapyinternals import engine_running, in_progress, wake
 from middlewares.state import OptOutState
 
 if TYPE_CHECKING:
@@ -158,7 +158,8 @@ class FleetIdle:
             wake(engine)
 
     def _scheduler(self) -> Any:
-        return engine_scheduler(self.crawler.engine)
+        engine = self.crawler.engine
+        return engine.scheduler if engine is not None else None
 
     def _recover_dead(self, scheduler: Any, now: int) -> int:
         """Queue again what workers that stopped beating had taken (crawler.fleetqueue.FleetScheduler.recover)."""

@@ -1,13 +1,15 @@
 """Every access to a private part of Scrapy's engine, one function each, so that a Scrapy upgrade that moves one
-breaks here, visibly, and nowhere else. Written for Scrapy 2.19.0 (the minimum the project supports is 2.13, which
-has the same internals); the journal's tests and the crawl and fleet end-to-end tests exercise them.
+breaks here, visibly, and nowhere else. Written for Scrapy 2.19, the minimum the project supports: 2.13 has no
+``engine.download_async`` (every policy file failed, so every URL was refused), 2.14 let the first policy file
+follow robots.txt within milliseconds under a Crawl-delay, and before 2.19 a slot's delay randomisation is
+``randomize_delay``, not ``jitter``. The journal's tests and the crawl and fleet end-to-end tests exercise them.
 
 Public APIs are used wherever Scrapy has one: signals, ``engine.download_async``, ``engine.close_spider_async``,
-``engine.spider_is_idle``, ``downloader.slots`` and ``downloader.get_slot_key``, ``engine.scheduler`` (public from
-2.19). What is left has no public counterpart: the set of requests the engine holds in progress (a request's output
-is final only once it has left it), waking an idle engine (a fleet worker whose shared queue was refilled by
-another worker), creating a download slot with Scrapy's own per-slot settings before the first request, and
-timing a slot's delay from the end of each download.
+``engine.spider_is_idle``, ``downloader.slots`` and ``downloader.get_slot_key``, ``engine.scheduler``. What is left
+has no public counterpart: the set of requests the engine holds in progress (a request's output is final only once
+it has left it), waking an idle engine (a fleet worker whose shared queue was refilled by another worker), creating
+a download slot with Scrapy's own per-slot settings before the first request, and timing a slot's delay from the
+end of each download.
 """
 
 from __future__ import annotations
@@ -31,17 +33,6 @@ def in_progress(engine: Any) -> Collection[Request]:
     Scrapy 2.19: ``ExecutionEngine._slot.inprogress``."""
     slot = getattr(engine, "_slot", None) if engine is not None else None
     return slot.inprogress if slot is not None else ()
-
-
-def engine_scheduler(engine: Any) -> Any:
-    """The scheduler in use, None before the spider has started. Public ``engine.scheduler`` from Scrapy 2.19;
-    ``engine._slot.scheduler`` before it."""
-    if engine is None:
-        return None
-    if hasattr(type(engine), "scheduler"):
-        return engine.scheduler
-    slot = engine._slot
-    return slot.scheduler if slot is not None else None
 
 
 def wake(engine: Any) -> None:

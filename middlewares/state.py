@@ -232,7 +232,7 @@ class OptOutState:
         fleet = self.fleet_delay is not None
         if slot.concurrency != 1 or (not fleet and slot.delay < delay):
             slot.delay = 0.0 if fleet else max(slot.delay, delay)
-            slot.jitter = 0.0
+            slot.jitter = 0.0  # never randomised below the delay
             slot.concurrency = 1
             if not fleet:
                 # Counted from the end of each download, not from its dispatch as Scrapy does: a stall before the

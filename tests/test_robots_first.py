@@ -82,7 +82,7 @@ def test_a_download_slot_counts_crawl_delay_from_the_end_of_each_download() -> N
     asyncio.run(state.pace(Request("http://a.test/p"), "http://a.test", 2.0, time.time()))
     slot = downloader.slots[slot_key("http://a.test")]
     assert slot.delay == 2.0 and slot.concurrency == 1
-    assert slot.jitter == 0.0  # never randomised below the delay
+    assert {slot.download_delay() for _ in range(50)} == {2.0}  # RANDOMIZE_DOWNLOAD_DELAY is on: never randomised
     request = Request("http://a.test/p")
     slot.transferring.add(request)  # what Scrapy's Downloader._download does around a download
     slot.lastseen = 0.0  # dispatched long ago
