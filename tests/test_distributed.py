@@ -285,6 +285,17 @@ def wait_for_pages(web: FixtureWeb, n: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def wait_for_logs(fleet: Fleet, n: int, line: str, timeout: float = 60) -> None:
+    """Until the crawl.log of each of the first ``n`` workers has ``line``."""
+    deadline = time.time() + timeout
+    for i in range(n):
+        log = fleet.out(i) / "crawl.log"
+        while not (log.exists() and line in log.read_text(errors="replace")):
+            if time.time() > deadline:
+                pytest.fail(f"worker {i} did not log {line!r} in {timeout} s")
+            time.sleep(0.05)
+
+
 def busy_workers(crawl_id: str, workers: list[subprocess.Popen[str]], n: int = 1, timeout: float = 90) -> list[int]:
     """The indices of ``n`` or more workers that have requests in flight (in-flight hashes in Redis not empty)."""
     import redis
@@ -374,6 +385,10 @@ def test_redis_restarted_mid_crawl(web: FixtureWeb, tmp_path: Path, pg_url: str)
     try:
         fleet.start(3)
         wait_for_pages(web, 30)
+        # Every worker in the crawl first: one still starting when Redis goes cannot open its scheduler (a loaded
+        # machine let two workers reach 30 pages before the third had). LogStats's first line comes from the
+        # spider_opened signal, which Scrapy sends once the scheduler is open.
+        wait_for_logs(fleet, 3, "Crawled 0 pages")
         server.stop()  # everything in it is gone: queue, dupefilter, policy cache, Crawl-delay clock
         time.sleep(1.5)
         server.start()
