@@ -361,16 +361,16 @@ class Recorder:
     def _spill(self) -> None:
         path = spill_path(self.registry_url)
         cause = f" after: {self._trouble}" if self._trouble else ""
-        self.errors.append(f"{len(self._pending)} records could not be logged, kept in {path}{cause}")
         try:
             with path.open("a", encoding="utf-8") as out:
                 for rec, _ in self._pending:
                     out.write(json.dumps(rec, sort_keys=True) + "\n")
-            logger.error("optout: %d records could not be logged; kept in %s", len(self._pending), path)
+            problem = f"{len(self._pending)} records could not be logged; kept in {path}{cause}"
+            logger.error("optout: %s", problem)
         except OSError as exc:
-            logger.critical(
-                "optout: %d records lost: registry and spill file %s failed: %s", len(self._pending), path, exc
-            )
+            problem = f"{len(self._pending)} records lost: registry and spill file {path} failed: {exc}{cause}"
+            logger.critical("optout: %s", problem)
+        self.errors.append(problem)  # what the crawl reports, as it happened: kept in the spill file, or lost
         self.spilled += len(self._pending)
         self._pending.clear()
 
