@@ -11,6 +11,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
+from scrapy.utils.misc import load_object
+from scrapy_redis import defaults as redis_defaults
+from scrapy_redis.connection import get_redis_from_settings
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
@@ -21,6 +24,7 @@ from middlewares.defaults import DEFAULT_CRAWL_ID
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Request
+    from scrapy.settings import BaseSettings
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,19 @@ return top[1]
 """
 
 
+def _without_ping(settings: BaseSettings) -> BaseSettings:
+    """The same Redis settings with a client class whose ``ping`` is skipped, to build the scheduler with during
+    an outage (its client is then replaced by an ordinary one, which connects when first used)."""
+    params = settings.getdict("REDIS_PARAMS")
+    base = params.get("redis_cls", redis_defaults.REDIS_CLS)
+    base = load_object(base) if isinstance(base, str) else base
+    params["redis_cls"] = type(f"Unpinged{base.__name__}", (base,), {"ping": lambda self, **kwargs: True})
+    copy = settings.copy()
+    copy.frozen = False  # a crawler's settings are frozen, and so is their copy
+    copy.set("REDIS_PARAMS", params)
+    return copy
+
+
 class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no type hints: Scheduler is Any
     """scrapy-redis's Scheduler that holds requests in memory while Redis is away instead of failing."""
 
@@ -54,12 +71,18 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
         self._take_script: Any = None
         self._enqueue_script: Any = None
         self._finishing: dict[str, int] = {}  # finished, waiting for their records to be written
+        self._flush_owed = False  # SCHEDULER_FLUSH_ON_START could not flush: done before anything is queued
         self.crawl_id = DEFAULT_CRAWL_ID
         self.worker = worker_name()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> FleetScheduler:
-        instance: FleetScheduler = cls.from_settings(crawler.settings)
+        try:
+            instance: FleetScheduler = cls.from_settings(crawler.settings)
+        except _redis_errors() as exc:  # scrapy-redis pings Redis here, to fail early: this worker waits (see open)
+            instance = cls.from_settings(_without_ping(crawler.settings))
+            instance.server = get_redis_from_settings(crawler.settings)
+            instance._outage(exc)
         # Counted here: scrapy-redis passes ``spider=`` to the stats, which Scrapy 2.13+ warns about every time.
         instance._stats = crawler.stats
         instance.crawl_id = crawler.settings.get("OPTOUT_CRAWL_ID") or instance.crawl_id
@@ -92,7 +115,20 @@ class FleetScheduler(Scheduler):  # type: ignore[misc]  # scrapy-redis ships no 
             logger.warning("optout: Redis scheduler unreachable (%s); holding requests until it is back", exc)
             self._down = True
 
+    def open(self, spider: Any) -> None:
+        """A worker that starts while Redis is away (down, restarting, or gone between ``optout crawl``'s check
+        and here) waits for it as a running worker does: scrapy-redis's ``open`` raised into Scrapy's engine,
+        which then failed to close a spider that never opened and reported only "Engine slot not assigned"."""
+        try:
+            super().open(spider)  # the queue and dupefilter objects connect lazily; only the flush and count talk
+        except _redis_errors() as exc:
+            self._outage(exc)
+            self._flush_owed = bool(self.flush_on_start)
+
     def _flush_held(self) -> None:
+        if self._flush_owed:
+            self.flush()
+            self._flush_owed = False
         while self._held:
             self._enqueue(self._held[0])
             self._held.popleft()

@@ -401,6 +401,50 @@ def test_redis_restarted_mid_crawl(web: FixtureWeb, tmp_path: Path, pg_url: str)
     assert "Redis scheduler unreachable" in logs and "reachable again" in logs  # the outage was lived through
 
 
+def test_a_worker_started_during_a_redis_outage_waits_for_it(web: FixtureWeb, tmp_path: Path, pg_url: str) -> None:
+    """Redis down when a worker starts (`scrapy crawl` has no up-front check; `optout crawl` can lose Redis right
+    after its check): the worker waits, as a running worker does, and crawls once Redis is up. It used to exit 1
+    with Scrapy's "Engine slot not assigned", which hid the Redis error."""
+    server = PrivateRedis(tmp_path)  # not started yet
+    expect = build_fleet_web(web, origins=8)
+    fleet = Fleet(tmp_path, server.url, pg_url, "late:", expect["seeds"])
+    env = {k: v for k, v in fleet.env.items() if k != "SCRAPY_SETTINGS_MODULE"}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "scrapy", "crawl", "compliant", "-a", f"seeds_file={fleet.seeds}",
+                "-s", f"OPTOUT_FLEET_REDIS={server.url}", "-s", "OPTOUT_CRAWL_ID=late:crawl",
+                "-s", f"OPTOUT_REGISTRY_URL={pg_url}", "-s", f"OPTOUT_OUT_DIR={fleet.out(0)}",
+                "-s", "OPTOUT_FLEET_GRACE=1", "-s", "LOG_LEVEL=INFO",
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while "Redis scheduler unreachable" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        time.sleep(1)  # a while without Redis: still waiting, nothing requested
+        assert proc.poll() is None and not web.log
+        server.start()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+    text = log.read_text()
+    assert proc.returncode == 0 and "Traceback" not in text, text[-3000:]
+    assert "Redis scheduler reachable again" in text
+    for name in expect["names"]:
+        assert len(web.hits(name, "/robots.txt")) == 1
+    counts = Counter(page_hits(web))
+    assert max(counts.values()) == 1 and set(counts) == expect["pages"]
+    assert fleet.registry_cli("checkpoint").returncode == 0  # the integrator's turn: the records enter the log
+    assert {r["target"]["url"] for r in fleet.records()} == expect["reserved"]
+
+
 def test_scrapy_crawl_compliant_workers_join_with_two_settings(
     web: FixtureWeb, tmp_path: Path, redis_prefix: str, pg_url: str
 ) -> None:

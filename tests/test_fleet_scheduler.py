@@ -21,10 +21,11 @@ class Spider(scrapy.Spider):
         yield from ()
 
 
-def scheduler(prefix: str, worker: str, url: str = REDIS_URL) -> FleetScheduler:
+def scheduler(prefix: str, worker: str, url: str = REDIS_URL, **settings: object) -> FleetScheduler:
     crawler = get_crawler(
         Spider,
         {
+            **settings,
             "REDIS_URL": url,
             "OPTOUT_CRAWL_ID": f"{prefix}crawl",
             "SCHEDULER_QUEUE_KEY": f"{prefix}crawl:requests",
@@ -104,6 +105,27 @@ def test_redis_outage_holds_requests_instead_of_failing(tmp_path: Path) -> None:
         server.start()
         got = s.next_request()  # the held request is queued first, then taken
         assert got is not None and got.url == "http://a.test/held"
+        s.close("finished")
+    finally:
+        server.stop()
+
+
+def test_a_scheduler_opened_during_an_outage_waits_and_flushes_late(tmp_path: Path) -> None:
+    """Redis down at start: scrapy-redis's ping and its queue count fail, and the scheduler waits instead. A flush
+    asked for at start (SCHEDULER_FLUSH_ON_START) is owed and done before anything is queued."""
+    import redis
+
+    server = PrivateRedis(tmp_path)  # not started
+    try:
+        s = scheduler("t:", "w", url=server.url, SCHEDULER_FLUSH_ON_START=True)
+        assert s.enqueue_request(Request("http://a.test/new")) is True and s.next_request() is None
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        client.zadd("t:crawl:requests", {b"stale": 0})  # left by an earlier crawl: the flush must remove it
+        client.sadd("t:crawl:dupefilter", b"stale")
+        got = s.next_request()
+        assert got is not None and got.url == "http://a.test/new"
+        assert client.zcard("t:crawl:requests") == 0 and client.scard("t:crawl:dupefilter") == 1
         s.close("finished")
     finally:
         server.stop()
