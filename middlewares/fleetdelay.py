@@ -1,11 +1,11 @@
 """Crawl-delay held across a fleet of workers: the Scrapy side of the Redis gate (middlewares/rediscache.py).
 
-On one machine Scrapy's download slot spaces requests (see OptOutAccessMiddleware). Across workers the spacing
-must come from one clock, so each request to a Crawl-delay origin asks Redis for its turn. A granted request must
-then leave at once: if it queued behind another request of the same origin in this worker's slot, it would start
-later than its turn and the next worker's turn could come too soon. So a worker holds one *lane* per origin: at
-most one request per origin between "waiting for its turn" and "left the downloader". When the request actually
-reaches the downloader, the next-allowed time is moved to a full delay from that moment.
+On one machine Scrapy's download slot spaces requests, counting from the end of each download (OptOutState.pace).
+Across workers the spacing must come from one clock, so each request to a Crawl-delay origin asks Redis for its
+turn and holds it until its answer has arrived (or it failed): the next request, from whichever worker, starts a
+full delay after that, so nothing between grant and server (a busy reactor, a slow connect) can bring it early. A
+granted request must leave at once, so a worker holds one *lane* per origin: at most one request per origin
+between "waiting for its turn" and "answered".
 
 The rest of the fleet's code: middlewares/rediscache.py (the Redis store and gate this drives), crawler/fleet.py and
 crawler/fleetqueue.py (joining a fleet, the shared queue, heartbeats), docs/distributed.md.
@@ -32,17 +32,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+HOLD_SLACK = 5.0  # seconds a turn is held beyond the request's download timeout
+
 
 class FleetCrawlDelay:
-    """This worker's side of the fleet-wide Crawl-delay: one lane per origin, a turn from the Redis gate, and the next
-    turn moved on when the request actually reaches the downloader (see the module docstring)."""
+    """This worker's side of the fleet-wide Crawl-delay: one lane per origin, and a turn from the Redis gate held
+    until the request is answered (see the module docstring)."""
 
     def __init__(self, crawler: Crawler, store: RedisPolicyStore) -> None:
         self.store = store
         self.stats = crawler.stats
+        # How long a granted request may hold its origin's turn: its download, whatever ends it, comes first; a
+        # worker that dies holding the turn blocks the origin for that long.
+        self.hold = crawler.settings.getfloat("DOWNLOAD_TIMEOUT") + HOLD_SLACK
         self._lanes: dict[str, DeferredLock] = {}
-        self._held: dict[int, tuple[str, float]] = {}  # id(request) -> (origin, delay)
-        crawler.signals.connect(self._reached_downloader, signal=signals.request_reached_downloader)
+        self._held: dict[int, tuple[str, float, str | None]] = {}  # id(request) -> (origin, delay, grant token)
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
 
     async def wait(self, request: Request, origin: str, delay: float, after: float = 0.0) -> None:
@@ -52,36 +56,47 @@ class FleetCrawlDelay:
         if lane is None:
             lane = self._lanes[origin] = DeferredLock()
         await maybe_deferred_to_future(lane.acquire())
-        self._held[id(request)] = (origin, delay)
+        self._held[id(request)] = (origin, delay, None)
+        hold = float(request.meta.get("download_timeout", self.hold - HOLD_SLACK)) + HOLD_SLACK
         try:
             waited = max(0.0, after + delay + GATE_MARGIN - time.time())
             if waited:
                 await asyncio.sleep(waited)
-            waited += await self.store.wait_turn(origin, delay)
+            token, gated = await self.store.wait_turn(origin, delay, hold=hold)
         except BaseException:
             self.release(request)
             raise
+        self._held[id(request)] = (origin, delay, token)
+        waited += gated
         if waited:
             self.stats.inc_value("optout/crawl_delay/waits")
             self.stats.inc_value("optout/crawl_delay/waited_ms", int(waited * 1000))
 
     def release(self, request: Request) -> None:
-        """Free the lane a request holds (idempotent: several signals and hooks may say it is done)."""
+        """The request is answered or failed: end its turn, then free its lane (idempotent: several signals and hooks
+        may say it is done). The lane waits for the turn's end, so this worker's next request sees it."""
         held = self._held.pop(id(request), None)
         if held is None:
             return
-        origin = held[0]
+        origin, delay, token = held
+        if token is None:  # never granted
+            self._free(origin)
+            return
+        deferred_from_coro(self._end_turn(origin, delay, token))
+
+    async def _end_turn(self, origin: str, delay: float, token: str) -> None:
+        try:
+            await self.store.done(origin, delay, token)
+        except Exception as exc:  # CacheUnavailable: the turn is let go when its hold expires
+            logger.warning("optout: could not end the Crawl-delay turn of %s: %s", origin, exc)
+        finally:
+            self._free(origin)
+
+    def _free(self, origin: str) -> None:
         lane = self._lanes[origin]
         lane.release()
         if not lane.locked and not lane.waiting:
             del self._lanes[origin]
-
-    def _reached_downloader(self, request: Request, spider: Any = None) -> None:
-        held = self._held.get(id(request))
-        if held is None:
-            return
-        d = deferred_from_coro(self.store.sent(*held))
-        d.addErrback(lambda f: logger.warning("optout: could not note a request to %s: %s", held[0], f.value))
 
     def _left_downloader(self, request: Request, spider: Any = None) -> None:
         self.release(request)

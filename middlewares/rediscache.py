@@ -7,7 +7,8 @@ Three things must hold across workers, not just within one (issue 7):
   and a worker fetches only after winning ``SET <prefix>claim:<url> NX PX`` (others wait for its answer);
 * the same decision for the same URL on every worker: every worker parses the same stored bytes;
 * Crawl-delay fleet-wide: ``<prefix>next:<origin>`` holds the earliest time (Redis's own clock, so worker clocks
-  do not matter) the next request may start; a Lua script grants or says how long to wait, atomically.
+  do not matter) the next request may start; a Lua script grants or says how long to wait, atomically, and a
+  granted request holds the turn until it is answered: the next one starts a full delay after that answer.
 
 Failing closed: if Redis is unreachable, callers wait (the crawl pauses, the reactor does not) up to
 ``OPTOUT_CACHE_OUTAGE`` seconds and then get ``CacheUnavailable``, which the site cache turns into "policy
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -48,42 +50,51 @@ return 0
 """
 
 # Grant the next request to an origin, or say how many milliseconds to wait. KEYS[1] = next-allowed time (ms,
-# Redis clock); ARGV[1] = the delay in ms; ARGV[2] = how long the key outlives the last grant (ms). No key means
-# no memory of the last request (first one, or the cache was lost): reserve one full delay from now.
+# Redis clock), KEYS[2] = who holds the turn; ARGV[1] = the delay in ms, ARGV[2] = how long a granted request may
+# hold the turn (ms), ARGV[3] = how long the time outlives the last request (ms), ARGV[4] = this grant's token. A
+# granted request holds the turn until it is answered (_DONE), so the next one is counted from the end of its answer,
+# whatever delayed it on the way (a stall, a slow connect); a holder that dies lets go when its hold expires. No key
+# means no memory of the last request (first one, or the cache was lost): reserve one full delay from now.
 _GATE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local step = tonumber(ARGV[1])
 local nxt = redis.call('GET', KEYS[1])
 if not nxt then
-  redis.call('SET', KEYS[1], now + step, 'PX', ARGV[2])
-  return step
+  redis.call('SET', KEYS[1], now + tonumber(ARGV[1]), 'PX', ARGV[3])
+  return tonumber(ARGV[1])
 end
 nxt = tonumber(nxt)
-if now >= nxt then
-  redis.call('SET', KEYS[1], now + step, 'PX', ARGV[2])
-  return 0
-end
-return nxt - now
+if now < nxt then return nxt - now end
+redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
+return 0
 """
 
-# Move the next-allowed time to ``now + delay`` when a granted request is actually handed to the downloader, so
-# the time between grant and send (scheduling, a busy process) cannot eat into the next request's delay.
-_TOUCH = """
+# A granted request was answered (or failed): the next one may start a full delay from now. Only the turn's holder
+# may bring the time forward (its own hold); anyone else, say after a hold expired, can only move it later.
+_DONE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local later = now + tonumber(ARGV[1])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-if later > nxt then redis.call('SET', KEYS[1], later, 'PX', ARGV[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SET', KEYS[1], later, 'PX', ARGV[2])
+elseif later > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], later, 'PX', ARGV[2])
+end
 return 0
 """
 
 GATE_MEMORY_MS = 3600 * 1000
-# Added to every Crawl-delay by this gate: the delay is what the *server* should see between requests, and the time
-# from a grant to its arrival there (a reactor stall, scheduling on a busy worker, the network, the server's accept)
-# varies by tens of ms: 0.98 s for a 1 s delay was seen in tests/test_robots_first.py from a single crawler's slot,
-# which now counts the delay from the end of each download instead (OptOutState.pace).
+# Added to the first request's wait after robots.txt, whose fetch time is a worker's wall clock (FleetCrawlDelay):
+# workers' clocks differ a little. The gate itself runs on Redis's clock and counts from the end of each answer.
 GATE_MARGIN = 0.05
+
+
+def _gate_ms(seconds: float) -> int:
+    """Milliseconds on Redis's clock, rounded up and one more: its ``TIME`` is truncated to the millisecond here, so
+    two readings ``n`` ms apart may be up to 1 ms less than ``n`` ms apart in fact."""
+    return math.ceil(seconds * 1000) + 1
 
 
 class CacheUnavailable(RuntimeError):
@@ -235,23 +246,28 @@ class RedisPolicyStore:
 
     # -- fleet-wide Crawl-delay ----------------------------------------------------------------------------------
 
-    async def wait_turn(self, origin: str, delay: float) -> float:
-        """Wait until this worker may start the next request to ``origin``; returns the seconds waited."""
-        step = max(1, int((delay + GATE_MARGIN) * 1000))
-        key = self._key("next", origin)
+    async def wait_turn(self, origin: str, delay: float, *, hold: float) -> tuple[str, float]:
+        """Wait until this worker may start the next request to ``origin``, which then holds the turn until
+        ``done`` (or for ``hold`` seconds at most); returns the grant's token and the seconds waited."""
+        keys = [self._key("next", origin), self._key("turn", origin)]
+        step = _gate_ms(delay)
+        token = uuid.uuid4().hex
+        args = [step, _gate_ms(delay + hold), GATE_MEMORY_MS, token]
         waited = 0.0
         while True:
-            ms = await self._call(lambda r: self._script(_GATE)(keys=[key], args=[step, GATE_MEMORY_MS], client=r))
-            if int(ms) <= 0:
-                return waited
-            await asyncio.sleep(int(ms) / 1000)
-            waited += int(ms) / 1000
+            ms = int(await self._call(lambda r: self._script(_GATE)(keys=keys, args=args, client=r)))
+            if ms <= 0:
+                return token, waited
+            # Another request holds the turn for as long as it is in flight: look again after one delay at most.
+            pause = min(ms, step) / 1000
+            await asyncio.sleep(pause)
+            waited += pause
 
-    async def sent(self, origin: str, delay: float) -> None:
-        """A granted request is on its way now: the next one waits a full delay from this moment."""
-        step = max(1, int((delay + GATE_MARGIN) * 1000))
-        key = self._key("next", origin)
-        await self._call(lambda r: self._script(_TOUCH)(keys=[key], args=[step, GATE_MEMORY_MS], client=r))
+    async def done(self, origin: str, delay: float, token: str) -> None:
+        """The request granted ``token`` has its answer: the next request to ``origin`` waits a full delay from now."""
+        keys = [self._key("next", origin), self._key("turn", origin)]
+        args = [_gate_ms(delay), GATE_MEMORY_MS, token]
+        await self._call(lambda r: self._script(_DONE)(keys=keys, args=args, client=r))
 
     async def close(self) -> None:
         """Close the Redis connection; a server that is already gone is not an error at shutdown."""

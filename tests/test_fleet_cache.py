@@ -107,9 +107,9 @@ def test_crawl_delay_gate_spaces_requests_of_many_workers(redis_prefix: str) -> 
 
     async def worker(s: RedisPolicyStore, grants: list[float], n: int) -> None:
         for _ in range(n):
-            await s.wait_turn("http://slow.test", delay)
+            token, _ = await s.wait_turn("http://slow.test", delay, hold=10)
             grants.append(time.time())
-            await s.sent("http://slow.test", delay)
+            await s.done("http://slow.test", delay, token)
 
     async def go() -> list[float]:
         workers = [store(redis_prefix, worker=str(i)) for i in range(4)]
@@ -128,16 +128,46 @@ def test_crawl_delay_gate_spaces_requests_of_many_workers(redis_prefix: str) -> 
     assert grants[-1] - grants[0] < delay * 11 + 1.0  # and nobody waited far longer than needed
 
 
+def test_a_turn_is_held_until_its_request_is_answered(redis_prefix: str) -> None:
+    """The next request starts a full delay after the previous one's answer, not after its grant: a slow answer (or
+    a slow way to the server) cannot bring it early. A holder that never answers lets go when its hold expires."""
+    delay, answer, hold = 0.2, 0.5, 0.6
+
+    async def go() -> tuple[float, float, float]:
+        a, b, c = (store(redis_prefix, worker=w) for w in "abc")
+        token, _ = await a.wait_turn("http://o.test", delay, hold=10)  # cold: one delay
+        waiting = asyncio.ensure_future(b.wait_turn("http://o.test", delay, hold=hold))
+        await asyncio.sleep(answer)
+        assert not waiting.done()  # a's request is still out (twice the delay): b waits
+        await a.done("http://o.test", delay, token)
+        answered = time.time()
+        await waiting
+        granted_b = time.time()
+        await c.wait_turn("http://o.test", delay, hold=10)  # b never answers (a dead worker)
+        granted_c = time.time()
+        await a.done("http://o.test", delay, token)  # a repeated done of a past turn brings nothing forward:
+        with pytest.raises(asyncio.TimeoutError):  # c still holds the turn
+            await asyncio.wait_for(b.wait_turn("http://o.test", delay, hold=hold), 1.0)
+        for s in (a, b, c):
+            await s.close()
+        return answered, granted_b, granted_c
+
+    answered, granted_b, granted_c = run(go())
+    assert granted_b - answered >= delay * 0.95  # counted from a's answer
+    assert delay + hold - 0.05 <= granted_c - granted_b < delay + hold + 1.0  # b's hold expired, then c went
+
+
 def test_other_origins_do_not_wait(redis_prefix: str) -> None:
     # The first request to an origin waits one delay (cold gate); an unrelated origin has its own clock.
     async def two() -> tuple[float, float]:
         s = store(redis_prefix)
         t0 = time.time()
-        await s.wait_turn("http://a.test", 0.3)
+        token, _ = await s.wait_turn("http://a.test", 0.3, hold=10)
         t1 = time.time()
-        await s.wait_turn("http://b.test", 0.3)
+        await s.done("http://a.test", 0.3, token)  # answered at once
+        await s.wait_turn("http://b.test", 0.3, hold=10)
         t2 = time.time()
-        await s.wait_turn("http://a.test", 0.3)
+        await s.wait_turn("http://a.test", 0.3, hold=10)
         t3 = time.time()
         await s.close()
         return t1 - t0, t3 - t2
@@ -157,7 +187,7 @@ def test_unreachable_redis_fails_closed_after_the_outage_limit() -> None:
             await s.get("http://a.test/robots.txt", time.time())
         assert 0.4 < time.monotonic() - t0 < 5
         with pytest.raises(CacheUnavailable):
-            await s.wait_turn("http://a.test", 1.0)
+            await s.wait_turn("http://a.test", 1.0, hold=10)
         await s.close()
 
     run(go())
