@@ -367,16 +367,18 @@ def label(variant: str) -> str:
 
 
 def table(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
-    head = f"{'variant':<14}{'pages':>7}{'pages/s median':>16}{'runs':>24}{'CPU ms/page':>13}{'peak RSS MB':>13}"
+    width = 1 + max(len(rs) for rs in runs.values()) * 6  # every round's figure, however many rounds
+    head = f"{'variant':<14}{'pages':>7}{'pages/s median':>16}{'runs':>{width}}{'CPU ms/page':>13}{'peak RSS MB':>13}"
     print(head + f"{'records':>9}")
     med = {}
     for v, rs in runs.items():
         med[v] = statistics.median(r["pps"] for r in rs)
         cpu = statistics.median(r["cpu_ms"] for r in rs)
-        all_runs = " ".join(f"{r['pps']:.0f}" for r in rs)
+        all_runs = " ".join(f"{r['pps']:5.0f}" for r in rs)
         rss = max(r["maxrss_mb"] for r in rs)
         print(
-            f"{label(v):<14}{rs[0]['items']:>7}{med[v]:>16.0f}{all_runs:>24}{cpu:>13.2f}{rss:>13.0f}{rs[0]['records']:>9}"
+            f"{label(v):<14}{rs[0]['items']:>7}{med[v]:>16.0f}{all_runs:>{width}}{cpu:>13.2f}{rss:>13.0f}"
+            f"{rs[0]['records']:>9}"
         )
     if len({r["items"] for rs in runs.values() for r in rs}) != 1:
         print("WARNING: the variants did not deliver the same pages")

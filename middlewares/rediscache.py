@@ -6,7 +6,7 @@ Three things must hold across workers, not just within one (issue 7):
   stored raw (as in the SQLite store) under ``<prefix>pf:<url>`` with Redis expiring them at the RFC 9309 limit,
   and a worker fetches only after winning ``SET <prefix>claim:<url> NX PX`` (others wait for its answer);
 * the same decision for the same URL on every worker: every worker parses the same stored bytes;
-* Crawl-delay fleet-wide: ``<prefix>next:<origin>`` holds the earliest time (Redis's own clock, so worker clocks
+* Crawl-delay fleet-wide: ``<prefix>next:{<origin>}`` holds the earliest time (Redis's own clock, so worker clocks
   do not matter) the next request may start; a Lua script grants or says how long to wait, atomically, and a
   granted request holds the turn until it is answered: the next one starts a full delay after that answer.
 
@@ -246,10 +246,15 @@ class RedisPolicyStore:
 
     # -- fleet-wide Crawl-delay ----------------------------------------------------------------------------------
 
+    def _gate_keys(self, origin: str) -> list[str]:
+        """The origin's next-allowed time and its turn's holder, in one Redis Cluster hash slot (the ``{…}`` tag):
+        the gate's scripts touch both."""
+        return [self._key("next", f"{{{origin}}}"), self._key("turn", f"{{{origin}}}")]
+
     async def wait_turn(self, origin: str, delay: float, *, hold: float) -> tuple[str, float]:
         """Wait until this worker may start the next request to ``origin``, which then holds the turn until
         ``done`` (or for ``hold`` seconds at most); returns the grant's token and the seconds waited."""
-        keys = [self._key("next", origin), self._key("turn", origin)]
+        keys = self._gate_keys(origin)
         step = _gate_ms(delay)
         token = uuid.uuid4().hex
         args = [step, _gate_ms(delay + hold), GATE_MEMORY_MS, token]
@@ -265,7 +270,7 @@ class RedisPolicyStore:
 
     async def done(self, origin: str, delay: float, token: str) -> None:
         """The request granted ``token`` has its answer: the next request to ``origin`` waits a full delay from now."""
-        keys = [self._key("next", origin), self._key("turn", origin)]
+        keys = self._gate_keys(origin)
         args = [_gate_ms(delay), GATE_MEMORY_MS, token]
         await self._call(lambda r: self._script(_DONE)(keys=keys, args=args, client=r))
 

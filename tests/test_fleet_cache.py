@@ -153,6 +153,10 @@ def test_a_turn_is_held_until_its_request_is_answered(redis_prefix: str) -> None
         return answered, granted_b, granted_c
 
     answered, granted_b, granted_c = run(go())
+    from redis.crc import key_slot
+
+    gate_keys = store(redis_prefix)._gate_keys("http://o.test:8080")
+    assert len(gate_keys) == 2 and len({key_slot(k.encode()) for k in gate_keys}) == 1  # one script on a Cluster
     assert granted_b - answered >= delay * 0.95  # counted from a's answer
     assert delay + hold - 0.05 <= granted_c - granted_b < delay + hold + 1.0  # b's hold expired, then c went
 
