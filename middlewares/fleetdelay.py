@@ -47,6 +47,7 @@ class FleetCrawlDelay:
         self.hold = crawler.settings.getfloat("DOWNLOAD_TIMEOUT") + HOLD_SLACK
         self._lanes: dict[str, DeferredLock] = {}
         self._held: dict[int, tuple[str, float, str | None]] = {}  # id(request) -> (origin, delay, grant token)
+        self._overdue: dict[int, asyncio.TimerHandle] = {}  # id(request) -> its turn's end if it is never answered
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
 
     async def wait(self, request: Request, origin: str, delay: float, after: float = 0.0) -> None:
@@ -67,6 +68,9 @@ class FleetCrawlDelay:
             self.release(request)
             raise
         self._held[id(request)] = (origin, delay, token)
+        # A request that never reaches the downloader and never fails (a later middleware's process_request
+        # returned another request instead) would hold the turn and this worker's lane for good.
+        self._overdue[id(request)] = asyncio.get_running_loop().call_later(hold, self._expire, request, origin, hold)
         waited += gated
         if waited:
             self.stats.inc_value("optout/crawl_delay/waits")
@@ -78,6 +82,9 @@ class FleetCrawlDelay:
         held = self._held.pop(id(request), None)
         if held is None:
             return
+        timer = self._overdue.pop(id(request), None)
+        if timer is not None:
+            timer.cancel()
         origin, delay, token = held
         if token is None:  # never granted
             self._free(origin)
@@ -91,6 +98,17 @@ class FleetCrawlDelay:
             logger.warning("optout: could not end the Crawl-delay turn of %s: %s", origin, exc)
         finally:
             self._free(origin)
+
+    def _expire(self, request: Request, origin: str, hold: float) -> None:
+        self._overdue.pop(id(request), None)
+        self.stats.inc_value("optout/crawl_delay/overdue")
+        logger.warning(
+            "optout: a request to %s held the fleet's Crawl-delay turn for %.0f s without an answer (did a downloader "
+            "middleware replace it?); the turn ends now",
+            origin,
+            hold,
+        )
+        self.release(request)
 
     def _free(self, origin: str) -> None:
         lane = self._lanes[origin]

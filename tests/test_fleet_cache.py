@@ -161,6 +161,33 @@ def test_a_turn_is_held_until_its_request_is_answered(redis_prefix: str) -> None
     assert delay + hold - 0.05 <= granted_c - granted_b < delay + hold + 1.0  # b's hold expired, then c went
 
 
+def test_a_turn_never_answered_ends_when_its_hold_expires(redis_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that takes its turn and then never reaches the downloader (another middleware replaced it) neither
+    blocks this worker's lane nor the fleet's turn for good: both end with its hold, and the next request goes."""
+    from scrapy.http import Request
+    from scrapy.utils.test import get_crawler
+
+    from middlewares import fleetdelay
+
+    monkeypatch.setattr(fleetdelay, "HOLD_SLACK", 0.3)
+    crawler = get_crawler(settings_dict={"DOWNLOAD_TIMEOUT": 0.2})
+
+    async def go() -> float:
+        gate = fleetdelay.FleetCrawlDelay(crawler, store(redis_prefix))
+        await gate.wait(Request("http://o.test/replaced"), "http://o.test", 0.1)  # granted, never answered
+        t0 = time.monotonic()
+        following = Request("http://o.test/next")
+        await asyncio.wait_for(gate.wait(following, "http://o.test", 0.1), 5)
+        gate.release(following)
+        await asyncio.sleep(0.05)  # the turn's end, sent to Redis
+        await gate.store.close()
+        return time.monotonic() - t0
+
+    waited = run(go())
+    assert 0.5 <= waited < 2.0, waited  # the hold (0.2 + 0.3 s), then one delay
+    assert crawler.stats.get_value("optout/crawl_delay/overdue") == 1
+
+
 def test_other_origins_do_not_wait(redis_prefix: str) -> None:
     # The first request to an origin waits one delay (cold gate); an unrelated origin has its own clock.
     async def two() -> tuple[float, float]:
