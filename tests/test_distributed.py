@@ -447,6 +447,7 @@ def test_a_worker_started_during_a_redis_outage_waits_for_it(web: FixtureWeb, tm
         assert len(web.hits(name, "/robots.txt")) == 1
     counts = Counter(page_hits(web))
     assert max(counts.values()) == 1 and set(counts) == expect["pages"]
+    assert_crawl_delay_held(web, expect)
     assert fleet.registry_cli("checkpoint").returncode == 0  # the integrator's turn: the records enter the log
     assert {r["target"]["url"] for r in fleet.records()} == expect["reserved"]
 
