@@ -81,21 +81,30 @@ class OptOutSpiderMiddleware:
         self, response: Response, result: AsyncIterator[Any], spider: object = None
     ) -> AsyncIterator[Any]:
         """Stamp the items of an asynchronous callback's output."""
-        decision = response.meta.get(DECISION_META)
-        stamp = stamp_of(decision) if isinstance(decision, Decision) else None
+        made, stamp = False, None  # the stamp is made with the first item: many pages yield only requests
         async for obj in result:
-            if stamp is not None and not isinstance(obj, Request):
-                _stamp(obj, stamp)
+            if not isinstance(obj, Request):
+                if not made:
+                    made, stamp = True, _stamp_for(response)
+                if stamp is not None:
+                    _stamp(obj, stamp)
             yield obj
 
     def process_spider_output(self, response: Response, result: Iterable[Any], spider: object = None) -> Iterable[Any]:
         """Stamp the items of a synchronous callback's output."""
-        decision = response.meta.get(DECISION_META)
-        stamp = stamp_of(decision) if isinstance(decision, Decision) else None
+        made, stamp = False, None
         for obj in result:
-            if stamp is not None and not isinstance(obj, Request):
-                _stamp(obj, stamp)
+            if not isinstance(obj, Request):
+                if not made:
+                    made, stamp = True, _stamp_for(response)
+                if stamp is not None:
+                    _stamp(obj, stamp)
             yield obj
+
+
+def _stamp_for(response: Response) -> dict[str, Any] | None:
+    decision = response.meta.get(DECISION_META)
+    return stamp_of(decision) if isinstance(decision, Decision) else None
 
 
 class OptOutItemPipeline:
