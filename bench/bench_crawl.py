@@ -432,7 +432,11 @@ def sequential(variants: list[str], origins: int, pages: int, repeat: int) -> No
     spread = [o["pps"] / b["pps"] for b, o in zip(runs[base], runs[ours], strict=True)]
     cpu = {v: statistics.median(r["cpu_ms"] for r in rs) for v, rs in runs.items()}
     cpu_cost = cpu[ours] / cpu[base] - 1
-    print(f"per-round {label(ours)} / {label(base)} throughput: " + " ".join(f"{x:.3f}" for x in spread))
+    print(
+        f"per-round {label(ours)} / {label(base)} throughput: "
+        + " ".join(f"{x:.3f}" for x in spread)
+        + f" (median round {statistics.median(spread):.3f}; the verdict below is on the ratio of the medians)"
+    )
     if "@" in base:
         print(f"median {ratio:.3f} of {label(base)}'s throughput; CPU per page {cpu_cost * 100:+.1f}%")
         return
