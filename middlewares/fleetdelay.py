@@ -22,8 +22,6 @@ from scrapy import signals
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import DeferredLock
 
-from middlewares.rediscache import GATE_MARGIN
-
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.http import Request
@@ -33,6 +31,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HOLD_SLACK = 5.0  # seconds a turn is held beyond the request's download timeout
+# Added to the first request's wait after robots.txt, whose fetch time is a worker's wall clock: workers' clocks
+# differ a little. The Redis gate itself runs on Redis's clock and counts from the end of each answer.
+GATE_MARGIN = 0.05
 
 
 class FleetCrawlDelay:
@@ -42,12 +43,12 @@ class FleetCrawlDelay:
     def __init__(self, crawler: Crawler, store: RedisPolicyStore) -> None:
         self.store = store
         self.stats = crawler.stats
-        # How long a granted request may hold its origin's turn: its download, whatever ends it, comes first; a
-        # worker that dies holding the turn blocks the origin for that long.
-        self.hold = crawler.settings.getfloat("DOWNLOAD_TIMEOUT") + HOLD_SLACK
+        # A granted request holds its origin's turn for its download timeout + HOLD_SLACK at most: its download,
+        # whatever ends it, comes first; a worker that dies holding the turn blocks the origin for that long.
+        self.timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
         self._lanes: dict[str, DeferredLock] = {}
-        self._held: dict[int, tuple[str, float, str | None]] = {}  # id(request) -> (origin, delay, grant token)
-        self._overdue: dict[int, asyncio.TimerHandle] = {}  # id(request) -> its turn's end if it is never answered
+        # id(request) -> (origin, delay, grant token, the turn's end if it is never answered); no token: not granted
+        self._held: dict[int, tuple[str, float, str | None, asyncio.TimerHandle | None]] = {}
         crawler.signals.connect(self._left_downloader, signal=signals.request_left_downloader)
 
     async def wait(self, request: Request, origin: str, delay: float, after: float = 0.0) -> None:
@@ -57,8 +58,8 @@ class FleetCrawlDelay:
         if lane is None:
             lane = self._lanes[origin] = DeferredLock()
         await maybe_deferred_to_future(lane.acquire())
-        self._held[id(request)] = (origin, delay, None)
-        hold = float(request.meta.get("download_timeout", self.hold - HOLD_SLACK)) + HOLD_SLACK
+        self._held[id(request)] = (origin, delay, None, None)
+        hold = float(request.meta.get("download_timeout", self.timeout)) + HOLD_SLACK
         try:
             waited = max(0.0, after + delay + GATE_MARGIN - time.time())
             if waited:
@@ -67,10 +68,10 @@ class FleetCrawlDelay:
         except BaseException:
             self.release(request)
             raise
-        self._held[id(request)] = (origin, delay, token)
         # A request that never reaches the downloader and never fails (a later middleware's process_request
         # returned another request instead) would hold the turn and this worker's lane for good.
-        self._overdue[id(request)] = asyncio.get_running_loop().call_later(hold, self._expire, request, origin, hold)
+        overdue = asyncio.get_running_loop().call_later(hold, self._expire, request, origin, hold)
+        self._held[id(request)] = (origin, delay, token, overdue)
         waited += gated
         if waited:
             self.stats.inc_value("optout/crawl_delay/waits")
@@ -82,10 +83,9 @@ class FleetCrawlDelay:
         held = self._held.pop(id(request), None)
         if held is None:
             return
-        timer = self._overdue.pop(id(request), None)
-        if timer is not None:
-            timer.cancel()
-        origin, delay, token = held
+        origin, delay, token, overdue = held
+        if overdue is not None:
+            overdue.cancel()
         if token is None:  # never granted
             self._free(origin)
             return
@@ -100,7 +100,6 @@ class FleetCrawlDelay:
             self._free(origin)
 
     def _expire(self, request: Request, origin: str, hold: float) -> None:
-        self._overdue.pop(id(request), None)
         self.stats.inc_value("optout/crawl_delay/overdue")
         logger.warning(
             "optout: a request to %s held the fleet's Crawl-delay turn for %.0f s without an answer (did a downloader "

@@ -86,9 +86,6 @@ return 0
 """
 
 GATE_MEMORY_MS = 3600 * 1000
-# Added to the first request's wait after robots.txt, whose fetch time is a worker's wall clock (FleetCrawlDelay):
-# workers' clocks differ a little. The gate itself runs on Redis's clock and counts from the end of each answer.
-GATE_MARGIN = 0.05
 
 
 def _gate_ms(seconds: float) -> int:
