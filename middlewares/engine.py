@@ -139,6 +139,10 @@ class SitePolicy:
     notes: list[str] = field(default_factory=list)
     # Raw answers by URL, kept as evidence: the registry stores exactly the bytes a decision rested on.
     files: dict[str, Fetched] = field(default_factory=dict)
+    # usage_signals' answer for a policy when no source this origin has reads the URL, which is so on most sites
+    # (no tdmrep.json, ai.txt, RSL licence, Content-Usage line or training crawler's group): then it is worked out
+    # once, not for every page. Forgotten whenever a file is added.
+    _site_wide: tuple[Policy, tuple[Signal, ...]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def unreachable(self) -> bool:
@@ -208,6 +212,7 @@ class SitePolicy:
 
     def add_file(self, key: str, fetched: Fetched, policy: Policy) -> None:
         """One of :func:`policy_files`'s answers."""
+        self._site_wide = None
         self.files[fetched.url] = fetched
         if key == "tdmrep.json":
             self._add_tdmrep(fetched, policy)
@@ -244,6 +249,7 @@ class SitePolicy:
 
     def add_license(self, url: str, fetched: Fetched, policy: Policy) -> None:
         """An RSL licence named in robots.txt: it applies to the whole origin, by its own `<content>` URLs."""
+        self._site_wide = None
         self.files[url] = fetched
         loaded = load_license(url, fetched, policy.mode)
         if loaded.note:
@@ -290,6 +296,9 @@ class SitePolicy:
 
     def usage_signals(self, url: str, policy: Policy) -> list[Signal]:
         """Site-level reservations that apply to ``url`` (robots.txt extensions, tdmrep.json, ai.txt, RSL)."""
+        site_wide = self._site_wide
+        if site_wide is not None and site_wide[0] is policy:
+            return list(site_wide[1])
         mode = policy.mode
         found: list[Signal] = list(self.failures)
         group = self.robots.select(policy.agent, lenient=policy.lenient)
@@ -300,7 +309,8 @@ class SitePolicy:
         if cs_lines:
             found += content_signal.robots_signals(cs_lines, mode=mode, group=group.describe())
         found = with_source(found, self.robots_url)
-        if policy.cross_token and mode is Mode.CONSERVATIVE:
+        cross = policy.cross_token and mode is Mode.CONSERVATIVE
+        if cross:
             found += robots.cross_token_signals(self.robots, url, policy.agent, source=self.robots_url)
         if self.tdmrep is not None:
             found += tdmrep.file_signals(self.tdmrep, url, mode=mode, source=self.origin + TDMREP_PATH)
@@ -308,6 +318,14 @@ class SitePolicy:
             found += with_source(ai_txt.signals(self.ai_txt, url, policy.agent, mode=mode), self.origin + AI_TXT_PATH)
         for lic_url, doc in self.licenses.items():
             found += with_source(rsl.signals(doc, url, mode=mode, source=lic_url), lic_url)
+        if (
+            not cu_lines
+            and self.tdmrep is None
+            and self.ai_txt is None
+            and not self.licenses
+            and not (cross and robots.names_training_tokens(self.robots, policy.agent, source=self.robots_url))
+        ):
+            self._site_wide = (policy, tuple(found))
         return found
 
 

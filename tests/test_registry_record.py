@@ -356,6 +356,42 @@ def test_new_record_ids_salts_are_fresh_and_time_ordered():
     assert fixed["salt"] == "AAECAwQFBgcICQoLDA0ODw"
 
 
+def test_random_bytes_are_read_in_chunks_and_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        reads.append(n)
+        return bytes((len(reads) * 37 + i) % 256 for i in range(n))  # distinct content for each read
+
+    monkeypatch.setattr(rec.os, "urandom", urandom)
+    pool = rec._Entropy()
+    taken = [pool.take(16) for _ in range(600)]  # 9,600 bytes: three reads of 4 KiB, not 600 reads
+    assert reads == [4096, 4096, 4096]
+    assert all(len(t) == 16 for t in taken)
+    first_chunk = b"".join(taken[:256])  # 256 x 16 bytes = the whole first read, in order, nothing repeated
+    assert first_chunk == bytes((37 + i) % 256 for i in range(4096))
+    assert len(pool.take(5000)) == 5000 and reads[-1] == 5000  # a request larger than a chunk is read whole
+
+
+def test_a_forked_child_never_repeats_the_parents_random_bytes() -> None:
+    import os
+
+    pool = rec._Entropy()
+    pool.take(16)  # the pool now holds bytes the parent will hand out next
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        os.write(write, pool.take(16))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = pool.take(16)
+    assert len(child) == len(parent) == 16 and child != parent
+
+
 def test_purpose_mapping():
     assert PURPOSE_MAP == {"train-ai": ("AI_TRAIN", "TDM"), "ai-input": ("AI_INPUT",), "search": ("SEARCH",)}
     assert build(purposes="ai-input")["purposes"] == ["AI_INPUT"]

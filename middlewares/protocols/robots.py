@@ -55,7 +55,12 @@ from middlewares.protocols.robots_match import (
     request_path,
 )
 from middlewares.protocols.robots_parse import MAX_LINE_BYTES, PARSE_LIMIT, looks_binary, parse_robots
-from middlewares.protocols.robots_signals import TRAINING_TOKENS, access_signal, cross_token_signals
+from middlewares.protocols.robots_signals import (
+    TRAINING_TOKENS,
+    access_signal,
+    cross_token_signals,
+    names_training_tokens,
+)
 
 __all__ = [
     "ALLOW_ALL",
@@ -75,6 +80,7 @@ __all__ = [
     "decision_path",
     "is_valid_token",
     "looks_binary",
+    "names_training_tokens",
     "parse_robots",
     "request_path",
 ]

@@ -85,16 +85,7 @@ def cross_token_signals(
     training token that has its *own* group (``*`` does not count) disallowing ``url``, a signal that AI training
     is reserved. It never affects fetching or search. Tokens sharing one rule produce one signal naming them all.
     ``source`` (the robots.txt URL) is set on the signals, which are then shared by every URL they apply to."""
-    own = own_token.strip().lower()
-    # Which training tokens have a group of their own depends only on the file: work it out once per file, since
-    # this runs for every URL and most files name none of them. Their groups are mostly `Disallow: /`, so the
-    # answer is remembered per deciding path prefix (see PrefixMemo) rather than worked out for every URL.
-    key = (tuple(tokens), own, lenient, source)
-    cross = robots._explicit.get(key)
-    if cross is None:
-        named = [t for t in tokens if t.strip().lower() != own and robots.has_explicit_group(t, lenient=lenient)]
-        literals = (entry[0] for t in named for entry in robots.select(t, lenient=lenient)._entries)
-        cross = robots._explicit[key] = CrossTokenMemo(named, PrefixMemo(literals))
+    cross = _cross_memo(robots, own_token, tokens, lenient, source)
     if not cross.named:
         return []
     decided = decision_path(url)
@@ -103,6 +94,35 @@ def cross_token_signals(
         return _cross_token_answer(robots, cross.named, url, lenient, source)
 
     return list(answer() if always_allowed(decided) else cross.answers.get(decided, answer))
+
+
+def names_training_tokens(
+    robots: RobotsTxt,
+    own_token: str,
+    *,
+    tokens: tuple[str, ...] | list[str] = TRAINING_TOKENS,
+    lenient: bool = True,
+    source: str = "",
+) -> bool:
+    """Whether :func:`cross_token_signals` can find anything in this file for any URL: some training token other
+    than ours has a group of its own."""
+    return bool(_cross_memo(robots, own_token, tokens, lenient, source).named)
+
+
+def _cross_memo(
+    robots: RobotsTxt, own_token: str, tokens: tuple[str, ...] | list[str], lenient: bool, source: str
+) -> CrossTokenMemo:
+    # Which training tokens have a group of their own depends only on the file: work it out once per file, since
+    # this runs for every URL and most files name none of them. Their groups are mostly `Disallow: /`, so the
+    # answer is remembered per deciding path prefix (see PrefixMemo) rather than worked out for every URL.
+    own = own_token.strip().lower()
+    key = (tuple(tokens), own, lenient, source)
+    cross = robots._explicit.get(key)
+    if cross is None:
+        named = [t for t in tokens if t.strip().lower() != own and robots.has_explicit_group(t, lenient=lenient)]
+        literals = (entry[0] for t in named for entry in robots.select(t, lenient=lenient)._entries)
+        cross = robots._explicit[key] = CrossTokenMemo(named, PrefixMemo(literals))
+    return cross
 
 
 def _cross_token_answer(
