@@ -80,6 +80,7 @@ class HtmlHead:
 
     __slots__ = (
         "_body",
+        "_head",
         "_json_ld",
         "_links",
         "_lower",
@@ -100,12 +101,14 @@ class HtmlHead:
         title: str | None = None,
         body: bytes = b"",
         text: str = "",
+        head: bytes | None = None,
     ) -> None:
         self._metas = metas
         self._links = links
         self._title = title
         self._body = body
         self._text = text
+        self._head = head  # the bytes ``text`` was decoded from, when the caller has them
         self._lower: str | None = None
         self._lower_utf8: bytes | None = None
         self._occurring: dict[str, bool] = {}
@@ -235,7 +238,14 @@ class HtmlHead:
         found = self._occurring.get(word)
         if found is None:
             if self._lower_utf8 is None:
-                self._lower_utf8 = self._prepared()[1].encode("utf-8", "surrogatepass")
+                head = self._head
+                # An ASCII head (most are) lower-cased as bytes is exactly the lower-cased text in UTF-8, without
+                # decoding, lower-casing and encoding it again; anything else takes the long way, since a few
+                # non-ASCII letters lower-case to ASCII ones (the Kelvin sign to "k").
+                if head is not None and head.isascii():
+                    self._lower_utf8 = head.lower()
+                else:
+                    self._lower_utf8 = self._prepared()[1].encode("utf-8", "surrogatepass")
             found = self._occurring[word] = contains(self._lower_utf8, word.encode("utf-8", "surrogatepass"))
         return found
 
@@ -352,7 +362,8 @@ def scan_html(body: bytes) -> HtmlHead:
     usage stage runs on every fetched page and most pages carry nothing it looks for."""
     body = body[:MAX_HTML_BYTES]
     head_end = _HEAD_END.search(body)
-    return HtmlHead(body=body, text=_decode(body if head_end is None else body[: head_end.start()]))
+    head = body if head_end is None else body[: head_end.start()]
+    return HtmlHead(body=body, text=_decode(head), head=head)
 
 
 _SKIP = re.compile(rb"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
