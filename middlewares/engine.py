@@ -38,7 +38,7 @@ TDMREP_PATH = "/.well-known/tdmrep.json"
 AI_TXT_PATH = "/ai.txt"
 
 
-@dataclass
+@dataclass(slots=True)
 class Fetched:
     """One HTTP exchange as the engine needs it. ``status`` is None when no HTTP answer arrived (DNS, refused,
     timeout, too many redirects); ``error`` then says why in one line."""
@@ -369,7 +369,7 @@ def load_license(url: str, fetched: Fetched, mode: Mode) -> LoadedLicense:
         return LoadedLicense(failure=failure, note=f"{url}: {exc}")
 
 
-@dataclass
+@dataclass(slots=True)
 class ResponseFacts:
     """Signals read from the resource itself, and the RSL licences it links to (fetched by the caller)."""
 

@@ -122,7 +122,7 @@ def resolve_tdmrep(signals: list[Signal], mode: Mode) -> list[Signal]:
     return others + list(kept)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The answer for one URL and purpose, with every signal that denied it and everything else observed."""
 
