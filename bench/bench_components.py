@@ -2,7 +2,7 @@
 
 ``bench_crawl.py`` prices the add-on as a whole; ``bench_usage.py`` and ``bench_robots.py`` time single parts in a
 loop, where their data stays in the CPU's caches. Inside a crawl it does not (Scrapy's own work between two pages
-evicts it) and the same function takes two to five times as long, so the loop figures understate what a part costs
+evicts it) and the same function can take several times as long, so the loop figures understate what a part costs
 a crawl. This script runs bench_crawl's crawl (the same web, spider and settings, 10,000 pages) with timers around
 the parts that run for every request or page:
 
