@@ -141,8 +141,10 @@ class SitePolicy:
     files: dict[str, Fetched] = field(default_factory=dict)
     # usage_signals' answer for a policy when no source this origin has reads the URL, which is so on most sites
     # (no tdmrep.json, ai.txt, RSL licence, Content-Usage line or training crawler's group): then it is worked out
-    # once, not for every page. Forgotten whenever a file is added.
-    _site_wide: tuple[Policy, tuple[Signal, ...]] | None = field(default=None, init=False, repr=False, compare=False)
+    # once, not for every page; None when some source does (found out once too). Forgotten whenever a file is added.
+    _site_wide: tuple[Policy, tuple[Signal, ...] | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def unreachable(self) -> bool:
@@ -296,8 +298,8 @@ class SitePolicy:
 
     def usage_signals(self, url: str, policy: Policy) -> list[Signal]:
         """Site-level reservations that apply to ``url`` (robots.txt extensions, tdmrep.json, ai.txt, RSL)."""
-        site_wide = self._site_wide
-        if site_wide is not None and site_wide[0] is policy:
+        site_wide = self._site_wide if self._site_wide is not None and self._site_wide[0] is policy else None
+        if site_wide is not None and site_wide[1] is not None:
             return list(site_wide[1])
         mode = policy.mode
         found: list[Signal] = list(self.failures)
@@ -318,14 +320,15 @@ class SitePolicy:
             found += with_source(ai_txt.signals(self.ai_txt, url, policy.agent, mode=mode), self.origin + AI_TXT_PATH)
         for lic_url, doc in self.licenses.items():
             found += with_source(rsl.signals(doc, url, mode=mode, source=lic_url), lic_url)
-        if (
-            not cu_lines
-            and self.tdmrep is None
-            and self.ai_txt is None
-            and not self.licenses
-            and not (cross and robots.names_training_tokens(self.robots, policy.agent, source=self.robots_url))
-        ):
-            self._site_wide = (policy, tuple(found))
+        if site_wide is None:  # not yet known for this policy
+            reads_url = bool(
+                cu_lines
+                or self.tdmrep is not None
+                or self.ai_txt is not None
+                or self.licenses
+                or (cross and robots.names_training_tokens(self.robots, policy.agent, source=self.robots_url))
+            )
+            self._site_wide = (policy, None if reads_url else tuple(found))
         return found
 
 

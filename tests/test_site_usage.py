@@ -5,6 +5,7 @@ Whichever way, the answer for a URL must be the one a fresh computation gives.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,21 @@ def test_an_answer_for_one_policy_is_not_given_to_another() -> None:
     other = Policy.build(purpose="train-ai", agent="OtherBot", mode="conservative")
     assert shared.usage_signals(ORIGIN + "/p/1", other) == []
     assert shared.usage_signals(ORIGIN + "/p/2", POLICY) == ours
+
+
+def test_whether_an_origin_reads_the_url_is_found_out_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from middlewares.protocols import robots
+
+    asked: list[str] = []
+    real = robots.names_training_tokens
+
+    def counting(*args: Any, **kwargs: Any) -> bool:
+        asked.append("named?")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(robots, "names_training_tokens", counting)
+    robots_txt, files = SITES["a training crawler's group"]
+    shared = site(robots_txt, files)
+    answers = [shared.usage_signals(url, POLICY) for url in URLS + URLS]
+    assert asked == ["named?"]  # the per-URL answers below still come from the full computation
+    assert answers[: len(URLS)] == [site(robots_txt, files).usage_signals(url, POLICY) for url in URLS]
