@@ -20,7 +20,16 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.httpobj import urlparse_cached
 
 from middlewares.decoding import DecodingError, codings, decode
-from middlewares.engine import LoadedLicense, SitePolicy, load_license, origin_of, response_signals
+from middlewares.engine import (
+    SIGNAL_HEADERS,
+    LoadedLicense,
+    SitePolicy,
+    load_license,
+    media_type,
+    origin_of,
+    quiet_page,
+    response_signals,
+)
 from middlewares.policy import Decision
 from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
@@ -141,6 +150,23 @@ class OptOutPolicyFileDecoding:
         return response.replace(body=body, headers=headers)
 
 
+# Scrapy's names (title-cased bytes) of the headers response_signals reads, to screen a response's header names with.
+_SIGNAL_HEADER_KEYS = frozenset(name.encode("latin-1").title() for name in SIGNAL_HEADERS)
+
+
+def _quiet(response: Response, agent: str) -> bool:
+    """A 2xx answer, not redirected, with nothing for response_signals to find (engine.quiet_page), screened
+    straight from Scrapy's response: most pages are quiet, and for them no Fetched is built."""
+    if not 200 <= response.status < 300:
+        return False
+    headers = response.headers  # a dict of title-cased bytes names (Scrapy's Headers) to lists of bytes values
+    if not _SIGNAL_HEADER_KEYS.isdisjoint(dict.keys(headers)):
+        return False
+    types = dict.get(headers, b"Content-Type")
+    content_type = media_type(types[-1].decode("latin-1")) if types else ""
+    return quiet_page(response.body, content_type, response.url, agent)
+
+
 class OptOutUsageMiddleware:
     """Decides whether a fetched page may be used for the purpose: the site-level reservations, the response's headers,
     HTML and media metadata, and the RSL licences it links. A reserved page is dropped or annotated
@@ -161,26 +187,33 @@ class OptOutUsageMiddleware:
             return response
         state = self.state
         policy = state.policy
+        url = response.url
         first_url = (request.meta.get("redirect_urls") or [request.url])[0]
-        fetched = fetched_from_response(response, url=first_url)
-        origin = _origin(request) if response.url == request.url else origin_of(response.url)
+        origin = _origin(request) if url == request.url else origin_of(url)
         site = state.cache.cached(origin) or await state.cache.get(origin)
-        facts = response_signals(fetched, policy)
-        if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
-            return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
-        signals = site.usage_signals(response.url, policy) + facts.signals
-        notes = site.notes + facts.notes
-        if facts.license_urls and "rsl" not in policy.disabled:
-            linked, unread = await self._linked_licenses(facts.license_urls, response.url)
-            signals += linked
-            notes += unread
-        decision = policy.decide(response.url, signals, notes)
+        site_signals = site.usage_signals(url, policy)
+        fetched = None
+        if not site_signals and url == first_url and _quiet(response, policy.agent):
+            decision = policy.decide(url, (), site.notes)
+        else:
+            fetched = fetched_from_response(response, url=first_url)
+            facts = response_signals(fetched, policy)
+            if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
+                return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
+            signals = site_signals + facts.signals
+            notes = site.notes + facts.notes
+            if facts.license_urls and "rsl" not in policy.disabled:
+                linked, unread = await self._linked_licenses(facts.license_urls, url)
+                signals += linked
+                notes += unread
+            decision = policy.decide(url, signals, notes)
         request.meta[DECISION_META] = decision
         if decision.allowed:
             state.tally["optout/usage/allowed"] += 1
             return response
         state.stats.inc_value("optout/usage/reserved")
         drop = state.config.on_reserved == "drop"
+        assert fetched is not None  # a quiet page is allowed
         state.honour(decision, FETCHED_NOT_STORED if drop else EXCLUDED, site=site, response=fetched)
         if drop:
             reasons = "; ".join(f"{s.protocol}: {s.rule}" for s in decision.reservations)

@@ -60,8 +60,8 @@ class Fetched:
     def content_type(self) -> str:
         """The media type of the last Content-Type header, lower-case and without parameters; empty when there is
         none."""
-        values = self.header("content-type")
-        return values[-1].split(";")[0].strip().lower() if values else ""
+        values = self.headers.get("content-type")
+        return media_type(values[-1]) if values else ""
 
     @property
     def ok(self) -> bool:
@@ -74,6 +74,11 @@ class Fetched:
         if self.status is not None and 400 <= self.status < 500 and self.body:
             return replace(self, body=b"")
         return self
+
+
+def media_type(content_type: str) -> str:
+    """A Content-Type value's media type, lower-case and without parameters."""
+    return content_type.split(";")[0].strip().lower()
 
 
 def origin_of(url: str) -> str:
@@ -370,6 +375,22 @@ def load_license(url: str, fetched: Fetched, mode: Mode) -> LoadedLicense:
             source=url,
         )
         return LoadedLicense(failure=failure, note=f"{url}: {exc}")
+
+
+# Every response header response_signals reads besides Content-Type (tests/test_quiet_pages.py holds it to that).
+SIGNAL_HEADERS = frozenset({"tdm-reservation", "tdm-policy", "content-usage", "content-signal", "x-robots-tag", "link"})
+
+
+def quiet_page(body: bytes, content_type: str, url: str, agent: str) -> bool:
+    """Whether response_signals would find nothing in a 2xx answer from ``url`` (not redirected) that has none of
+    :data:`SIGNAL_HEADERS`: an HTML page whose head mentions none of the words its readers look for and that is
+    no login wall. Most pages are such pages, and this answers for them without the full reading: no Fetched,
+    no signal lists, no facts. Anything else (media, whose metadata is read in full, or a page with one of the
+    words) is False, and gets the full reading."""
+    if not _looks_like_html(body, content_type):
+        return False
+    head = scan_html(body)
+    return not head.mentions_any(_head_words(agent)) and access.login_wall_signal(url, url, head) is None
 
 
 @dataclass(slots=True)

@@ -100,15 +100,16 @@ class HtmlHead:
         links: tuple[Tag, ...] | None = None,
         title: str | None = None,
         body: bytes = b"",
-        text: str = "",
+        text: str | None = None,
         head: bytes | None = None,
     ) -> None:
         self._metas = metas
         self._links = links
         self._title = title
         self._body = body
+        # The head as text, decoded from ``head`` when first needed: most pages are answered from the bytes alone.
         self._text = text
-        self._head = head  # the bytes ``text`` was decoded from, when the caller has them
+        self._head = head  # the bytes ``text`` is decoded from, when the caller has them
         self._lower: str | None = None
         self._lower_utf8: bytes | None = None
         self._occurring: dict[str, bool] = {}
@@ -122,6 +123,8 @@ class HtmlHead:
 
     def _prepared(self) -> tuple[str, str, _Skipped]:
         if self._lower is None:
+            if self._text is None:
+                self._text = _decode(self._head or b"")
             text = self._text
             lower = text.lower()
             if len(lower) != len(text):  # a few characters change length when lower-cased; keep positions exact
@@ -129,6 +132,7 @@ class HtmlHead:
             self._lower = lower
             self._skipped = _Skipped(lower)
         assert self._skipped is not None
+        assert self._text is not None
         return self._text, self._lower, self._skipped
 
     @property
@@ -363,7 +367,7 @@ def scan_html(body: bytes) -> HtmlHead:
     body = body[:MAX_HTML_BYTES]
     head_end = _HEAD_END.search(body)
     head = body if head_end is None else body[: head_end.start()]
-    return HtmlHead(body=body, text=_decode(head), head=head)
+    return HtmlHead(body=body, head=head)
 
 
 _SKIP = re.compile(rb"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
