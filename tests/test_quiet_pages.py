@@ -62,7 +62,9 @@ def test_the_screen_covers_every_header_the_full_reading_asks_for() -> None:
             headers = _Watched({"content-type": [ctype], **every})
             response_signals(Fetched(URL, status, headers, body, final_url=URL), Policy.build(agent=AGENT))
             asked |= headers.asked
-    assert "x-robots-tag" in asked and "tdm-policy" in asked  # the headers were read, so the check below means something
+    assert (
+        "x-robots-tag" in asked and "tdm-policy" in asked
+    )  # the headers were read, so the check below means something
     assert asked <= SIGNAL_HEADERS | {"content-type"}, asked - SIGNAL_HEADERS
 
 
