@@ -27,10 +27,12 @@ from middlewares.engine import (
     load_license,
     media_type,
     origin_of,
+    page_head,
     quiet_page,
     response_signals,
 )
 from middlewares.policy import Decision
+from middlewares.protocols.html import HtmlHead
 from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
 from middlewares.rediscache import CacheUnavailable
@@ -154,17 +156,18 @@ class OptOutPolicyFileDecoding:
 _SIGNAL_HEADER_KEYS = frozenset(name.encode("latin-1").title() for name in SIGNAL_HEADERS)
 
 
-def _quiet(response: Response, agent: str) -> bool:
-    """A 2xx answer, not redirected, with nothing for response_signals to find (engine.quiet_page), screened
-    straight from Scrapy's response: most pages are quiet, and for them no Fetched is built."""
+def _screen(response: Response, agent: str) -> tuple[bool, HtmlHead | None]:
+    """Whether a 2xx answer, not redirected, has nothing for response_signals to find (engine.quiet_page), screened
+    straight from Scrapy's response: most pages are quiet, and for them no Fetched is built. With the answer, the
+    HTML head it scanned, for the full reading of a page that is not quiet."""
     if not 200 <= response.status < 300:
-        return False
+        return False, None
     headers = response.headers  # a dict of title-cased bytes names (Scrapy's Headers) to lists of bytes values
     if not _SIGNAL_HEADER_KEYS.isdisjoint(dict.keys(headers)):
-        return False
+        return False, None
     types = dict.get(headers, b"Content-Type")
-    content_type = media_type(types[-1].decode("latin-1")) if types else ""
-    return quiet_page(response.body, content_type, response.url, agent)
+    head = page_head(response.body, media_type(types[-1].decode("latin-1")) if types else "")
+    return head is not None and quiet_page(head, response.url, agent), head
 
 
 class OptOutUsageMiddleware:
@@ -193,11 +196,12 @@ class OptOutUsageMiddleware:
         site = state.cache.cached(origin) or await state.cache.get(origin)
         site_signals = site.usage_signals(url, policy)
         fetched = None
-        if not site_signals and url == first_url and _quiet(response, policy.agent):
+        quiet, head = _screen(response, policy.agent) if not site_signals and url == first_url else (False, None)
+        if quiet:
             decision = policy.decide(url, (), site.notes)
         else:
             fetched = fetched_from_response(response, url=first_url)
-            facts = response_signals(fetched, policy)
+            facts = response_signals(fetched, policy, head)
             if all(s.protocol == "fetch" for s in facts.signals) and facts.signals:
                 return response  # a 404 or 500 page is not an opt-out: let Scrapy's HttpError handling see it
             signals = site_signals + facts.signals

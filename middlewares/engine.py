@@ -381,15 +381,16 @@ def load_license(url: str, fetched: Fetched, mode: Mode) -> LoadedLicense:
 SIGNAL_HEADERS = frozenset({"tdm-reservation", "tdm-policy", "content-usage", "content-signal", "x-robots-tag", "link"})
 
 
-def quiet_page(body: bytes, content_type: str, url: str, agent: str) -> bool:
-    """Whether response_signals would find nothing in a 2xx answer from ``url`` (not redirected) that has none of
-    :data:`SIGNAL_HEADERS`: an HTML page whose head mentions none of the words its readers look for and that is
-    no login wall. Most pages are such pages, and this answers for them without the full reading: no Fetched,
-    no signal lists, no facts. Anything else (media, whose metadata is read in full, or a page with one of the
-    words) is False, and gets the full reading."""
-    if not _looks_like_html(body, content_type):
-        return False
-    head = scan_html(body)
+def page_head(body: bytes, content_type: str) -> HtmlHead | None:
+    """The head the usage stage reads of an HTML response; None for anything else, whose media metadata is read."""
+    return scan_html(body) if _looks_like_html(body, content_type) else None
+
+
+def quiet_page(head: HtmlHead, url: str, agent: str) -> bool:
+    """Whether response_signals would find nothing in a 2xx HTML answer from ``url`` (not redirected) that has none
+    of :data:`SIGNAL_HEADERS`: its head mentions none of the words the HTML readers look for, and it is no login
+    wall. Most pages are such pages, and this answers for them without the full reading: no Fetched, no signal
+    lists, no facts. A page that is not quiet gets the full reading, which takes the head already scanned."""
     return not head.mentions_any(_head_words(agent)) and access.login_wall_signal(url, url, head) is None
 
 
@@ -403,8 +404,9 @@ class ResponseFacts:
     notes: list[str] = field(default_factory=list)
 
 
-def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
-    """Usage-stage signals of one fetched resource: status, headers, HTML head, embedded media metadata.
+def response_signals(fetched: Fetched, policy: Policy, head: HtmlHead | None = None) -> ResponseFacts:
+    """Usage-stage signals of one fetched resource: status, headers, HTML head, embedded media metadata. ``head`` is
+    :func:`page_head` of its body when the caller has it already.
 
     TDMRep signals are returned in TDMRep's processing order (header, HTML, file metadata) so the policy can
     resolve them by that order (§2.6)."""
@@ -443,9 +445,9 @@ def response_signals(fetched: Fetched, policy: Policy) -> ResponseFacts:
         found += robots_tag.header_signals(robots_lines, policy.agent, is_image=is_image, mode=mode)
     links = header("link")
     licenses = rsl.license_urls_from_headers(links, url) if links else []
-    head: HtmlHead | None = None
-    if _looks_like_html(fetched.body, ctype):
-        head = scan_html(fetched.body)
+    if head is None:
+        head = page_head(fetched.body, ctype)
+    if head is not None:
         if head.mentions_any(_head_words(policy.agent)):  # a head without any of their words has nothing for them
             sig = tdmrep.html_signal(head, mode=mode)
             if sig is not None:

@@ -98,6 +98,8 @@ class Policy:
         """The answer for ``url``: disabled protocols ignored, TDMRep resolved by its own order, then any signal that
         denies the purpose is a reservation (most restrictive wins)."""
         observed = [s for s in signals if s.protocol not in self.disabled]
+        if not observed:  # most pages: nothing to resolve or weigh
+            return Decision(url, self.purpose, self.agent, self.mode, True, errors=list(errors))
         observed = resolve_tdmrep(observed, self.mode)
         reservations = [s for s in observed if s.denies(self.purpose)]
         return Decision(

@@ -1,4 +1,4 @@
-"""The usage middleware's screen for quiet pages (downloader._quiet, engine.quiet_page): a page without any header
+"""The usage middleware's screen for quiet pages (downloader._screen, engine.quiet_page): a page without any header
 the usage stage reads, whose head mentions none of the words its HTML readers look for and that is no login wall,
 is allowed without the full reading. The screen must never decide differently from the full reading."""
 
@@ -158,7 +158,7 @@ def test_a_screened_page_gets_the_decision_the_full_reading_gives(
         if screened:
             answers.append(_summary(_decide(middleware, request, response)))
         else:
-            with patch.object(downloader, "_quiet", lambda response, agent: False):
+            with patch.object(downloader, "quiet_page", lambda head, url, agent: False):
                 answers.append(_summary(_decide(middleware, request, response)))
     assert answers[0] == answers[1]
 
