@@ -7,9 +7,9 @@ a crawl. This script runs bench_crawl's crawl (the same web, spider and settings
 the parts that run for every request or page:
 
 * Scrapy with ``ROBOTSTXT_OBEY``: Protego's ``can_fetch`` behind RobotsTxtMiddleware, which our access check replaces;
-* the add-on: the access check (robots.txt match, blocklist, Crawl-delay), the usage middleware and its parts (response
-  headers and HTML head, the origin's site-level signals, the decision), the item stamp and the pipeline, and the
-  registry writer thread's CPU time.
+* the add-on: the access check (robots.txt match, blocklist, Crawl-delay), the usage middleware and its parts (the
+  screen that answers for quiet pages from their headers and HTML head, the full reading of the others, the origin's
+  site-level signals, the decision), the item stamp and the pipeline, and the registry writer thread's CPU time.
 
 Each is printed in microseconds a page and as a share of the crawl's elapsed time, as the median of ``--rounds``
 crawls. A timer costs about 0.3 µs a call, counted in every figure; nested parts are included in their parent's.
@@ -44,8 +44,9 @@ PARTS: dict[str, list[tuple[str, str, str, str]]] = {
         ("access check", "middlewares.downloader", "_AccessChecks.process_request", "coroutine"),
         ("  robots.txt match", "middlewares.engine", "SitePolicy.access_signals", "method"),
         ("usage middleware", "middlewares.downloader", "OptOutUsageMiddleware.process_response", "coroutine"),
-        ("  response as Fetched", "middlewares.downloader", "fetched_from_response", "function"),
-        ("  headers and HTML head", "middlewares.downloader", "response_signals", "function"),
+        ("  quiet-page screen", "middlewares.downloader", "_screen", "function"),
+        ("  as Fetched (not quiet)", "middlewares.downloader", "fetched_from_response", "function"),
+        ("  full reading (not quiet)", "middlewares.downloader", "response_signals", "function"),
         ("  site-level signals", "middlewares.engine", "SitePolicy.usage_signals", "method"),
         ("  decision", "middlewares.policy", "Policy.decide", "method"),
         ("item stamp", "middlewares.items", "_stamp_for", "function"),
