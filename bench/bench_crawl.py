@@ -17,7 +17,9 @@ Like with like: the add-on brings an extension that calls ``gc.freeze()`` once t
 project could use; both sides get it (``--gc freeze``, the default) or neither does (``--gc default``).
 
 Throughput is pages delivered to the spider per second of crawl (``item_scraped_count`` over
-``elapsed_time_seconds``, start-up and shutdown included); CPU is the crawler process's user+system time per page;
+``elapsed_time_seconds``, start-up and shutdown included), and beside it the rate between the 10 % and 90 % marks of the
+pages, once every origin's policy is loaded (no start-up, no tail), which tells a per-page cost from a per-origin one,
+and the seconds the garbage collector took; CPU is the crawler process's user+system time per page;
 peak memory is its ``ru_maxrss``. By default the crawls run one at a time, alternating (a, b, b, a, a, b, …) so
 that a drift of the machine's speed hits both alike, and the medians of ``--repeat`` rounds (at least 5) are
 compared, with every run printed. ``--paired`` runs (a) and (b) at the same time instead, each against its own
@@ -181,10 +183,14 @@ class ProxyMiddleware:
             request.meta["proxy"] = self.proxies[zlib.crc32(host) % len(self.proxies)]
 
 
-def plain_spider(origins: int) -> Any:
+def plain_spider(origins: int, marks: dict[int, float] | None = None) -> Any:
     """The spider every crawl benchmark runs as its baseline: a plain Scrapy spider that knows nothing of this
-    project (title and links, follows every link). Built inside the child process, after its settings."""
+    project (title and links, follows every link). Built inside the child process, after its settings. ``marks``:
+    page counts at which to note the time (``time.perf_counter``), at the cost of a counter a page, on both sides."""
     import scrapy
+
+    noted = marks if marks is not None else {}
+    parsed = [0]
 
     class PlainSpider(scrapy.Spider):
         name = "plain"
@@ -194,6 +200,9 @@ def plain_spider(origins: int) -> Any:
                 yield scrapy.Request(f"http://site{i:05d}.test/")
 
         def parse(self, response: Any) -> Any:
+            parsed[0] += 1
+            if parsed[0] in noted:
+                noted[parsed[0]] = time.perf_counter()
             yield {"url": response.url, "title": response.css("title::text").get()}
             for href in response.css("a::attr(href)").getall():
                 yield response.follow(href)
@@ -263,7 +272,10 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
 
     gc.callbacks.append(gc_timer)
     process = CrawlerProcess(settings)
-    crawler = process.create_crawler(plain_spider(origins))
+    # When the 10 % and 90 % marks of the pages were parsed: the rate between them is the crawl's once every origin
+    # has its policy (no start-up, no tail), which tells a per-page cost from a per-origin one.
+    marks = {max(1, origins * pages // 10): 0.0, max(1, origins * pages * 9 // 10): 0.0}
+    crawler = process.create_crawler(plain_spider(origins, marks))
     process.crawl(crawler)
     if profile:
         import cProfile
@@ -280,12 +292,14 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
         process.start()
     stats = crawler.stats.get_stats()
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    first, last = sorted(marks)
     out = {
         "items": stats.get("item_scraped_count", 0),
         "responses": stats.get("response_received_count", 0),
         "elapsed": stats.get("elapsed_time_seconds", 0.0),
         "maxrss_mb": usage.ru_maxrss / 1024,
         "cpu": usage.ru_utime + usage.ru_stime,
+        "steady_pps": (last - first) / (marks[last] - marks[first]) if marks[last] > marks[first] else 0.0,
         "gc_seconds": gc_time[0],
         "gc_full": gc_time[3],
         "gc_objects": len(gc.get_objects()),
@@ -369,7 +383,7 @@ def label(variant: str) -> str:
 def table(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
     width = 1 + max(len(rs) for rs in runs.values()) * 6  # every round's figure, however many rounds
     head = f"{'variant':<14}{'pages':>7}{'pages/s median':>16}{'runs':>{width}}{'CPU ms/page':>13}{'peak RSS MB':>13}"
-    print(head + f"{'records':>9}")
+    print(head + f"{'records':>9}{'10-90% p/s':>12}{'GC s':>7}")
     med = {}
     for v, rs in runs.items():
         med[v] = statistics.median(r["pps"] for r in rs)
@@ -378,7 +392,8 @@ def table(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
         rss = max(r["maxrss_mb"] for r in rs)
         print(
             f"{label(v):<14}{rs[0]['items']:>7}{med[v]:>16.0f}{all_runs:>{width}}{cpu:>13.2f}{rss:>13.0f}"
-            f"{rs[0]['records']:>9}"
+            f"{rs[0]['records']:>9}{statistics.median(r['steady_pps'] for r in rs):>12.0f}"
+            f"{statistics.median(r['gc_seconds'] for r in rs):>7.2f}"
         )
     if len({r["items"] for rs in runs.values() for r in rs}) != 1:
         print("WARNING: the variants did not deliver the same pages")
@@ -432,6 +447,12 @@ def sequential(variants: list[str], origins: int, pages: int, repeat: int) -> No
     spread = [o["pps"] / b["pps"] for b, o in zip(runs[base], runs[ours], strict=True)]
     cpu = {v: statistics.median(r["cpu_ms"] for r in rs) for v, rs in runs.items()}
     cpu_cost = cpu[ours] / cpu[base] - 1
+    steady = {v: statistics.median(r["steady_pps"] for r in rs) for v, rs in runs.items()}
+    print(
+        f"between the 10 % and 90 % marks (every origin's policy loaded): {steady[ours] / steady[base]:.3f} of "
+        f"{label(base)}'s rate; garbage collection {statistics.median(r['gc_seconds'] for r in runs[base]):.2f} -> "
+        f"{statistics.median(r['gc_seconds'] for r in runs[ours]):.2f} s a crawl"
+    )
     print(
         f"per-round {label(ours)} / {label(base)} throughput: "
         + " ".join(f"{x:.3f}" for x in spread)
