@@ -292,14 +292,16 @@ def run_crawl(variant: str, origins: int, pages: int, workdir: str, profile: boo
         process.start()
     stats = crawler.stats.get_stats()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    first, last = sorted(marks)
+    first, last = min(marks), max(marks)  # one mark in a crawl of a page or a few
     out = {
         "items": stats.get("item_scraped_count", 0),
         "responses": stats.get("response_received_count", 0),
         "elapsed": stats.get("elapsed_time_seconds", 0.0),
         "maxrss_mb": usage.ru_maxrss / 1024,
         "cpu": usage.ru_utime + usage.ru_stime,
-        "steady_pps": (last - first) / (marks[last] - marks[first]) if marks[last] > marks[first] else 0.0,
+        "steady_pps": (last - first) / (marks[last] - marks[first])
+        if last > first and marks[last] > marks[first]
+        else 0.0,
         "gc_seconds": gc_time[0],
         "gc_full": gc_time[3],
         "gc_objects": len(gc.get_objects()),
