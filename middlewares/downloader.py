@@ -25,7 +25,6 @@ from middlewares.engine import (
     LoadedLicense,
     SitePolicy,
     load_license,
-    media_type,
     origin_of,
     page_head,
     quiet_page,
@@ -33,6 +32,7 @@ from middlewares.engine import (
 )
 from middlewares.policy import Decision
 from middlewares.protocols.html import HtmlHead
+from middlewares.protocols.media import media_type
 from middlewares.protocols.signals import Signal
 from middlewares.recording import EXCLUDED, FETCHED_NOT_STORED, NOT_FETCHED
 from middlewares.rediscache import CacheUnavailable

@@ -61,7 +61,7 @@ class Fetched:
         """The media type of the last Content-Type header, lower-case and without parameters; empty when there is
         none."""
         values = self.headers.get("content-type")
-        return media_type(values[-1]) if values else ""
+        return media.media_type(values[-1]) if values else ""
 
     @property
     def ok(self) -> bool:
@@ -74,11 +74,6 @@ class Fetched:
         if self.status is not None and 400 <= self.status < 500 and self.body:
             return replace(self, body=b"")
         return self
-
-
-def media_type(content_type: str) -> str:
-    """A Content-Type value's media type, lower-case and without parameters."""
-    return content_type.split(";")[0].strip().lower()
 
 
 def origin_of(url: str) -> str:

@@ -34,6 +34,7 @@ from middlewares.downloader import DECISION_META
 from middlewares.engine import origin_of
 from middlewares.policy import Decision
 from middlewares.protocols.blocklist import listed_site
+from middlewares.protocols.media import media_type
 from middlewares.recording import MAX_EVIDENCE, header_block
 from middlewares.sitecache import PolicyStore
 from middlewares.state import OptOutState, fetched_from_response
@@ -196,7 +197,7 @@ class CompliantSpider(scrapy.Spider):
                     yield self._page(link, depth + 1)
 
     def _item(self, response: Response) -> dict[str, Any]:
-        content_type = (response.headers.get(b"Content-Type") or b"").decode("latin-1").split(";")[0].strip().lower()
+        content_type = media_type((response.headers.get(b"Content-Type") or b"").decode("latin-1"))
         item: dict[str, Any] = {
             "url": response.url,
             "status": response.status,

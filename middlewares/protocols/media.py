@@ -26,7 +26,8 @@ _EPUB_TYPE = "application/epub+zip"
 _BINARY_KINDS = frozenset(("jpeg", "png", "webp", "gif", "tiff", "pdf", "zip", "jumbf", "bmff"))
 
 
-def _media_type(content_type: str | None) -> str:
+def media_type(content_type: str | None) -> str:
+    """A Content-Type value's media type, lower-case and without parameters; empty for none."""
     if not isinstance(content_type, str):
         return ""
     return content_type.split(";", 1)[0].strip().lower()
@@ -36,15 +37,15 @@ def is_epub(body: bytes, content_type: str | None = None) -> bool:
     """A zip that is an EPUB: declared so, or with the OCF ``mimetype`` first member (stored, uncompressed)."""
     if not body.startswith(b"PK\x03\x04"):
         return False
-    if _media_type(content_type) == _EPUB_TYPE:
+    if media_type(content_type) == _EPUB_TYPE:
         return True
     return body[30:38] == b"mimetype" and b"application/epub+zip" in body[38:100]
 
 
 def _collect(body: bytes, content_type: str | None, mode: Mode) -> list[Signal]:
-    media_type = _media_type(content_type)
+    declared = media_type(content_type)
     kind = sniff(body)
-    if kind == "html" or (media_type in _SKIPPED_TYPES and kind not in _BINARY_KINDS):
+    if kind == "html" or (declared in _SKIPPED_TYPES and kind not in _BINARY_KINDS):
         return []
     from . import c2pa, iptc  # here, not at import: only media responses need them (start-up of every crawl)
 
@@ -56,7 +57,7 @@ def _collect(body: bytes, content_type: str | None, mode: Mode) -> list[Signal]:
                 out.append(sig)
         return out + c2pa.signals(body, content_type, mode=mode)
     docs = [parse_xmp(packet) for packet in extract_xmp_packets(body, content_type)]
-    if kind == "svg" or (not any(docs) and media_type == "image/svg+xml"):
+    if kind == "svg" or (not any(docs) and declared == "image/svg+xml"):
         # SVG keeps RDF metadata inline, with namespaces often declared on the <svg> root.
         docs.append(parse_xml_document(body))
     for doc in docs:
