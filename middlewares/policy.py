@@ -10,7 +10,7 @@ later source supersedes an earlier one; conservative mode keeps every reservatio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from middlewares.protocols import tdmrep
 from middlewares.protocols.signals import PROTOCOLS, Mode, Purpose, Signal
@@ -99,7 +99,7 @@ class Policy:
         denies the purpose is a reservation (most restrictive wins)."""
         observed = [s for s in signals if s.protocol not in self.disabled]
         if not observed:  # most pages: nothing to resolve or weigh
-            return Decision(url, self.purpose, self.agent, self.mode, True, errors=list(errors))
+            return Decision(url, self.purpose, self.agent, self.mode, True, errors=tuple(errors))
         observed = resolve_tdmrep(observed, self.mode)
         reservations = [s for s in observed if s.denies(self.purpose)]
         return Decision(
@@ -108,9 +108,9 @@ class Policy:
             agent=self.agent,
             mode=self.mode,
             allowed=not reservations,
-            reservations=reservations,
-            signals=observed,
-            errors=list(errors),
+            reservations=tuple(reservations),
+            signals=tuple(observed),
+            errors=tuple(errors),
         )
 
 
@@ -126,16 +126,19 @@ def resolve_tdmrep(signals: list[Signal], mode: Mode) -> list[Signal]:
 
 @dataclass(slots=True)
 class Decision:
-    """The answer for one URL and purpose, with every signal that denied it and everything else observed."""
+    """The answer for one URL and purpose, with every signal that denied it and everything else observed. Tuples, not
+    lists: a crawl keeps one per page in ``request.meta``, and Scrapy's responses are freed by the garbage collector
+    (a response and its cached selector refer to each other): empty tuples are one shared object the collector does not
+    track, where three empty lists were three more objects a page for it to walk."""
 
     url: str
     purpose: Purpose
     agent: str
     mode: Mode
     allowed: bool
-    reservations: list[Signal] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    reservations: tuple[Signal, ...] = ()
+    signals: tuple[Signal, ...] = ()
+    errors: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         """The `check --json` contract of DESIGN.md."""

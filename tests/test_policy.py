@@ -44,7 +44,7 @@ def test_a_deny_for_the_purpose_wins_over_any_allow() -> None:
 
 def test_a_deny_for_another_purpose_does_not_block() -> None:
     d = Policy.build(purpose="search").decide("u", [sig("tdmrep", TRAIN, INPUT)], errors=["e"])
-    assert d.allowed and d.reservations == [] and d.errors == ["e"]
+    assert d.allowed and d.reservations == () and d.errors == ("e",)
     assert Policy.build(purpose="ai-input").decide("u", [sig("tdmrep", TRAIN, INPUT)]).allowed is False
 
 
