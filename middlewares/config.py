@@ -73,6 +73,7 @@ class OptOutConfig:
     integrate: bool = default("OPTOUT_REGISTRY_INTEGRATE")
     registry_flush: float = default("OPTOUT_REGISTRY_FLUSH")
     prefetch: int = 16  # start requests whose origin's policy is loaded ahead (default: CONCURRENT_REQUESTS)
+    lazy_start_after: int = default("OPTOUT_LAZY_START_AFTER")
     signer: Signer | None = field(default=None, compare=False)  # set when OPTOUT_SIGNING_KEY is
 
     @classmethod
@@ -108,6 +109,7 @@ class OptOutConfig:
             integrate=settings.getbool("OPTOUT_REGISTRY_INTEGRATE", default("OPTOUT_REGISTRY_INTEGRATE")),
             registry_flush=_positive(settings, "OPTOUT_REGISTRY_FLUSH"),
             prefetch=_count(settings, "OPTOUT_PREFETCH", settings.getint("CONCURRENT_REQUESTS", 16)),
+            lazy_start_after=_count(settings, "OPTOUT_LAZY_START_AFTER", default("OPTOUT_LAZY_START_AFTER")),
             signer=signer_from_settings(settings),
         )
 

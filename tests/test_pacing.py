@@ -23,7 +23,7 @@ from tests.support.scrapyproject import crawl
 
 def test_start_requests_wait_while_the_engine_needs_to_back_out(monkeypatch: pytest.MonkeyPatch) -> None:
     answers = [True, True, False, True, False]  # saturated twice before the first request, once before the second
-    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": ""})
+    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": "", "OPTOUT_LAZY_START_AFTER": 0})
     crawler.engine = SimpleNamespace(running=True, needs_backout=lambda: answers.pop(0) if answers else False)
     waits: list[float] = []
     monkeypatch.setattr(pacing, "deferLater", lambda reactor, delay: waits.append(delay) or succeed(None))
@@ -39,12 +39,40 @@ def test_start_requests_wait_while_the_engine_needs_to_back_out(monkeypatch: pyt
     assert waits == [POLL, POLL, POLL]
 
 
+def test_the_first_start_requests_go_straight_on_as_scrapy_would_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to OPTOUT_LAZY_START_AFTER seeds pass without asking the engine (a saturated one, here); from then on each
+    waits until it can take more."""
+    answers = [True, True, False, True, False]
+    asked: list[bool] = []
+
+    def needs_backout() -> bool:
+        asked.append(answers.pop(0) if answers else False)
+        return asked[-1]
+
+    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": "", "OPTOUT_LAZY_START_AFTER": 2})
+    crawler.engine = SimpleNamespace(running=True, needs_backout=needs_backout)
+    waits: list[float] = []
+    monkeypatch.setattr(pacing, "deferLater", lambda reactor, delay: waits.append(delay) or succeed(None))
+
+    async def start() -> AsyncIterator[Any]:
+        for n in range(4):
+            yield n
+
+    async def passed_on() -> list[Any]:
+        return [x async for x in LazyStartMiddleware(crawler).process_start(start())]  # type: ignore[arg-type]
+
+    assert asyncio.run(passed_on()) == [0, 1, 2, 3]
+    assert asked == [True, True, False, True, False]  # only the third and fourth seed asked
+    assert waits == [POLL, POLL, POLL]
+
+
 def test_lazy_start_is_part_of_the_add_on_and_can_be_switched_off() -> None:
     assert "middlewares.pacing.LazyStartMiddleware" in SPIDER_MIDDLEWARES
     with pytest.raises(NotConfigured):
         LazyStartMiddleware.from_crawler(get_crawler(settings_dict={"OPTOUT_LAZY_START": False}))
     started = LazyStartMiddleware.from_crawler(get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": ""}))
     assert started.prefetch == 16  # Scrapy's CONCURRENT_REQUESTS
+    assert started.after == 256
 
 
 @pytest.mark.parametrize("prefetch", [4, 0])
@@ -55,7 +83,7 @@ def test_policies_of_upcoming_origins_load_while_the_downloader_is_full(
     their policy files) are fetched while the first origin's page waits, not one origin after another."""
     origins = [web.site(f"o{i}", {"/robots.txt": Route(body="User-agent: *\nAllow: /\n", delay=0.2), "/": page("x")})
                for i in range(4)]  # fmt: skip
-    settings = {"CONCURRENT_REQUESTS": 1, "OPTOUT_PREFETCH": prefetch}
+    settings = {"CONCURRENT_REQUESTS": 1, "OPTOUT_PREFETCH": prefetch, "OPTOUT_LAZY_START_AFTER": 0}
     out = crawl([o + "/" for o in origins], tmp_path, settings=settings)
     assert len(out["reached"]) == 4
     last_robots = web.hits("o3", "/robots.txt")[0].time
