@@ -103,7 +103,7 @@ SETTINGS: MappingProxyType[str, Setting] = MappingProxyType(
             256,
             "start requests passed straight to Scrapy's scheduler, as Scrapy itself would, before the lazy start "
             "holds the others back (a few hundred pending origins cost its queue little; holding back every seed "
-            "cost a 100-origin crawl 3 % of its throughput)",
+            "cost a 100-origin crawl 5 % of its throughput)",
             readme=True,
         ),
         "OPTOUT_PREFETCH": Setting(
