@@ -21,27 +21,9 @@ from middlewares.pacing import POLL, LazyStartMiddleware
 from tests.support.scrapyproject import crawl
 
 
-def test_start_requests_wait_while_the_engine_needs_to_back_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = [True, True, False, True, False]  # saturated twice before the first request, once before the second
-    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": "", "OPTOUT_LAZY_START_AFTER": 0})
-    crawler.engine = SimpleNamespace(running=True, needs_backout=lambda: answers.pop(0) if answers else False)
-    waits: list[float] = []
-    monkeypatch.setattr(pacing, "deferLater", lambda reactor, delay: waits.append(delay) or succeed(None))
-
-    async def start() -> AsyncIterator[Any]:
-        for n in range(3):
-            yield n
-
-    async def passed_on() -> list[Any]:
-        return [x async for x in LazyStartMiddleware(crawler).process_start(start())]  # type: ignore[arg-type]
-
-    assert asyncio.run(passed_on()) == [0, 1, 2]
-    assert waits == [POLL, POLL, POLL]
-
-
-def test_the_first_start_requests_go_straight_on_as_scrapy_would_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Up to OPTOUT_LAZY_START_AFTER seeds pass without asking the engine (a saturated one, here); from then on each
-    waits until it can take more."""
+def _lazy_start(monkeypatch: pytest.MonkeyPatch, after: int, seeds: int) -> tuple[list[Any], list[bool], list[float]]:
+    """What the middleware passes on from ``seeds`` start requests, to an engine that is saturated twice, free, then
+    saturated once and free for good: the requests in order, each answer the engine gave, and the waits."""
     answers = [True, True, False, True, False]
     asked: list[bool] = []
 
@@ -49,19 +31,33 @@ def test_the_first_start_requests_go_straight_on_as_scrapy_would_send_them(monke
         asked.append(answers.pop(0) if answers else False)
         return asked[-1]
 
-    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": "", "OPTOUT_LAZY_START_AFTER": 2})
+    crawler = get_crawler(settings_dict={"OPTOUT_REGISTRY_URL": "", "OPTOUT_LAZY_START_AFTER": after})
     crawler.engine = SimpleNamespace(running=True, needs_backout=needs_backout)
     waits: list[float] = []
     monkeypatch.setattr(pacing, "deferLater", lambda reactor, delay: waits.append(delay) or succeed(None))
 
     async def start() -> AsyncIterator[Any]:
-        for n in range(4):
+        for n in range(seeds):
             yield n
 
     async def passed_on() -> list[Any]:
         return [x async for x in LazyStartMiddleware(crawler).process_start(start())]  # type: ignore[arg-type]
 
-    assert asyncio.run(passed_on()) == [0, 1, 2, 3]
+    return asyncio.run(passed_on()), asked, waits
+
+
+def test_start_requests_wait_while_the_engine_needs_to_back_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    passed, asked, waits = _lazy_start(monkeypatch, after=0, seeds=3)
+    assert passed == [0, 1, 2]
+    assert asked == [True, True, False, True, False, False]  # twice before the first, once before the second
+    assert waits == [POLL, POLL, POLL]
+
+
+def test_the_first_start_requests_go_straight_on_as_scrapy_would_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to OPTOUT_LAZY_START_AFTER seeds pass without asking the engine (a saturated one, here); from then on each
+    waits until it can take more."""
+    passed, asked, waits = _lazy_start(monkeypatch, after=2, seeds=4)
+    assert passed == [0, 1, 2, 3]
     assert asked == [True, True, False, True, False]  # only the third and fourth seed asked
     assert waits == [POLL, POLL, POLL]
 
